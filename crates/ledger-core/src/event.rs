@@ -1,0 +1,525 @@
+//! The event contract: CloudEvents 1.0 envelopes (structured and binary mode)
+//! carrying one typed `data` shape per session event type.
+//!
+//! Decoding validates everything the fold relies on; unknown fields are
+//! ignored for forward compatibility. Every failure is a [`DecodeError`] whose
+//! `Display` is the reason written to the dead-letter topic.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::config::TimeoutPatch;
+use crate::time::parse_rfc3339_ms;
+
+/// Largest accepted encoded event, in bytes. Larger records are dead-lettered.
+pub const MAX_EVENT_BYTES: usize = 256 * 1024;
+
+/// Why a record is not a valid session event.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("oversize: {0} bytes exceeds the {MAX_EVENT_BYTES}-byte limit")]
+    Oversize(usize),
+    #[error("invalid UTF-8 in {0}")]
+    Utf8(&'static str),
+    #[error("bad JSON: {0}")]
+    Json(String),
+    #[error("missing attribute `{0}`")]
+    Missing(&'static str),
+    #[error("unsupported specversion `{0}` (expected 1.0)")]
+    SpecVersion(String),
+    #[error("unknown event type `{0}`")]
+    UnknownType(String),
+    #[error("unparseable time `{0}` (expected RFC 3339)")]
+    BadTime(String),
+    #[error("invalid data for {kind}: {reason}")]
+    BadData { kind: &'static str, reason: String },
+    #[error("record key `{key}` does not match subject `{subject}`")]
+    KeyMismatch { key: String, subject: String },
+}
+
+/// The nine session event types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum EventKind {
+    Created,
+    Activity,
+    Renewed,
+    Expired,
+    Abandoned,
+    Ended,
+    Revoked,
+    Removed,
+    Replaced,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 9] = [
+        EventKind::Created,
+        EventKind::Activity,
+        EventKind::Renewed,
+        EventKind::Expired,
+        EventKind::Abandoned,
+        EventKind::Ended,
+        EventKind::Revoked,
+        EventKind::Removed,
+        EventKind::Replaced,
+    ];
+
+    /// The CloudEvents `type` string, e.g. `session.created`.
+    pub fn type_name(self) -> &'static str {
+        match self {
+            EventKind::Created => "session.created",
+            EventKind::Activity => "session.activity",
+            EventKind::Renewed => "session.renewed",
+            EventKind::Expired => "session.expired",
+            EventKind::Abandoned => "session.abandoned",
+            EventKind::Ended => "session.ended",
+            EventKind::Revoked => "session.revoked",
+            EventKind::Removed => "session.removed",
+            EventKind::Replaced => "session.replaced",
+        }
+    }
+
+    pub fn from_type_name(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.type_name() == s)
+    }
+
+    pub fn is_terminal(self) -> bool {
+        !matches!(
+            self,
+            EventKind::Created | EventKind::Activity | EventKind::Renewed
+        )
+    }
+}
+
+/// Token usage carried by an activity event.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    #[serde(default)]
+    pub prompt_tokens: u64,
+    #[serde(default)]
+    pub completion_tokens: u64,
+}
+
+/// Cost carried by an activity event (currency units, as sent).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Billing {
+    #[serde(default)]
+    pub input_cost: f64,
+    #[serde(default)]
+    pub output_cost: f64,
+}
+
+/// The device behind an activity (Clerk's `SessionActivity`, minus its id).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Device {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_type: Option<String>,
+    #[serde(default)]
+    pub is_mobile: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub browser_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub browser_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_address: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub city: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+}
+
+/// `data` of `session.created`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CreatedData {
+    pub user_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_type: Option<SessionType>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<serde_json::Map<String, Value>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub contact_ids: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<serde_json::Map<String, Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organization_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<TimeoutPatch>,
+    /// Explicit absolute expiry (RFC 3339), overriding the rule for this event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    #[serde(default)]
+    pub unlimited: bool,
+}
+
+/// Wingspan's session types.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SessionType {
+    #[default]
+    User,
+    API,
+    Guest,
+}
+
+/// `data` of `session.activity`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ActivityData {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organization_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<Device>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub billing: Option<Billing>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub contact_ids: Vec<String>,
+}
+
+/// `data` of `session.renewed`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RenewedData {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<TimeoutPatch>,
+}
+
+/// `data` of the terminal types.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TerminalData {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Typed `data`, one variant per shape.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventData {
+    Created(Box<CreatedData>),
+    Activity(Box<ActivityData>),
+    /// Renewal; `expires_at_ms` is the parsed explicit expiry, if any.
+    Renewed {
+        timeout: Option<TimeoutPatch>,
+        expires_at_ms: Option<i64>,
+    },
+    Terminal(TerminalData),
+}
+
+/// A decoded, validated session event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// CloudEvents `id`; unique per event, used for de-duplication.
+    pub id: String,
+    /// CloudEvents `source`.
+    pub source: String,
+    pub kind: EventKind,
+    /// The session id (CloudEvents `subject`, also the Kafka key).
+    pub session_id: String,
+    /// Event time, Unix ms.
+    pub time_ms: i64,
+    /// Explicit expiry of a `created` event, Unix ms (parsed from `data`).
+    pub created_expires_at_ms: Option<i64>,
+    pub data: EventData,
+}
+
+/// The structured-mode envelope as it appears on the wire.
+#[derive(Deserialize)]
+struct Envelope {
+    specversion: Option<String>,
+    id: Option<String>,
+    source: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    subject: Option<String>,
+    time: Option<String>,
+    #[serde(default)]
+    data: Option<Value>,
+}
+
+/// Decodes a structured-mode CloudEvent (the whole event is the JSON payload).
+pub fn decode_structured(payload: &[u8]) -> Result<Event, DecodeError> {
+    if payload.len() > MAX_EVENT_BYTES {
+        return Err(DecodeError::Oversize(payload.len()));
+    }
+    let env: Envelope =
+        serde_json::from_slice(payload).map_err(|e| DecodeError::Json(e.to_string()))?;
+    build(
+        env.specversion.as_deref(),
+        env.id,
+        env.source,
+        env.kind,
+        env.subject,
+        env.time,
+        env.data,
+    )
+}
+
+/// Decodes a binary-mode CloudEvent: attributes in `ce_*` headers, `data` as
+/// the payload. `header` looks up a header's value by name.
+pub fn decode_binary<'a>(
+    header: impl Fn(&str) -> Option<&'a [u8]>,
+    payload: &[u8],
+) -> Result<Event, DecodeError> {
+    if payload.len() > MAX_EVENT_BYTES {
+        return Err(DecodeError::Oversize(payload.len()));
+    }
+    let text = |name: &'static str| -> Result<Option<String>, DecodeError> {
+        match header(name) {
+            None => Ok(None),
+            Some(v) => std::str::from_utf8(v)
+                .map(|s| Some(s.to_string()))
+                .map_err(|_| DecodeError::Utf8(name)),
+        }
+    };
+    let data = if payload.is_empty() {
+        None
+    } else {
+        Some(serde_json::from_slice(payload).map_err(|e| DecodeError::Json(e.to_string()))?)
+    };
+    let spec = text("ce_specversion")?;
+    build(
+        spec.as_deref(),
+        text("ce_id")?,
+        text("ce_source")?,
+        text("ce_type")?,
+        text("ce_subject")?,
+        text("ce_time")?,
+        data,
+    )
+}
+
+fn non_empty(v: Option<String>, name: &'static str) -> Result<String, DecodeError> {
+    match v {
+        Some(s) if !s.is_empty() => Ok(s),
+        _ => Err(DecodeError::Missing(name)),
+    }
+}
+
+fn build(
+    spec: Option<&str>,
+    id: Option<String>,
+    source: Option<String>,
+    kind: Option<String>,
+    subject: Option<String>,
+    time: Option<String>,
+    data: Option<Value>,
+) -> Result<Event, DecodeError> {
+    match spec {
+        Some("1.0") => {}
+        Some(other) => return Err(DecodeError::SpecVersion(other.to_string())),
+        None => return Err(DecodeError::Missing("specversion")),
+    }
+    let id = non_empty(id, "id")?;
+    let source = non_empty(source, "source")?;
+    let kind_name = non_empty(kind, "type")?;
+    let kind = EventKind::from_type_name(&kind_name).ok_or(DecodeError::UnknownType(kind_name))?;
+    let session_id = non_empty(subject, "subject")?;
+    let time = non_empty(time, "time")?;
+    let time_ms = parse_rfc3339_ms(&time).ok_or(DecodeError::BadTime(time))?;
+    let data = data.unwrap_or(Value::Null);
+    let name = kind.type_name();
+    let bad = |e: serde_json::Error| DecodeError::BadData {
+        kind: name,
+        reason: e.to_string(),
+    };
+    let explicit = |s: Option<String>| -> Result<Option<i64>, DecodeError> {
+        match s {
+            None => Ok(None),
+            Some(s) => parse_rfc3339_ms(&s).map(Some).ok_or(DecodeError::BadData {
+                kind: name,
+                reason: format!("unparseable expires_at `{s}`"),
+            }),
+        }
+    };
+    let object_or_empty = |v: Value| match v {
+        Value::Null => Value::Object(Default::default()),
+        v => v,
+    };
+    let mut created_expires_at_ms = None;
+    let data = match kind {
+        EventKind::Created => {
+            if data.is_null() {
+                return Err(DecodeError::BadData {
+                    kind: name,
+                    reason: "missing field `user_id`".into(),
+                });
+            }
+            let mut d: CreatedData = serde_json::from_value(data).map_err(bad)?;
+            if d.user_id.is_empty() {
+                return Err(DecodeError::BadData {
+                    kind: name,
+                    reason: "empty `user_id`".into(),
+                });
+            }
+            created_expires_at_ms = explicit(d.expires_at.take())?;
+            EventData::Created(Box::new(d))
+        }
+        EventKind::Activity => EventData::Activity(Box::new(
+            serde_json::from_value(object_or_empty(data)).map_err(bad)?,
+        )),
+        EventKind::Renewed => {
+            let d: RenewedData = serde_json::from_value(object_or_empty(data)).map_err(bad)?;
+            EventData::Renewed {
+                timeout: d.timeout,
+                expires_at_ms: explicit(d.expires_at)?,
+            }
+        }
+        _ => EventData::Terminal(serde_json::from_value(object_or_empty(data)).map_err(bad)?),
+    };
+    Ok(Event {
+        id,
+        source,
+        kind,
+        session_id,
+        time_ms,
+        created_expires_at_ms,
+        data,
+    })
+}
+
+impl Event {
+    /// Encodes the event as a structured-mode CloudEvent (JSON).
+    pub fn to_json(&self) -> Value {
+        let data = match &self.data {
+            EventData::Created(d) => {
+                let mut v = serde_json::to_value(d).unwrap_or(Value::Null);
+                if let (Some(ms), Some(obj)) = (self.created_expires_at_ms, v.as_object_mut()) {
+                    obj.insert("expires_at".into(), crate::time::format_iso_ms(ms).into());
+                }
+                v
+            }
+            EventData::Activity(d) => serde_json::to_value(d).unwrap_or(Value::Null),
+            EventData::Renewed {
+                timeout,
+                expires_at_ms,
+            } => serde_json::to_value(RenewedData {
+                timeout: *timeout,
+                expires_at: expires_at_ms.map(crate::time::format_iso_ms),
+            })
+            .unwrap_or(Value::Null),
+            EventData::Terminal(d) => serde_json::to_value(d).unwrap_or(Value::Null),
+        };
+        serde_json::json!({
+            "specversion": "1.0",
+            "id": self.id,
+            "source": self.source,
+            "type": self.kind.type_name(),
+            "subject": self.session_id,
+            "time": crate::time::format_iso_ms(self.time_ms),
+            "datacontenttype": "application/json",
+            "data": data,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(s: &str) -> Result<Event, DecodeError> {
+        decode_structured(s.as_bytes())
+    }
+
+    #[test]
+    fn decodes_created_and_round_trips() {
+        let e = ev(r#"{"specversion":"1.0","id":"e1","source":"/t","type":"session.created",
+            "subject":"s1","time":"2026-11-22T10:00:00Z","extra":1,
+            "data":{"user_id":"u1","timeout":{"timeout_minutes":15},"expires_at":"2026-11-22T11:00:00Z","future":true}}"#)
+        .unwrap();
+        assert_eq!(e.kind, EventKind::Created);
+        assert_eq!(e.created_expires_at_ms, Some(e.time_ms + 3_600_000));
+        let again = decode_structured(e.to_json().to_string().as_bytes()).unwrap();
+        assert_eq!(again, e);
+    }
+
+    #[test]
+    fn rejects_bad_input_with_reasons() {
+        let cases = [
+            ("{", "bad JSON"),
+            (
+                r#"{"specversion":"0.3","id":"e","source":"s","type":"session.ended","subject":"x","time":"2026-01-01T00:00:00Z"}"#,
+                "specversion",
+            ),
+            (
+                r#"{"specversion":"1.0","source":"s","type":"session.ended","subject":"x","time":"2026-01-01T00:00:00Z"}"#,
+                "missing attribute `id`",
+            ),
+            (
+                r#"{"specversion":"1.0","id":"e","source":"s","type":"session.nope","subject":"x","time":"2026-01-01T00:00:00Z"}"#,
+                "unknown event type",
+            ),
+            (
+                r#"{"specversion":"1.0","id":"e","source":"s","type":"session.ended","subject":"x","time":"noon"}"#,
+                "unparseable time",
+            ),
+            (
+                r#"{"specversion":"1.0","id":"e","source":"s","type":"session.created","subject":"x","time":"2026-01-01T00:00:00Z","data":{}}"#,
+                "user_id",
+            ),
+            (
+                r#"{"specversion":"1.0","id":"e","source":"s","type":"session.activity","subject":"x","time":"2026-01-01T00:00:00Z","data":{"usage":{"prompt_tokens":"many"}}}"#,
+                "invalid data",
+            ),
+            (
+                r#"{"specversion":"1.0","id":"e","source":"s","type":"session.activity","subject":"x","time":"2026-01-01T00:00:00Z","data":[1]}"#,
+                "invalid data",
+            ),
+        ];
+        for (input, want) in cases {
+            let err = ev(input).unwrap_err().to_string();
+            assert!(err.contains(want), "{input}: {err}");
+        }
+        let big = vec![b' '; MAX_EVENT_BYTES + 1];
+        assert!(matches!(
+            decode_structured(&big),
+            Err(DecodeError::Oversize(_))
+        ));
+    }
+
+    #[test]
+    fn decodes_binary_mode() {
+        let headers = [
+            ("ce_specversion", "1.0"),
+            ("ce_id", "e9"),
+            ("ce_source", "/b"),
+            ("ce_type", "session.activity"),
+            ("ce_subject", "s9"),
+            ("ce_time", "2026-11-22T10:00:00.5Z"),
+        ];
+        let e = decode_binary(
+            |n| {
+                headers
+                    .iter()
+                    .find(|(k, _)| *k == n)
+                    .map(|(_, v)| v.as_bytes())
+            },
+            br#"{"trace_id":"t"}"#,
+        )
+        .unwrap();
+        assert_eq!(e.session_id, "s9");
+        assert_eq!(e.time_ms % 1000, 500);
+        let missing = decode_binary(|_| None, b"{}").unwrap_err();
+        assert_eq!(missing, DecodeError::Missing("specversion"));
+    }
+}

@@ -1,0 +1,348 @@
+//! The lifecycle fold: `apply(state, event) -> (state, outcome)`, implementing
+//! the rules of DESIGN.md §4.
+//!
+//! Deterministic: the result depends only on the prior state, the event and
+//! the configured defaults. Time comes from the event's `time`.
+
+use crate::config::{Defaults, TimeoutPatch};
+use crate::event::{ActivityData, CreatedData, Event, EventData, EventKind};
+use crate::session::{
+    deadline, LatestActivity, PendingStep, Session, Status, MAX_PENDING, RECENT_IDS,
+    UNLIMITED_EXPIRY_MS,
+};
+
+/// What an event did to its session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// The event changed the session as its type says.
+    Applied,
+    /// The event came at or after a deadline: the session was closed with that
+    /// status at the deadline, and the event itself was ignored.
+    ClosedAtDeadline(Status),
+    /// The id is among the session's recent ids: nothing changed.
+    Duplicate,
+    /// A second `created` for a created session.
+    IgnoredSecondCreated,
+    /// Activity, renewal or terminal event on a session already terminal.
+    IgnoredTerminal,
+    /// A renewal at or past `created_at + max_duration`.
+    RejectedRenewal,
+}
+
+impl Outcome {
+    /// Whether the session's lifecycle or aggregates changed.
+    pub fn changed_state(self) -> bool {
+        matches!(self, Outcome::Applied | Outcome::ClosedAtDeadline(_))
+    }
+
+    /// A short stable name, used in metrics and the event history.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Applied => "applied",
+            Outcome::ClosedAtDeadline(_) => "closed_at_deadline",
+            Outcome::Duplicate => "duplicate",
+            Outcome::IgnoredSecondCreated => "ignored_second_created",
+            Outcome::IgnoredTerminal => "ignored_terminal",
+            Outcome::RejectedRenewal => "rejected_renewal",
+        }
+    }
+}
+
+/// Folds one event into its session's state (`None` = never seen).
+///
+/// `defaults` fill in the timeout rules a `created` event does not override.
+pub fn apply(state: Option<Session>, ev: &Event, defaults: &Defaults) -> (Session, Outcome) {
+    let mut s = state.unwrap_or_else(|| Session::shell(&ev.session_id, ev.time_ms, defaults));
+    if s.recent_ids.iter().any(|id| *id == ev.id) {
+        return (s, Outcome::Duplicate);
+    }
+    s.recent_ids.push_back(ev.id.clone());
+    if s.recent_ids.len() > RECENT_IDS {
+        s.recent_ids.pop_front();
+    }
+    let t = ev.time_ms;
+    let outcome = match &ev.data {
+        EventData::Created(d) => created(&mut s, ev, d, defaults),
+        EventData::Activity(d) => match s.status {
+            Status::Pending => {
+                aggregate(&mut s, ev, d);
+                queue(&mut s, PendingStep::Activity(t));
+                Outcome::Applied
+            }
+            Status::Active => {
+                let o = activity(&mut s, t);
+                if o == Outcome::Applied {
+                    aggregate(&mut s, ev, d);
+                }
+                o
+            }
+            _ => Outcome::IgnoredTerminal,
+        },
+        EventData::Renewed {
+            timeout,
+            expires_at_ms,
+        } => match s.status {
+            Status::Pending => {
+                s.last_active_at = s.last_active_at.max(t);
+                queue(
+                    &mut s,
+                    PendingStep::Renewed {
+                        at_ms: t,
+                        timeout: *timeout,
+                        expires_at_ms: *expires_at_ms,
+                    },
+                );
+                Outcome::Applied
+            }
+            Status::Active => renewed(&mut s, t, timeout.as_ref(), *expires_at_ms),
+            _ => Outcome::IgnoredTerminal,
+        },
+        EventData::Terminal(d) => {
+            let status = terminal_status(ev.kind);
+            match s.status {
+                Status::Pending => {
+                    if !s
+                        .pending
+                        .iter()
+                        .any(|p| matches!(p, PendingStep::Terminal { .. }))
+                    {
+                        s.pending.push(PendingStep::Terminal {
+                            status,
+                            at_ms: t,
+                            reason: d.reason.clone(),
+                        });
+                    }
+                    Outcome::Applied
+                }
+                Status::Active => terminal(&mut s, status, t, d.reason.clone()),
+                _ => Outcome::IgnoredTerminal,
+            }
+        }
+    };
+    match outcome {
+        Outcome::Applied => s.updated_at = s.updated_at.max(t),
+        Outcome::ClosedAtDeadline(_) => {
+            s.updated_at = s.updated_at.max(s.ended_at.unwrap_or(t));
+        }
+        _ => {}
+    }
+    (s, outcome)
+}
+
+fn terminal_status(kind: EventKind) -> Status {
+    match kind {
+        EventKind::Expired => Status::Expired,
+        EventKind::Abandoned => Status::Abandoned,
+        EventKind::Ended => Status::Ended,
+        EventKind::Revoked => Status::Revoked,
+        EventKind::Removed => Status::Removed,
+        EventKind::Replaced => Status::Replaced,
+        // Not reachable for terminal data; treated as ended.
+        EventKind::Created | EventKind::Activity | EventKind::Renewed => Status::Ended,
+    }
+}
+
+fn queue(s: &mut Session, step: PendingStep) {
+    if s.pending.len() < MAX_PENDING {
+        s.pending.push(step);
+    }
+}
+
+/// The expiry rule (elizaOS's): capped at `created_at + max_duration`,
+/// otherwise `base + timeout`. Unlimited sessions never expire by time.
+fn rule_expiry(s: &Session, at: i64, base: i64) -> i64 {
+    if s.unlimited {
+        return UNLIMITED_EXPIRY_MS;
+    }
+    let created = s.created_at.unwrap_or(at);
+    let (timeout, max) = (s.timeout.timeout_ms(), s.timeout.max_duration_ms());
+    if (at - created) + timeout > max {
+        created + max
+    } else {
+        base + timeout
+    }
+}
+
+/// Closes an active session whose first deadline is at or before `t`.
+fn close_if_past_deadline(s: &mut Session, t: i64) -> Option<Outcome> {
+    let (at, status) = deadline(s.expires_at, s.abandon_at, s.unlimited);
+    if t >= at {
+        s.status = status;
+        s.ended_at = Some(at);
+        s.end_reason = Some(match status {
+            Status::Expired => "timeout".to_string(),
+            _ => "inactivity".to_string(),
+        });
+        Some(Outcome::ClosedAtDeadline(status))
+    } else {
+        None
+    }
+}
+
+fn touch(s: &mut Session, t: i64) {
+    s.last_active_at = s.last_active_at.max(t);
+    s.abandon_at = s.last_active_at + s.timeout.abandon_after_ms();
+}
+
+/// The lifecycle part of an `activity` on an active session.
+fn activity(s: &mut Session, t: i64) -> Outcome {
+    if let Some(o) = close_if_past_deadline(s, t) {
+        return o;
+    }
+    touch(s, t);
+    let created = s.created_at.unwrap_or(t);
+    if s.timeout.auto_renew && t - created < s.timeout.max_duration_ms() {
+        s.renewal_count += 1;
+        s.expires_at = s.expires_at.max(rule_expiry(s, t, t));
+    }
+    Outcome::Applied
+}
+
+/// An explicit renewal on an active session.
+fn renewed(
+    s: &mut Session,
+    t: i64,
+    patch: Option<&TimeoutPatch>,
+    explicit: Option<i64>,
+) -> Outcome {
+    // The partial timeout is merged first; a renewal at or past the maximum
+    // duration is rejected before any deadline is considered, leaving the
+    // state unchanged (the reaper or read-time status closes it).
+    let config = match patch {
+        Some(p) => s.timeout.merged(p),
+        None => s.timeout,
+    };
+    let created = s.created_at.unwrap_or(t);
+    if t - created >= config.max_duration_ms() {
+        return Outcome::RejectedRenewal;
+    }
+    if let Some(o) = close_if_past_deadline(s, t) {
+        return o;
+    }
+    s.timeout = config;
+    s.renewal_count += 1;
+    s.expires_at = match explicit {
+        Some(ms) if !s.unlimited => ms,
+        _ => rule_expiry(s, t, t),
+    };
+    touch(s, t);
+    Outcome::Applied
+}
+
+/// A terminal event on an active session.
+fn terminal(s: &mut Session, status: Status, t: i64, reason: Option<String>) -> Outcome {
+    if let Some(o) = close_if_past_deadline(s, t) {
+        return o;
+    }
+    s.status = status;
+    s.ended_at = Some(t);
+    s.end_reason = reason;
+    Outcome::Applied
+}
+
+/// Aggregates of an activity event: usage, billing, traces, tags, contacts,
+/// organization, device, last activity time.
+fn aggregate(s: &mut Session, ev: &Event, d: &ActivityData) {
+    let t = ev.time_ms;
+    s.last_active_at = s.last_active_at.max(t);
+    if let Some(u) = d.usage {
+        s.usage.prompt_tokens = s.usage.prompt_tokens.saturating_add(u.prompt_tokens);
+        s.usage.completion_tokens = s
+            .usage
+            .completion_tokens
+            .saturating_add(u.completion_tokens);
+    }
+    if let Some(b) = d.billing {
+        s.billing.input_cost += b.input_cost;
+        s.billing.output_cost += b.output_cost;
+    }
+    if d.trace_id.is_some() {
+        s.traces_count += 1;
+    }
+    s.tags.extend(d.tags.iter().cloned());
+    s.contact_ids.extend(d.contact_ids.iter().cloned());
+    if let Some(org) = &d.organization_id {
+        s.last_active_organization_id = Some(org.clone());
+    }
+    if let Some(device) = &d.device {
+        let newer = s.latest_activity.as_ref().is_none_or(|l| t >= l.at_ms);
+        if newer {
+            s.latest_activity = Some(LatestActivity {
+                event_id: ev.id.clone(),
+                at_ms: t,
+                device: device.clone(),
+            });
+        }
+    }
+}
+
+/// `created`: fills the session (or the pending shell) in, then replays the
+/// shell's queued lifecycle events in receive order.
+fn created(s: &mut Session, ev: &Event, d: &CreatedData, defaults: &Defaults) -> Outcome {
+    if s.created_at.is_some() {
+        return Outcome::IgnoredSecondCreated;
+    }
+    let t = ev.time_ms;
+    s.user_id = Some(d.user_id.clone());
+    s.client_id = d.client_id.clone();
+    s.agent_id = d.agent_id.clone();
+    s.channel_id = d.channel_id.clone();
+    s.workspace_id = d.workspace_id.clone();
+    s.project_id = d.project_id.clone();
+    s.external_id = d.external_id.clone();
+    s.session_type = d.session_type.unwrap_or_default();
+    s.labels = d.labels.clone();
+    s.metadata = d.metadata.clone().unwrap_or_default();
+    s.actor = d.actor.clone();
+    s.organization_id = d.organization_id.clone();
+    if s.last_active_organization_id.is_none() {
+        s.last_active_organization_id = d.organization_id.clone();
+    }
+    s.tags.extend(d.tags.iter().cloned());
+    s.contact_ids.extend(d.contact_ids.iter().cloned());
+    s.timeout = match &d.timeout {
+        Some(p) => defaults.merged(p),
+        None => defaults.merged(&TimeoutPatch::default()),
+    };
+    s.unlimited = d.unlimited;
+    s.created_at = Some(t);
+    s.status = Status::Active;
+    s.expires_at = match ev.created_expires_at_ms {
+        Some(ms) if !s.unlimited => ms,
+        _ => rule_expiry(s, t, t),
+    };
+    // Replay the shell's lifecycle events against a clock that starts at `t`;
+    // their aggregates (including their `last_active_at`) already counted.
+    let seen_active_at = s.last_active_at;
+    s.last_active_at = t;
+    s.abandon_at = t + s.timeout.abandon_after_ms();
+    for step in std::mem::take(&mut s.pending) {
+        if s.status != Status::Active {
+            break;
+        }
+        match step {
+            PendingStep::Activity(at) => {
+                activity(s, at);
+            }
+            PendingStep::Renewed {
+                at_ms,
+                timeout,
+                expires_at_ms,
+            } => {
+                renewed(s, at_ms, timeout.as_ref(), expires_at_ms);
+            }
+            PendingStep::Terminal {
+                status,
+                at_ms,
+                reason,
+            } => {
+                terminal(s, status, at_ms, reason);
+            }
+        }
+    }
+    s.last_active_at = s.last_active_at.max(seen_active_at);
+    if s.status == Status::Active {
+        s.abandon_at = s.last_active_at + s.timeout.abandon_after_ms();
+    }
+    Outcome::Applied
+}
