@@ -145,8 +145,6 @@ pub struct Session {
     pub pending: Vec<PendingStep>,
     /// Ids of the last [`RECENT_IDS`] events, oldest first.
     pub recent_ids: VecDeque<String>,
-    /// Number of events recorded in the history (the next history sequence).
-    pub history_len: u64,
 }
 
 impl Session {
@@ -187,7 +185,6 @@ impl Session {
             latest_activity: None,
             pending: Vec::new(),
             recent_ids: VecDeque::new(),
-            history_len: 0,
         }
     }
 

@@ -1,0 +1,143 @@
+//! Key encoding for the one-tree layout documented in the crate root.
+
+use ledger_core::{Session, Status};
+
+pub const SESSION: &[u8] = b"s";
+pub const BY_USER: &[u8] = b"iu";
+pub const BY_CLIENT: &[u8] = b"ic";
+pub const BY_AGENT: &[u8] = b"ia";
+pub const BY_WORKSPACE: &[u8] = b"iw";
+pub const BY_STATUS: &[u8] = b"is";
+pub const BY_ORDER: &[u8] = b"io";
+pub const BY_DEADLINE: &[u8] = b"ix";
+pub const HISTORY: &[u8] = b"h";
+pub const COUNTER: &[u8] = b"c";
+pub const OFFSET: &[u8] = b"o";
+
+/// `i64` → 8 bytes that sort like the signed value.
+pub fn ord_i64(v: i64) -> [u8; 8] {
+    ((v as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+/// Inverse of [`ord_i64`].
+pub fn from_ord_i64(b: &[u8]) -> i64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[..8]);
+    (u64::from_be_bytes(a) ^ (1 << 63)) as i64
+}
+
+fn push_str(k: &mut Vec<u8>, s: &str) {
+    k.extend_from_slice(&(s.len() as u32).to_be_bytes());
+    k.extend_from_slice(s.as_bytes());
+}
+
+pub fn session(id: &str) -> Vec<u8> {
+    let mut k = SESSION.to_vec();
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+/// Prefix of a string-valued index for one value (e.g. all sessions of a user).
+pub fn field_prefix(tag: &[u8], value: &str) -> Vec<u8> {
+    let mut k = tag.to_vec();
+    push_str(&mut k, value);
+    k
+}
+
+/// Prefix of the status index for one status.
+pub fn status_prefix(status: Status) -> Vec<u8> {
+    let mut k = BY_STATUS.to_vec();
+    k.push(status.code());
+    k
+}
+
+/// `prefix + sort + id`: an ordered index entry under `prefix`.
+pub fn ordered(prefix: &[u8], sort: i64, id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(prefix.len() + 8 + id.len());
+    k.extend_from_slice(prefix);
+    k.extend_from_slice(&ord_i64(sort));
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+/// Splits an ordered index key (under a prefix of `prefix_len` bytes) into
+/// its sort value and session id.
+pub fn split_ordered(key: &[u8], prefix_len: usize) -> Option<(i64, String)> {
+    let rest = key.get(prefix_len..)?;
+    if rest.len() < 8 {
+        return None;
+    }
+    let id = String::from_utf8(rest[8..].to_vec()).ok()?;
+    Some((from_ord_i64(rest), id))
+}
+
+pub fn history(id: &str, seq: u64) -> Vec<u8> {
+    let mut k = history_prefix(id);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+pub fn history_prefix(id: &str) -> Vec<u8> {
+    let mut k = HISTORY.to_vec();
+    push_str(&mut k, id);
+    k
+}
+
+pub fn counter(name: &str) -> Vec<u8> {
+    let mut k = COUNTER.to_vec();
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+pub fn offset_prefix(topic: &str) -> Vec<u8> {
+    let mut k = OFFSET.to_vec();
+    push_str(&mut k, topic);
+    k
+}
+
+pub fn offset(topic: &str, partition: i32) -> Vec<u8> {
+    let mut k = offset_prefix(topic);
+    k.extend_from_slice(&partition.to_be_bytes());
+    k
+}
+
+/// Every index entry a session state implies. Diffing the sets of the old and
+/// new state gives the index writes of a batch.
+pub fn index_keys(s: &Session) -> Vec<Vec<u8>> {
+    let sort = s.sort_at();
+    let mut keys = Vec::with_capacity(7);
+    for (tag, value) in [
+        (BY_USER, &s.user_id),
+        (BY_CLIENT, &s.client_id),
+        (BY_AGENT, &s.agent_id),
+        (BY_WORKSPACE, &s.workspace_id),
+    ] {
+        if let Some(v) = value {
+            keys.push(ordered(&field_prefix(tag, v), sort, &s.id));
+        }
+    }
+    keys.push(ordered(&status_prefix(s.status), sort, &s.id));
+    keys.push(ordered(BY_ORDER, sort, &s.id));
+    if let Some((at, _)) = s.next_deadline() {
+        keys.push(ordered(BY_DEADLINE, at, &s.id));
+    }
+    keys
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ordered_keys_sort_numerically() {
+        let vals = [i64::MIN, -5, -1, 0, 1, 1_795_000_000_000, i64::MAX];
+        for w in vals.windows(2) {
+            assert!(ord_i64(w[0]) < ord_i64(w[1]));
+            assert_eq!(from_ord_i64(&ord_i64(w[0])), w[0]);
+        }
+        let k = ordered(b"io", 42, "sess");
+        assert_eq!(split_ordered(&k, 2), Some((42, "sess".to_string())));
+        // Length prefixes keep "ab" + "c…" apart from "a" + "bc…".
+        assert!(!field_prefix(BY_USER, "ab").starts_with(&field_prefix(BY_USER, "a")));
+    }
+}

@@ -1,0 +1,495 @@
+//! The store handle: opening, the atomic batch write, point reads, stats,
+//! offsets, history and a full consistency audit.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use ledger_core::{apply, Defaults, Event, Outcome, Session, Status};
+use serde::{Deserialize, Serialize};
+
+use crate::keys;
+
+/// How many events of each session the history keeps (oldest dropped first).
+pub const HISTORY_LEN: u64 = 100;
+
+/// Store failures: sled IO errors and records that fail to decode.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("sled: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("corrupt record under key {key}: {reason}")]
+    Corrupt { key: String, reason: String },
+    #[error("bad cursor")]
+    BadCursor,
+}
+
+fn corrupt(key: &[u8], e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt {
+        key: String::from_utf8_lossy(key).into_owned(),
+        reason: e.to_string(),
+    }
+}
+
+/// A session as stored: the fold's state plus bookkeeping the fold does not own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredSession {
+    pub session: Session,
+    /// Partition of the session's latest event (the reaper reaps by partition).
+    pub partition: i32,
+    /// Events recorded in the history so far (the next history sequence).
+    pub history_len: u64,
+}
+
+/// One event of a batch, with where it was read from.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub event: Event,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// One entry of a session's bounded event history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub seq: u64,
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Event time, Unix ms.
+    pub time: i64,
+    pub outcome: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// Counts of what happened to consumed records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventCounts {
+    /// Changed a session (including closes at a deadline).
+    pub applied: u64,
+    /// Ignored as a recent duplicate id.
+    pub duplicate: u64,
+    /// Ignored: second `created`, or an event on a terminal session.
+    pub ignored: u64,
+    /// Renewals rejected past the maximum duration.
+    pub rejected: u64,
+    /// Records that failed to decode and went to the dead-letter topic.
+    pub dead_lettered: u64,
+}
+
+impl EventCounts {
+    fn count(&mut self, o: Outcome) {
+        match o {
+            Outcome::Applied | Outcome::ClosedAtDeadline(_) => self.applied += 1,
+            Outcome::Duplicate => self.duplicate += 1,
+            Outcome::IgnoredSecondCreated | Outcome::IgnoredTerminal => self.ignored += 1,
+            Outcome::RejectedRenewal => self.rejected += 1,
+        }
+    }
+
+    fn add(&mut self, o: &EventCounts) {
+        self.applied += o.applied;
+        self.duplicate += o.duplicate;
+        self.ignored += o.ignored;
+        self.rejected += o.rejected;
+        self.dead_lettered += o.dead_lettered;
+    }
+}
+
+/// Incremental counters kept in the store (stored status, not read-time).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    pub sessions: u64,
+    pub by_status: BTreeMap<Status, u64>,
+    pub events: EventCounts,
+}
+
+impl Stats {
+    pub fn status(&self, s: Status) -> u64 {
+        self.by_status.get(&s).copied().unwrap_or(0)
+    }
+
+    fn named(&self) -> Vec<(String, u64)> {
+        let mut v = vec![
+            ("sessions".to_string(), self.sessions),
+            ("events.applied".into(), self.events.applied),
+            ("events.duplicate".into(), self.events.duplicate),
+            ("events.ignored".into(), self.events.ignored),
+            ("events.rejected".into(), self.events.rejected),
+            ("events.dead_lettered".into(), self.events.dead_lettered),
+        ];
+        for s in Status::ALL {
+            v.push((format!("status.{}", s.as_str()), self.status(s)));
+        }
+        v
+    }
+
+    fn set_named(&mut self, name: &str, v: u64) {
+        match name {
+            "sessions" => self.sessions = v,
+            "events.applied" => self.events.applied = v,
+            "events.duplicate" => self.events.duplicate = v,
+            "events.ignored" => self.events.ignored = v,
+            "events.rejected" => self.events.rejected = v,
+            "events.dead_lettered" => self.events.dead_lettered = v,
+            other => {
+                if let Some(s) = other.strip_prefix("status.").and_then(Status::parse) {
+                    self.by_status.insert(s, v);
+                }
+            }
+        }
+    }
+}
+
+/// What one batch did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchReport {
+    pub events: EventCounts,
+    /// Distinct sessions written.
+    pub sessions_written: usize,
+}
+
+/// A session being folded within one batch.
+struct Work {
+    before: Option<StoredSession>,
+    session: Option<Session>,
+    partition: i32,
+    history_len: u64,
+}
+
+struct Inner {
+    db: sled::Db,
+    tree: sled::Tree,
+    /// Cached counters; the stored ones are written with every batch.
+    stats: Mutex<Stats>,
+    /// Serializes writers: one batch at a time.
+    write: Mutex<()>,
+    defaults: Defaults,
+}
+
+/// A cheap-to-clone handle on the read models. Reads are concurrent; batches
+/// are applied one at a time.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir` with the given timeout defaults.
+    pub fn open(dir: impl AsRef<Path>, defaults: Defaults) -> Result<Self, StoreError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(256 * 1024 * 1024)
+            .flush_every_ms(Some(200))
+            .open()?;
+        let tree = db.open_tree("ledger")?;
+        let mut stats = Stats::default();
+        for kv in tree.scan_prefix(keys::COUNTER) {
+            let (k, v) = kv?;
+            let name =
+                std::str::from_utf8(&k[keys::COUNTER.len()..]).map_err(|e| corrupt(&k, e))?;
+            stats.set_named(name, decode_u64(&k, &v)?);
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                db,
+                tree,
+                stats: Mutex::new(stats),
+                write: Mutex::new(()),
+                defaults,
+            }),
+        })
+    }
+
+    pub fn defaults(&self) -> &Defaults {
+        &self.inner.defaults
+    }
+
+    /// Folds a batch and writes it — sessions, index changes, history,
+    /// counters and the partitions' next offsets — in ONE atomic sled batch.
+    /// Events of one session are folded in memory and written once.
+    ///
+    /// `next_offsets` are `(partition, offset after the last record consumed)`
+    /// for `topic`, covering dead-lettered records too; `dead_lettered` counts
+    /// those records.
+    pub fn apply_batch(
+        &self,
+        topic: &str,
+        records: &[Record],
+        next_offsets: &[(i32, i64)],
+        dead_lettered: u64,
+    ) -> Result<BatchReport, StoreError> {
+        let _w = self.inner.write.lock().unwrap_or_else(|p| p.into_inner());
+        let tree = &self.inner.tree;
+        let mut touched: HashMap<&str, Work> = HashMap::new();
+        let mut order: Vec<&str> = Vec::new();
+        let mut batch = sled::Batch::default();
+        let mut report = BatchReport::default();
+        report.events.dead_lettered = dead_lettered;
+        for r in records {
+            let id = r.event.session_id.as_str();
+            if !touched.contains_key(id) {
+                let before = self.stored(id)?;
+                let history_len = before.as_ref().map_or(0, |b| b.history_len);
+                let session = before.as_ref().map(|b| b.session.clone());
+                touched.insert(
+                    id,
+                    Work {
+                        before,
+                        session,
+                        partition: r.partition,
+                        history_len,
+                    },
+                );
+                order.push(id);
+            }
+            let w = touched.get_mut(id).expect("inserted above");
+            let (next, outcome) = apply(w.session.take(), &r.event, &self.inner.defaults);
+            w.session = Some(next);
+            w.partition = r.partition;
+            report.events.count(outcome);
+            if outcome != Outcome::Duplicate {
+                let seq = w.history_len;
+                let h = HistoryEntry {
+                    seq,
+                    id: r.event.id.clone(),
+                    kind: r.event.kind.type_name().to_string(),
+                    time: r.event.time_ms,
+                    outcome: outcome.as_str().to_string(),
+                    partition: r.partition,
+                    offset: r.offset,
+                };
+                batch.insert(keys::history(id, seq), encode(&h));
+                if seq >= HISTORY_LEN {
+                    batch.remove(keys::history(id, seq - HISTORY_LEN));
+                }
+                w.history_len += 1;
+            }
+        }
+        let mut stats = self
+            .inner
+            .stats
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        for id in order {
+            let w = touched.remove(id).expect("every ordered id is touched");
+            let before = w.before;
+            let now = StoredSession {
+                session: w
+                    .session
+                    .expect("a touched session has folded at least one event"),
+                partition: w.partition,
+                history_len: w.history_len,
+            };
+            if before.as_ref() == Some(&now) {
+                continue;
+            }
+            report.sessions_written += 1;
+            let old_keys: BTreeSet<Vec<u8>> = before
+                .as_ref()
+                .map(|b| keys::index_keys(&b.session).into_iter().collect())
+                .unwrap_or_default();
+            let new_keys: BTreeSet<Vec<u8>> = keys::index_keys(&now.session).into_iter().collect();
+            for k in old_keys.difference(&new_keys) {
+                batch.remove(k.as_slice());
+            }
+            for k in new_keys.difference(&old_keys) {
+                batch.insert(k.as_slice(), &[][..]);
+            }
+            match &before {
+                None => stats.sessions += 1,
+                Some(b) => *stats.by_status.entry(b.session.status).or_default() -= 1,
+            }
+            *stats.by_status.entry(now.session.status).or_default() += 1;
+            batch.insert(keys::session(id), encode(&now));
+        }
+        stats.events.add(&report.events);
+        for (name, v) in stats.named() {
+            batch.insert(keys::counter(&name), &v.to_be_bytes()[..]);
+        }
+        for &(p, off) in next_offsets {
+            batch.insert(keys::offset(topic, p), &off.to_be_bytes()[..]);
+        }
+        tree.apply_batch(batch)?;
+        *self.inner.stats.lock().unwrap_or_else(|p| p.into_inner()) = stats;
+        Ok(report)
+    }
+
+    /// Forces everything written so far to disk.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.inner.tree.flush()?;
+        Ok(())
+    }
+
+    /// The stored record of a session.
+    pub fn stored(&self, id: &str) -> Result<Option<StoredSession>, StoreError> {
+        let key = keys::session(id);
+        match self.inner.tree.get(&key)? {
+            None => Ok(None),
+            Some(v) => Ok(Some(
+                serde_json::from_slice(&v).map_err(|e| corrupt(&key, e))?,
+            )),
+        }
+    }
+
+    /// A session by id.
+    pub fn get(&self, id: &str) -> Result<Option<Session>, StoreError> {
+        Ok(self.stored(id)?.map(|s| s.session))
+    }
+
+    /// The counters as of the last applied batch.
+    pub fn stats(&self) -> Stats {
+        self.inner
+            .stats
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Stored next offsets of `topic`, by partition.
+    pub fn offsets(&self, topic: &str) -> Result<BTreeMap<i32, i64>, StoreError> {
+        let prefix = keys::offset_prefix(topic);
+        let mut out = BTreeMap::new();
+        for kv in self.inner.tree.scan_prefix(&prefix) {
+            let (k, v) = kv?;
+            let p = k
+                .get(prefix.len()..prefix.len() + 4)
+                .ok_or_else(|| corrupt(&k, "short key"))?;
+            let p = i32::from_be_bytes(p.try_into().expect("4 bytes"));
+            out.insert(p, decode_u64(&k, &v)? as i64);
+        }
+        Ok(out)
+    }
+
+    /// A session's recorded history, oldest first (at most [`HISTORY_LEN`]).
+    pub fn history(&self, id: &str) -> Result<Vec<HistoryEntry>, StoreError> {
+        let mut out = vec![];
+        for kv in self.inner.tree.scan_prefix(keys::history_prefix(id)) {
+            let (k, v) = kv?;
+            out.push(serde_json::from_slice(&v).map_err(|e| corrupt(&k, e))?);
+        }
+        Ok(out)
+    }
+
+    /// Active sessions whose first deadline is at or before `now` (Unix ms),
+    /// earliest first, at most `limit`: `(session id, deadline, status it leads to, partition)`.
+    pub fn due(
+        &self,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<(String, i64, Status, i32)>, StoreError> {
+        let mut out = vec![];
+        let end = keys::ordered(keys::BY_DEADLINE, now.saturating_add(1), "");
+        for kv in self.inner.tree.range(keys::BY_DEADLINE.to_vec()..end) {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, _) = kv?;
+            let (at, id) = keys::split_ordered(&k, keys::BY_DEADLINE.len())
+                .ok_or_else(|| corrupt(&k, "bad deadline key"))?;
+            if let Some(st) = self.stored(&id)? {
+                if let Some((_, status)) = st.session.next_deadline() {
+                    out.push((id, at, status, st.partition));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Number of active sessions with a deadline in `(from, to]` (Unix ms).
+    pub fn count_deadlines(&self, from: i64, to: i64) -> Result<u64, StoreError> {
+        let start = keys::ordered(keys::BY_DEADLINE, from.saturating_add(1), "");
+        let end = keys::ordered(keys::BY_DEADLINE, to.saturating_add(1), "");
+        let mut n = 0;
+        for kv in self.inner.tree.range(start..end) {
+            kv?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Bytes the store occupies on disk.
+    pub fn size_on_disk(&self) -> u64 {
+        self.inner.db.size_on_disk().unwrap_or(0)
+    }
+
+    pub(crate) fn tree(&self) -> &sled::Tree {
+        &self.inner.tree
+    }
+
+    /// Every session, in key order (a full scan: for audits, rebuild checks and
+    /// tests, never for list queries).
+    pub fn all_sessions(&self) -> impl Iterator<Item = Result<StoredSession, StoreError>> + '_ {
+        self.inner.tree.scan_prefix(keys::SESSION).map(|kv| {
+            let (k, v) = kv?;
+            serde_json::from_slice(&v).map_err(|e| corrupt(&k, e))
+        })
+    }
+
+    /// Every key-value pair outside the history and offsets, for comparing two
+    /// stores byte for byte (rebuild checks).
+    pub fn model_digest(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let mut out = vec![];
+        for kv in self.inner.tree.iter() {
+            let (k, v) = kv?;
+            if k.starts_with(keys::OFFSET) || k.starts_with(keys::HISTORY) {
+                continue;
+            }
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Recomputes every index entry and counter from the session records and
+    /// compares them with what is stored. Returns the discrepancies found.
+    pub fn audit(&self) -> Result<Vec<String>, StoreError> {
+        let mut problems = vec![];
+        let mut want: BTreeSet<Vec<u8>> = BTreeSet::new();
+        let mut stats = Stats::default();
+        for s in self.all_sessions() {
+            let s = s?;
+            want.extend(keys::index_keys(&s.session));
+            stats.sessions += 1;
+            *stats.by_status.entry(s.session.status).or_default() += 1;
+        }
+        let mut have: BTreeSet<Vec<u8>> = BTreeSet::new();
+        for kv in self.inner.tree.scan_prefix(b"i") {
+            have.insert(kv?.0.to_vec());
+        }
+        for k in want.difference(&have) {
+            problems.push(format!("missing index entry {}", hex::encode(k)));
+        }
+        for k in have.difference(&want) {
+            problems.push(format!("stray index entry {}", hex::encode(k)));
+        }
+        let stored = self.stats();
+        if stored.sessions != stats.sessions {
+            problems.push(format!(
+                "sessions counter {} != recount {}",
+                stored.sessions, stats.sessions
+            ));
+        }
+        for s in Status::ALL {
+            if stored.status(s) != stats.status(s) {
+                problems.push(format!(
+                    "status.{} counter {} != recount {}",
+                    s.as_str(),
+                    stored.status(s),
+                    stats.status(s)
+                ));
+            }
+        }
+        Ok(problems)
+    }
+}
+
+fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).expect("store records always serialize")
+}
+
+fn decode_u64(k: &[u8], v: &[u8]) -> Result<u64, StoreError> {
+    let a: [u8; 8] = v.try_into().map_err(|_| corrupt(k, "not 8 bytes"))?;
+    Ok(u64::from_be_bytes(a))
+}

@@ -1,0 +1,244 @@
+//! The store against a real sled directory: batches, reopen, indexes vs full
+//! scans, paging, counters, history and offsets.
+
+use std::collections::{BTreeMap, HashSet};
+
+use ledger_core::{apply, Defaults, Event, Session, Status};
+use ledger_gen::{generate, GenConfig};
+use ledger_store::{Filter, Order, Record, Start, Store, HISTORY_LEN};
+
+const TOPIC: &str = "session-events";
+
+fn fold(events: &[Event]) -> BTreeMap<String, Session> {
+    let d = Defaults::default();
+    let mut m: BTreeMap<String, Session> = BTreeMap::new();
+    for e in events {
+        let prior = m.remove(&e.session_id);
+        m.insert(e.session_id.clone(), apply(prior, e, &d).0);
+    }
+    m
+}
+
+/// Applies `events` as 3 partitions (by session hash) in batches of `size`.
+fn ingest(store: &Store, events: &[Event], size: usize) {
+    let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+    for chunk in events.chunks(size) {
+        let mut records = vec![];
+        for e in chunk {
+            let p = (e.session_id.bytes().map(u32::from).sum::<u32>() % 3) as i32;
+            let off = next.entry(p).or_insert(0);
+            records.push(Record {
+                event: e.clone(),
+                partition: p,
+                offset: *off,
+            });
+            *off += 1;
+        }
+        let offsets: Vec<(i32, i64)> = next.iter().map(|(p, o)| (*p, *o)).collect();
+        store.apply_batch(TOPIC, &records, &offsets, 0).unwrap();
+    }
+}
+
+fn big_stream() -> Vec<Event> {
+    generate(GenConfig {
+        seed: 7,
+        sessions: 12_000,
+        events: 60_000,
+        users: 300,
+        clients: 40,
+        agents: 15,
+        workspaces: 8,
+        duplicate_rate: 0.02,
+        out_of_order_rate: 0.05,
+        block: 3_000,
+        ..Default::default()
+    })
+}
+
+/// Map equality that reports only the first differing session.
+fn assert_same(got: &BTreeMap<String, Session>, want: &BTreeMap<String, Session>) {
+    assert_eq!(got.len(), want.len());
+    for (id, w) in want {
+        assert_eq!(got.get(id), Some(w), "session {id}");
+    }
+}
+
+#[test]
+fn batches_survive_reopen_and_indexes_answer_like_scans() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = big_stream();
+    let expected = fold(&events);
+    {
+        let store = Store::open(dir.path(), Defaults::default()).unwrap();
+        ingest(&store, &events, 997);
+        store.flush().unwrap();
+    }
+    let store = Store::open(dir.path(), Defaults::default()).unwrap();
+    assert_eq!(store.audit().unwrap(), Vec::<String>::new());
+
+    // Sessions equal the fold; counters equal a recount.
+    let stored: BTreeMap<String, Session> = store
+        .all_sessions()
+        .map(|s| s.unwrap().session)
+        .map(|s| (s.id.clone(), s))
+        .collect();
+    assert_eq!(stored.len(), 12_000);
+    assert_same(&stored, &expected);
+    let stats = store.stats();
+    assert_eq!(stats.sessions, 12_000);
+    for st in Status::ALL {
+        let n = expected.values().filter(|s| s.status == st).count() as u64;
+        assert_eq!(stats.status(st), n, "{st:?}");
+    }
+    let ids: HashSet<&str> = events.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(
+        stats.events.applied
+            + stats.events.duplicate
+            + stats.events.ignored
+            + stats.events.rejected,
+        events.len() as u64
+    );
+    assert_eq!(stats.events.duplicate, (events.len() - ids.len()) as u64);
+
+    // Offsets: the next offset of each partition = records it received.
+    let offsets = store.offsets(TOPIC).unwrap();
+    assert_eq!(offsets.values().sum::<i64>(), events.len() as i64);
+
+    // Every filter, at a `now` in the middle of the stream so read-time status matters.
+    let now = events[events.len() / 2].time_ms;
+    let mut filters = vec![Filter::default()];
+    for st in Status::ALL {
+        filters.push(Filter {
+            status: Some(st),
+            ..Default::default()
+        });
+    }
+    let pick = |f: fn(&Session) -> Option<String>| expected.values().find_map(f).unwrap();
+    let user = pick(|s| s.user_id.clone());
+    filters.push(Filter {
+        user_id: Some(user.clone()),
+        ..Default::default()
+    });
+    filters.push(Filter {
+        user_id: Some(user),
+        status: Some(Status::Active),
+        ..Default::default()
+    });
+    filters.push(Filter {
+        client_id: Some(pick(|s| s.client_id.clone())),
+        ..Default::default()
+    });
+    filters.push(Filter {
+        agent_id: Some(pick(|s| s.agent_id.clone())),
+        status: Some(Status::Ended),
+        ..Default::default()
+    });
+    filters.push(Filter {
+        workspace_id: Some(pick(|s| s.workspace_id.clone())),
+        ..Default::default()
+    });
+    filters.push(Filter {
+        user_id: Some("nobody".into()),
+        ..Default::default()
+    });
+    for f in &filters {
+        let mut want: Vec<&Session> = expected.values().filter(|s| f.matches(s, now)).collect();
+        want.sort_by(|a, b| (b.sort_at(), &b.id).cmp(&(a.sort_at(), &a.id)));
+        let want_ids: Vec<&str> = want.iter().map(|s| s.id.as_str()).collect();
+        let all: Vec<String> = store
+            .matching(f, Order::NewestFirst, None, now)
+            .unwrap()
+            .map(|s| s.unwrap().id)
+            .collect();
+        assert_eq!(all, want_ids, "{f:?}");
+        assert_eq!(
+            store.count(f, now).unwrap(),
+            want_ids.len() as u64,
+            "count {f:?}"
+        );
+        // Cursor paging oldest-first and offset paging newest-first.
+        let mut via_cursor = vec![];
+        let mut start = Start::Offset(0);
+        loop {
+            let page = store.list(f, Order::OldestFirst, &start, 137, now).unwrap();
+            via_cursor.extend(page.items.iter().map(|s| s.id.clone()));
+            match page.next_cursor {
+                Some(c) => start = Start::After(c),
+                None => break,
+            }
+        }
+        via_cursor.reverse();
+        assert_eq!(via_cursor, want_ids, "cursor {f:?}");
+        let mut via_offset = vec![];
+        for off in (0..).step_by(500) {
+            let page = store
+                .list(f, Order::NewestFirst, &Start::Offset(off), 500, now)
+                .unwrap();
+            via_offset.extend(page.items.iter().map(|s| s.id.clone()));
+            if !page.has_more {
+                break;
+            }
+        }
+        assert_eq!(via_offset, want_ids, "offset {f:?}");
+    }
+}
+
+#[test]
+fn history_is_bounded_and_ordered() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Defaults::default()).unwrap();
+    let events: Vec<Event> = generate(GenConfig {
+        sessions: 1,
+        events: 400,
+        ..Default::default()
+    });
+    ingest(&store, &events, 50);
+    let id = &events[0].session_id;
+    let h = store.history(id).unwrap();
+    let n = events.len() as u64;
+    assert_eq!(h.len() as u64, HISTORY_LEN.min(n));
+    assert_eq!(h.last().unwrap().id, events.last().unwrap().id);
+    assert!(h.windows(2).all(|w| w[0].seq + 1 == w[1].seq));
+    assert_eq!(store.stored(id).unwrap().unwrap().history_len, n);
+}
+
+#[test]
+fn reaper_candidates_and_derived_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Defaults::default()).unwrap();
+    let events = generate(GenConfig {
+        sessions: 300,
+        events: 900,
+        terminal_rate: 0.0,
+        ..Default::default()
+    });
+    ingest(&store, &events, 100);
+    let expected = fold(&events);
+    let now = events.last().unwrap().time_ms + 60 * 60_000;
+    let due = store.due(now, usize::MAX).unwrap();
+    let want: Vec<_> = expected
+        .values()
+        .filter_map(|s| {
+            s.next_deadline()
+                .filter(|(at, _)| *at <= now)
+                .map(|d| (s.id.clone(), d))
+        })
+        .collect();
+    assert_eq!(due.len(), want.len());
+    assert!(!due.is_empty());
+    assert!(due.windows(2).all(|w| w[0].1 <= w[1].1), "earliest first");
+    let active = store
+        .count(
+            &Filter {
+                status: Some(Status::Active),
+                ..Default::default()
+            },
+            now,
+        )
+        .unwrap();
+    let recount = expected
+        .values()
+        .filter(|s| s.status_at(now) == Status::Active)
+        .count() as u64;
+    assert_eq!(active, recount);
+}
