@@ -7,7 +7,7 @@
 use crate::config::{Defaults, TimeoutPatch};
 use crate::event::{ActivityData, CreatedData, Event, EventData, EventKind};
 use crate::session::{
-    deadline, LatestActivity, PendingStep, Session, Status, MAX_PENDING, RECENT_IDS,
+    deadline, id_hash, LatestActivity, PendingStep, Session, Status, MAX_PENDING, RECENT_IDS,
     UNLIMITED_EXPIRY_MS,
 };
 
@@ -53,10 +53,11 @@ impl Outcome {
 /// `defaults` fill in the timeout rules a `created` event does not override.
 pub fn apply(state: Option<Session>, ev: &Event, defaults: &Defaults) -> (Session, Outcome) {
     let mut s = state.unwrap_or_else(|| Session::shell(&ev.session_id, ev.time_ms, defaults));
-    if s.recent_ids.iter().any(|id| *id == ev.id) {
+    let h = id_hash(&ev.id);
+    if s.recent_ids.contains(&h) {
         return (s, Outcome::Duplicate);
     }
-    s.recent_ids.push_back(ev.id.clone());
+    s.recent_ids.push_back(h);
     if s.recent_ids.len() > RECENT_IDS {
         s.recent_ids.pop_front();
     }

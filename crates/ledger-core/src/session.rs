@@ -119,7 +119,9 @@ pub struct Session {
     pub external_id: Option<String>,
     pub session_type: SessionType,
     pub labels: BTreeMap<String, String>,
+    #[serde(with = "json_text")]
     pub metadata: serde_json::Map<String, Value>,
+    #[serde(with = "json_text")]
     pub actor: Option<serde_json::Map<String, Value>>,
     pub organization_id: Option<String>,
     pub last_active_organization_id: Option<String>,
@@ -143,8 +145,8 @@ pub struct Session {
     pub latest_activity: Option<LatestActivity>,
     /// Lifecycle events received while pending, in receive order.
     pub pending: Vec<PendingStep>,
-    /// Ids of the last [`RECENT_IDS`] events, oldest first.
-    pub recent_ids: VecDeque<String>,
+    /// [`id_hash`]es of the last [`RECENT_IDS`] event ids, oldest first.
+    pub recent_ids: VecDeque<u64>,
 }
 
 impl Session {
@@ -238,5 +240,34 @@ pub fn deadline(expires_at: i64, abandon_at: i64, unlimited: bool) -> (i64, Stat
         (expires_at, Status::Expired)
     } else {
         (abandon_at, Status::Abandoned)
+    }
+}
+
+/// A stable 64-bit hash (FNV-1a) of an event id, kept for de-duplication.
+/// Stable across builds and platforms, so replays match byte for byte.
+pub fn id_hash(id: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in id.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// Serializes free-form JSON members as JSON text, so that sessions also
+/// encode in compact non-self-describing formats (the store uses postcard).
+mod json_text {
+    use serde::{de::DeserializeOwned, Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<T: Serialize, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+        let text = serde_json::to_string(v).map_err(serde::ser::Error::custom)?;
+        s.serialize_str(&text)
+    }
+
+    pub fn deserialize<'de, T: DeserializeOwned, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<T, D::Error> {
+        let text = String::deserialize(d)?;
+        serde_json::from_str(&text).map_err(serde::de::Error::custom)
     }
 }

@@ -1,1 +1,79 @@
-fn main() {}
+//! Store-path throughput: fold + sled, no broker.
+//!
+//! `cargo bench -p ledger-store --bench ingest [-- EVENTS SESSIONS BATCH RUNS]`
+//! (defaults: 1,000,000 events over 100,000 sessions, batches of 5,000, 3 runs).
+//! Each run applies the whole stream to a fresh store on disk and flushes it;
+//! prints events/s per run and the median.
+
+use std::time::Instant;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+use ledger_core::Defaults;
+use ledger_gen::{GenConfig, Generator};
+use ledger_store::{Record, Store};
+
+fn main() {
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let events = args.first().copied().unwrap_or(1_000_000);
+    let sessions = args.get(1).copied().unwrap_or(100_000);
+    let batch = args.get(2).copied().unwrap_or(5_000);
+    let runs = args.get(3).copied().unwrap_or(3);
+    let t = Instant::now();
+    let records: Vec<Record> = Generator::new(GenConfig {
+        seed: 1,
+        sessions,
+        events,
+        users: 20_000,
+        clients: 2_000,
+        agents: 200,
+        workspaces: 100,
+        duplicate_rate: 0.01,
+        out_of_order_rate: 0.02,
+        block: 5_000,
+        ..Default::default()
+    })
+    .enumerate()
+    .map(|(i, event)| Record {
+        partition: (i % 3) as i32,
+        offset: (i / 3) as i64,
+        event,
+    })
+    .collect();
+    println!(
+        "generated {} events over {sessions} sessions in {:.1?}",
+        records.len(),
+        t.elapsed()
+    );
+    let mut rates = vec![];
+    for run in 1..=runs {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), Defaults::default()).expect("open");
+        let t = Instant::now();
+        for chunk in records.chunks(batch) {
+            let last = chunk.last().expect("non-empty chunk");
+            let offsets = [(last.partition, last.offset + 1)];
+            store
+                .apply_batch("bench", chunk, &offsets, 0)
+                .expect("apply");
+        }
+        store.flush().expect("flush");
+        let secs = t.elapsed().as_secs_f64();
+        let rate = records.len() as f64 / secs;
+        println!(
+            "run {run}: {} events in {secs:.2} s = {rate:.0} events/s (store {} MiB)",
+            records.len(),
+            store.size_on_disk() / (1 << 20)
+        );
+        rates.push(rate);
+    }
+    rates.sort_by(|a, b| a.total_cmp(b));
+    println!(
+        "store path (fold + sled): median {:.0} events/s over {runs} runs",
+        rates[rates.len() / 2]
+    );
+}

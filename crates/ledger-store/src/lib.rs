@@ -7,7 +7,7 @@
 //!
 //! | prefix | key after the prefix | value |
 //! |---|---|---|
-//! | `s` | session id | [`StoredSession`] as JSON |
+//! | `s` | session id | [`StoredSession`], postcard |
 //! | `iu` | len+user id, sort(8), session id | empty |
 //! | `ic` | len+client id, sort(8), session id | empty |
 //! | `ia` | len+agent id, sort(8), session id | empty |
@@ -15,7 +15,7 @@
 //! | `is` | status code(1), sort(8), session id | empty |
 //! | `io` | sort(8), session id (every session, creation order) | empty |
 //! | `ix` | deadline(8), session id (active sessions only) | empty |
-//! | `h` | len+session id, seq(8) | [`HistoryEntry`] as JSON |
+//! | `h` | len+session id, first seq(8) | one batch's [`HistoryEntry`]s of the session, postcard |
 //! | `c` | counter name | u64 BE |
 //! | `o` | len+topic, partition(4) | next offset, i64 BE |
 //!

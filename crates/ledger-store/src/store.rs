@@ -1,7 +1,7 @@
 //! The store handle: opening, the atomic batch write, point reads, stats,
 //! offsets, history and a full consistency audit.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -37,8 +37,11 @@ pub struct StoredSession {
     pub session: Session,
     /// Partition of the session's latest event (the reaper reaps by partition).
     pub partition: i32,
-    /// Events recorded in the history so far (the next history sequence).
+    /// Events recorded in the history so far (the next entry's `seq`).
     pub history_len: u64,
+    /// The stored history chunks, oldest first: (first `seq` in the chunk,
+    /// entries in it). A chunk holds one batch's events of this session.
+    pub history_chunks: VecDeque<(u64, u32)>,
 }
 
 /// One event of a batch, with where it was read from.
@@ -152,10 +155,13 @@ pub struct BatchReport {
 
 /// A session being folded within one batch.
 struct Work {
+    /// The encoded record before the batch, if any.
+    before_bytes: Option<sled::IVec>,
     before: Option<StoredSession>,
     session: Option<Session>,
     partition: i32,
-    history_len: u64,
+    /// This batch's history entries of the session.
+    history: Vec<HistoryEntry>,
 }
 
 struct Inner {
@@ -180,8 +186,9 @@ impl Store {
     pub fn open(dir: impl AsRef<Path>, defaults: Defaults) -> Result<Self, StoreError> {
         let db = sled::Config::new()
             .path(dir)
-            .cache_capacity(256 * 1024 * 1024)
-            .flush_every_ms(Some(200))
+            .cache_capacity(512 * 1024 * 1024)
+            .mode(sled::Mode::HighThroughput)
+            .flush_every_ms(Some(500))
             .open()?;
         let tree = db.open_tree("ledger")?;
         let mut stats = Stats::default();
@@ -230,16 +237,19 @@ impl Store {
         for r in records {
             let id = r.event.session_id.as_str();
             if !touched.contains_key(id) {
-                let before = self.stored(id)?;
-                let history_len = before.as_ref().map_or(0, |b| b.history_len);
+                let key = keys::session(id);
+                let before_bytes = tree.get(&key)?;
+                let before: Option<StoredSession> =
+                    before_bytes.as_ref().map(|v| decode(&key, v)).transpose()?;
                 let session = before.as_ref().map(|b| b.session.clone());
                 touched.insert(
                     id,
                     Work {
+                        before_bytes,
                         before,
                         session,
                         partition: r.partition,
-                        history_len,
+                        history: Vec::new(),
                     },
                 );
                 order.push(id);
@@ -250,21 +260,15 @@ impl Store {
             w.partition = r.partition;
             report.events.count(outcome);
             if outcome != Outcome::Duplicate {
-                let seq = w.history_len;
-                let h = HistoryEntry {
-                    seq,
+                w.history.push(HistoryEntry {
+                    seq: 0, // numbered below
                     id: r.event.id.clone(),
                     kind: r.event.kind.type_name().to_string(),
                     time: r.event.time_ms,
                     outcome: outcome.as_str().to_string(),
                     partition: r.partition,
                     offset: r.offset,
-                };
-                batch.insert(keys::history(id, seq), encode(&h));
-                if seq >= HISTORY_LEN {
-                    batch.remove(keys::history(id, seq - HISTORY_LEN));
-                }
-                w.history_len += 1;
+                });
             }
         }
         let mut stats = self
@@ -275,35 +279,66 @@ impl Store {
             .clone();
         for id in order {
             let w = touched.remove(id).expect("every ordered id is touched");
-            let before = w.before;
+            let (mut history_len, mut chunks) = match &w.before {
+                Some(b) => (b.history_len, b.history_chunks.clone()),
+                None => (0, VecDeque::new()),
+            };
+            let mut history = w.history;
+            if !history.is_empty() {
+                let first = history_len;
+                for (i, h) in history.iter_mut().enumerate() {
+                    h.seq = first + i as u64;
+                }
+                // Keep at least HISTORY_LEN entries: drop whole old chunks
+                // while the rest still holds that many.
+                history_len += history.len() as u64;
+                chunks.push_back((first, history.len() as u32));
+                let mut kept: u64 = chunks.iter().map(|c| u64::from(c.1)).sum();
+                while let Some(&(seq, n)) = chunks.front() {
+                    if kept - u64::from(n) < HISTORY_LEN {
+                        break;
+                    }
+                    batch.remove(keys::history(id, seq));
+                    kept -= u64::from(n);
+                    chunks.pop_front();
+                }
+                batch.insert(keys::history(id, first), encode(&history));
+            }
             let now = StoredSession {
                 session: w
                     .session
                     .expect("a touched session has folded at least one event"),
                 partition: w.partition,
-                history_len: w.history_len,
+                history_len,
+                history_chunks: chunks,
             };
-            if before.as_ref() == Some(&now) {
+            let bytes = encode(&now);
+            if w.before_bytes.as_deref() == Some(bytes.as_slice()) {
                 continue;
             }
             report.sessions_written += 1;
-            let old_keys: BTreeSet<Vec<u8>> = before
-                .as_ref()
-                .map(|b| keys::index_keys(&b.session).into_iter().collect())
-                .unwrap_or_default();
-            let new_keys: BTreeSet<Vec<u8>> = keys::index_keys(&now.session).into_iter().collect();
-            for k in old_keys.difference(&new_keys) {
-                batch.remove(k.as_slice());
-            }
-            for k in new_keys.difference(&old_keys) {
-                batch.insert(k.as_slice(), &[][..]);
-            }
+            let before = w.before;
+            let new_keys = keys::index_keys(&now.session);
             match &before {
-                None => stats.sessions += 1,
-                Some(b) => *stats.by_status.entry(b.session.status).or_default() -= 1,
+                None => {
+                    stats.sessions += 1;
+                    for k in &new_keys {
+                        batch.insert(k.as_slice(), &[][..]);
+                    }
+                }
+                Some(b) => {
+                    *stats.by_status.entry(b.session.status).or_default() -= 1;
+                    let old_keys = keys::index_keys(&b.session);
+                    for k in old_keys.iter().filter(|k| !new_keys.contains(k)) {
+                        batch.remove(k.as_slice());
+                    }
+                    for k in new_keys.iter().filter(|k| !old_keys.contains(k)) {
+                        batch.insert(k.as_slice(), &[][..]);
+                    }
+                }
             }
             *stats.by_status.entry(now.session.status).or_default() += 1;
-            batch.insert(keys::session(id), encode(&now));
+            batch.insert(keys::session(id), bytes);
         }
         stats.events.add(&report.events);
         for (name, v) in stats.named() {
@@ -328,9 +363,7 @@ impl Store {
         let key = keys::session(id);
         match self.inner.tree.get(&key)? {
             None => Ok(None),
-            Some(v) => Ok(Some(
-                serde_json::from_slice(&v).map_err(|e| corrupt(&key, e))?,
-            )),
+            Some(v) => Ok(Some(decode(&key, &v)?)),
         }
     }
 
@@ -363,13 +396,16 @@ impl Store {
         Ok(out)
     }
 
-    /// A session's recorded history, oldest first (at most [`HISTORY_LEN`]).
+    /// A session's recorded history, oldest first: its last [`HISTORY_LEN`]
+    /// non-duplicate events.
     pub fn history(&self, id: &str) -> Result<Vec<HistoryEntry>, StoreError> {
-        let mut out = vec![];
+        let mut out: Vec<HistoryEntry> = vec![];
         for kv in self.inner.tree.scan_prefix(keys::history_prefix(id)) {
             let (k, v) = kv?;
-            out.push(serde_json::from_slice(&v).map_err(|e| corrupt(&k, e))?);
+            out.extend(decode::<Vec<HistoryEntry>>(&k, &v)?);
         }
+        let extra = out.len().saturating_sub(HISTORY_LEN as usize);
+        out.drain(..extra);
         Ok(out)
     }
 
@@ -424,7 +460,7 @@ impl Store {
     pub fn all_sessions(&self) -> impl Iterator<Item = Result<StoredSession, StoreError>> + '_ {
         self.inner.tree.scan_prefix(keys::SESSION).map(|kv| {
             let (k, v) = kv?;
-            serde_json::from_slice(&v).map_err(|e| corrupt(&k, e))
+            decode(&k, &v)
         })
     }
 
@@ -485,8 +521,13 @@ impl Store {
     }
 }
 
+/// Records are postcard-encoded: compact, and several times faster than JSON.
 fn encode<T: Serialize>(v: &T) -> Vec<u8> {
-    serde_json::to_vec(v).expect("store records always serialize")
+    postcard::to_stdvec(v).expect("store records always serialize")
+}
+
+fn decode<T: serde::de::DeserializeOwned>(k: &[u8], v: &[u8]) -> Result<T, StoreError> {
+    postcard::from_bytes(v).map_err(|e| corrupt(k, e))
 }
 
 fn decode_u64(k: &[u8], v: &[u8]) -> Result<u64, StoreError> {
