@@ -309,6 +309,33 @@ pub fn decode_binary<'a>(
     )
 }
 
+/// Decodes one Kafka record: binary mode when a `ce_specversion` header is
+/// present, structured mode otherwise. A key, when present, must be UTF-8 and
+/// equal the event's subject (the session id), which keeps a session's events
+/// on one partition.
+pub fn decode_record<'a>(
+    key: Option<&[u8]>,
+    payload: Option<&[u8]>,
+    header: impl Fn(&str) -> Option<&'a [u8]>,
+) -> Result<Event, DecodeError> {
+    let payload = payload.unwrap_or_default();
+    let event = if header("ce_specversion").is_some() {
+        decode_binary(header, payload)?
+    } else {
+        decode_structured(payload)?
+    };
+    if let Some(k) = key {
+        let k = std::str::from_utf8(k).map_err(|_| DecodeError::Utf8("key"))?;
+        if k != event.session_id {
+            return Err(DecodeError::KeyMismatch {
+                key: k.to_string(),
+                subject: event.session_id,
+            });
+        }
+    }
+    Ok(event)
+}
+
 fn non_empty(v: Option<String>, name: &'static str) -> Result<String, DecodeError> {
     match v {
         Some(s) if !s.is_empty() => Ok(s),
@@ -533,6 +560,20 @@ mod tests {
         .unwrap();
         assert_eq!(e.session_id, "s9");
         assert_eq!(e.time_ms % 1000, 500);
+        let rec = decode_record(Some(b"s9"), Some(br#"{"trace_id":"t"}"#), |n| {
+            headers
+                .iter()
+                .find(|(k, _)| *k == n)
+                .map(|(_, v)| v.as_bytes())
+        });
+        assert_eq!(rec.unwrap(), e);
+        let bad_key = decode_record(Some(&[0xff, 0xfe]), Some(br#"{}"#), |n| {
+            headers
+                .iter()
+                .find(|(k, _)| *k == n)
+                .map(|(_, v)| v.as_bytes())
+        });
+        assert_eq!(bad_key.unwrap_err(), DecodeError::Utf8("key"));
         let missing = decode_binary(|_| None, b"{}").unwrap_err();
         assert_eq!(missing, DecodeError::Missing("specversion"));
     }

@@ -13,8 +13,9 @@ pub mod time;
 
 pub use config::{Defaults, TimeoutConfig, TimeoutPatch};
 pub use event::{
-    decode_binary, decode_structured, ActivityData, Billing, CreatedData, DecodeError, Device,
-    Event, EventData, EventKind, RenewedData, TerminalData, Usage, MAX_EVENT_BYTES,
+    decode_binary, decode_record, decode_structured, ActivityData, Billing, CreatedData,
+    DecodeError, Device, Event, EventData, EventKind, RenewedData, TerminalData, Usage,
+    MAX_EVENT_BYTES,
 };
 pub use fold::{apply, Outcome};
 pub use session::{Session, Status, UNLIMITED_EXPIRY_MS};

@@ -31,7 +31,7 @@ mod query;
 mod store;
 
 pub use keys::index_keys;
-pub use query::{Filter, Order, Page, Start};
+pub use query::{encode_cursor, Filter, Order, Page, Start};
 pub use store::{
     BatchReport, EventCounts, HistoryEntry, Record, Stats, Store, StoreError, StoredSession,
     HISTORY_LEN,

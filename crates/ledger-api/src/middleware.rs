@@ -1,0 +1,117 @@
+//! Request middleware: latency metrics, and the consistency token.
+//!
+//! Every API response carries `x-ledger-offsets: <partition>=<next offset>,…`
+//! — the positions the store has applied. A request with
+//! `x-ledger-wait-for: <partition>=<offset>,…` waits (at most
+//! `x-ledger-wait-ms`, default and cap 5000 ms) until the store has applied
+//! those offsets; the response says `x-ledger-caught-up: true|false`.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::HeaderValue;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::state::{AppState, RouteLabels};
+
+/// Longest consistency wait, ms.
+pub const MAX_WAIT_MS: u64 = 5_000;
+
+pub async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = req.method().to_string();
+    let resp = next.run(req).await;
+    state
+        .http
+        .latency
+        .get_or_create(&RouteLabels {
+            method,
+            route,
+            status: resp.status().as_u16().to_string(),
+        })
+        .observe(started.elapsed().as_secs_f64());
+    resp
+}
+
+fn parse_offsets(v: &str) -> Option<BTreeMap<i32, i64>> {
+    v.split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|pair| {
+            let (p, o) = pair.trim().split_once('=')?;
+            Some((p.parse().ok()?, o.parse().ok()?))
+        })
+        .collect()
+}
+
+fn reached(state: &AppState, want: &BTreeMap<i32, i64>) -> bool {
+    match state.store.offsets(&state.topic) {
+        Ok(have) => want
+            .iter()
+            .all(|(p, o)| have.get(p).is_some_and(|h| h >= o)),
+        Err(_) => false,
+    }
+}
+
+pub async fn consistency(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let wait_for = req
+        .headers()
+        .get("x-ledger-wait-for")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.to_string());
+    let mut caught_up = None;
+    if let Some(w) = wait_for {
+        let Some(want) = parse_offsets(&w) else {
+            return (
+                axum::http::StatusCode::BAD_REQUEST,
+                axum::Json(serde_json::json!({"error": {"code": "bad_consistency_token", "message": "x-ledger-wait-for must look like `0=123,1=45`"}})),
+            )
+                .into_response();
+        };
+        let ms = req
+            .headers()
+            .get("x-ledger-wait-ms")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(MAX_WAIT_MS)
+            .min(MAX_WAIT_MS);
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(ms);
+        let mut rx = state.applied.clone();
+        let mut ok = reached(&state, &want);
+        while !ok {
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => ok = reached(&state, &want),
+                Ok(Err(_)) => {
+                    // No ingestion attached: poll until the deadline.
+                    if tokio::time::Instant::now() >= deadline {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    ok = reached(&state, &want);
+                }
+                Err(_) => break,
+            }
+        }
+        caught_up = Some(ok);
+    }
+    let mut resp = next.run(req).await;
+    if let Ok(offsets) = state.store.offsets(&state.topic) {
+        let token: Vec<String> = offsets.iter().map(|(p, o)| format!("{p}={o}")).collect();
+        if let Ok(v) = HeaderValue::from_str(&token.join(",")) {
+            resp.headers_mut().insert("x-ledger-offsets", v);
+        }
+    }
+    if let Some(ok) = caught_up {
+        resp.headers_mut().insert(
+            "x-ledger-caught-up",
+            HeaderValue::from_static(if ok { "true" } else { "false" }),
+        );
+    }
+    resp
+}

@@ -1,0 +1,90 @@
+//! Shared state of the HTTP handlers.
+
+use std::sync::Arc;
+
+use ledger_store::Store;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use tokio::sync::watch;
+
+use crate::auth::Auth;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub method: String,
+    pub route: String,
+    pub status: String,
+}
+
+/// HTTP metrics: latency by route.
+#[derive(Clone)]
+pub struct HttpMetrics {
+    pub latency: Family<RouteLabels, Histogram>,
+}
+
+impl HttpMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let latency = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.000_05, 2.0, 18))
+        });
+        registry.sub_registry_with_prefix("ledger").register(
+            "http_request_seconds",
+            "HTTP request latency by route",
+            latency.clone(),
+        );
+        Self { latency }
+    }
+}
+
+/// Everything a handler needs. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    /// The event topic whose offsets are the consistency token.
+    pub topic: String,
+    pub auth: Arc<Auth>,
+    /// Wall clock, Unix ms (fixed in tests).
+    pub clock: Arc<dyn Fn() -> i64 + Send + Sync>,
+    /// Whether ingestion has caught up to the high watermarks seen at start.
+    pub ready: Arc<dyn Fn() -> bool + Send + Sync>,
+    /// Bumped after every applied batch (wakes consistency waits).
+    pub applied: watch::Receiver<u64>,
+    /// Process start, Unix ms.
+    pub started_ms: i64,
+    pub registry: Arc<Registry>,
+    pub http: HttpMetrics,
+}
+
+impl AppState {
+    /// State with a fixed or real clock and no ingestion attached (tests,
+    /// read-only serving): always ready. HTTP metrics are added to `registry`,
+    /// which `/metrics` serves.
+    pub fn new(
+        store: Store,
+        topic: &str,
+        auth: Auth,
+        clock: Arc<dyn Fn() -> i64 + Send + Sync>,
+        mut registry: Registry,
+    ) -> Self {
+        let http = HttpMetrics::register(&mut registry);
+        let (_tx, rx) = watch::channel(0);
+        let started_ms = clock();
+        Self {
+            store,
+            topic: topic.to_string(),
+            auth: Arc::new(auth),
+            clock,
+            ready: Arc::new(|| true),
+            applied: rx,
+            started_ms,
+            registry: Arc::new(registry),
+            http,
+        }
+    }
+
+    pub fn now(&self) -> i64 {
+        (self.clock)()
+    }
+}

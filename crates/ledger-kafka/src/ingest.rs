@@ -1,0 +1,500 @@
+//! The consumer: exactly-once effect by storing offsets with the data.
+//!
+//! Partitions are assigned manually (every replica reads every partition into
+//! its own store) starting at the offsets stored in sled. Each batch — up to
+//! `batch_max` records or `batch_wait` of polling — is decoded; bad records
+//! are produced to `<topic>.dlq` (and their delivery awaited); then ONE atomic
+//! store write applies the events and records every partition's next offset.
+//! Kafka offset commits follow, for lag tooling only. If dead-lettering fails
+//! (broker gone), nothing is written and the consumer rewinds to the stored
+//! offsets and retries: a crash or outage at any instant loses nothing and
+//! applies nothing twice.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use ledger_core::decode_record;
+use ledger_store::{Record, Store};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use tokio::sync::watch;
+
+use crate::metrics::{Metrics, PartitionLabel};
+use crate::publish::{producer_config, RawRecord};
+use crate::{dlq_topic, KafkaError, Publisher};
+
+/// Consumer settings.
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    pub brokers: String,
+    pub topic: String,
+    /// Group id used for informational offset commits (lag tooling).
+    pub group_id: String,
+    /// Most records in one batch.
+    pub batch_max: usize,
+    /// Longest time spent filling one batch.
+    pub batch_wait: Duration,
+    /// Produce undecodable records to `<topic>.dlq` (off for rebuilds, which
+    /// replay records that were dead-lettered already).
+    pub dead_letter: bool,
+}
+
+impl IngestConfig {
+    pub fn new(brokers: &str, topic: &str) -> Self {
+        Self {
+            brokers: brokers.to_string(),
+            topic: topic.to_string(),
+            group_id: "session-ledger".to_string(),
+            batch_max: 5_000,
+            batch_wait: Duration::from_millis(50),
+            dead_letter: true,
+        }
+    }
+}
+
+/// Where one partition stands.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PartitionProgress {
+    /// Next offset to apply (= stored offset).
+    pub next_offset: i64,
+    /// Latest high watermark seen.
+    pub high_watermark: i64,
+    /// High watermark when the consumer started: caught up once passed.
+    pub start_high_watermark: i64,
+}
+
+/// Shared view of the consumer's progress.
+#[derive(Debug, Default)]
+pub struct Progress {
+    partitions: RwLock<BTreeMap<i32, PartitionProgress>>,
+    ready: AtomicBool,
+}
+
+impl Progress {
+    /// Whether every partition reached the high watermark seen at start.
+    pub fn ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    pub fn partitions(&self) -> BTreeMap<i32, PartitionProgress> {
+        self.partitions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Total records behind the latest high watermarks.
+    pub fn lag(&self) -> i64 {
+        self.partitions()
+            .values()
+            .map(|p| (p.high_watermark - p.next_offset).max(0))
+            .sum()
+    }
+}
+
+/// A running consumer: stop it and wait for the batch in flight to finish.
+pub struct IngestHandle {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<Result<(), KafkaError>>>,
+    pub progress: Arc<Progress>,
+    /// Incremented after every applied batch.
+    pub applied: watch::Receiver<u64>,
+}
+
+impl IngestHandle {
+    /// Asks the consumer to stop after the batch in flight, and waits.
+    pub fn stop(mut self) -> Result<(), KafkaError> {
+        self.stop.store(true, Ordering::Release);
+        match self.thread.take().map(|t| t.join()) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err(KafkaError::Delivery("ingest thread panicked".into())),
+            None => Ok(()),
+        }
+    }
+
+    /// A flag that stops the consumer when set (for signal handlers).
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        self.stop.clone()
+    }
+
+    /// Whether the consumer thread has ended.
+    pub fn finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
+}
+
+impl Drop for IngestHandle {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Client context that keeps the high watermarks librdkafka reports in its
+/// statistics (every second), so lag needs no extra broker round trips.
+#[derive(Default)]
+pub struct WatermarkContext {
+    high: std::sync::Mutex<BTreeMap<i32, i64>>,
+}
+
+impl WatermarkContext {
+    fn high(&self, p: i32) -> Option<i64> {
+        self.high
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&p)
+            .copied()
+    }
+}
+
+impl rdkafka::ClientContext for WatermarkContext {
+    fn stats(&self, s: rdkafka::Statistics) {
+        let mut high = self.high.lock().unwrap_or_else(|e| e.into_inner());
+        for t in s.topics.values() {
+            for (p, part) in &t.partitions {
+                if *p >= 0 && part.hi_offset >= 0 {
+                    high.insert(*p, part.hi_offset);
+                }
+            }
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for WatermarkContext {}
+
+type LedgerConsumer = BaseConsumer<WatermarkContext>;
+
+/// A record that failed to decode, on its way to the dead-letter topic.
+struct DeadLetter {
+    record: RawRecord,
+}
+
+/// The consumer loop.
+pub struct Ingestor {
+    cfg: IngestConfig,
+    store: Store,
+    metrics: Metrics,
+}
+
+impl Ingestor {
+    pub fn new(cfg: IngestConfig, store: Store, metrics: Metrics) -> Self {
+        Self {
+            cfg,
+            store,
+            metrics,
+        }
+    }
+
+    /// Starts the consumer on its own thread.
+    pub fn spawn(self) -> IngestHandle {
+        let stop = Arc::new(AtomicBool::new(false));
+        let progress = Arc::new(Progress::default());
+        let (tx, rx) = watch::channel(0u64);
+        let (s, p) = (stop.clone(), progress.clone());
+        let thread = std::thread::Builder::new()
+            .name("ingest".into())
+            .spawn(move || self.run(&s, &p, &tx))
+            .expect("spawn ingest thread");
+        IngestHandle {
+            stop,
+            thread: Some(thread),
+            progress,
+            applied: rx,
+        }
+    }
+
+    fn consumer(&self) -> Result<LedgerConsumer, KafkaError> {
+        Ok(ClientConfig::new()
+            .set("bootstrap.servers", &self.cfg.brokers)
+            .set("group.id", &self.cfg.group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "false")
+            .set("fetch.wait.max.ms", "100")
+            .set("fetch.max.bytes", "52428800")
+            .set("queued.max.messages.kbytes", "262144")
+            .set("statistics.interval.ms", "1000")
+            .create_with_context(WatermarkContext::default())?)
+    }
+
+    /// The topic's partitions; waits (until stopped) for the topic to exist.
+    fn partitions(&self, c: &LedgerConsumer, stop: &AtomicBool) -> Result<Vec<i32>, KafkaError> {
+        loop {
+            match c.fetch_metadata(Some(&self.cfg.topic), Duration::from_secs(5)) {
+                Ok(md) => {
+                    let ps: Vec<i32> = md
+                        .topics()
+                        .iter()
+                        .filter(|t| t.name() == self.cfg.topic && t.error().is_none())
+                        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+                        .collect();
+                    if !ps.is_empty() {
+                        return Ok(ps);
+                    }
+                }
+                Err(e) => {
+                    self.metrics.errors.inc();
+                    tracing::warn!(error = %e, "metadata request failed; retrying");
+                }
+            }
+            if stop.load(Ordering::Acquire) {
+                return Err(KafkaError::NoTopic(self.cfg.topic.clone()));
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// Assigns `partitions` at the stored offsets (beginning when none).
+    fn assign(
+        &self,
+        c: &LedgerConsumer,
+        partitions: &[i32],
+    ) -> Result<BTreeMap<i32, i64>, KafkaError> {
+        let stored = self.store.offsets(&self.cfg.topic)?;
+        let mut tpl = TopicPartitionList::new();
+        let mut next = BTreeMap::new();
+        for &p in partitions {
+            let off = stored.get(&p).copied().unwrap_or(0);
+            tpl.add_partition_offset(&self.cfg.topic, p, Offset::Offset(off))?;
+            next.insert(p, off);
+        }
+        c.assign(&tpl)?;
+        tracing::info!(topic = %self.cfg.topic, offsets = ?next, "assigned partitions at stored offsets");
+        Ok(next)
+    }
+
+    fn run(
+        self,
+        stop: &AtomicBool,
+        progress: &Progress,
+        applied: &watch::Sender<u64>,
+    ) -> Result<(), KafkaError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| KafkaError::Delivery(e.to_string()))?;
+        let consumer = self.consumer()?;
+        let dlq = Publisher::from_config(
+            producer_config(&self.cfg.brokers),
+            &dlq_topic(&self.cfg.topic),
+        )?;
+        let mut partitions = match self.partitions(&consumer, stop) {
+            Ok(p) => p,
+            Err(_) if stop.load(Ordering::Acquire) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let mut next = self.assign(&consumer, &partitions)?;
+        // High watermarks at start: /readyz turns ready once they are reached.
+        let mut start_high = BTreeMap::new();
+        for &p in &partitions {
+            let high = loop {
+                match consumer.fetch_watermarks(&self.cfg.topic, p, Duration::from_secs(5)) {
+                    Ok((_, h)) => break h,
+                    Err(e) => {
+                        self.metrics.errors.inc();
+                        tracing::warn!(partition = p, error = %e, "watermark request failed; retrying");
+                        if stop.load(Ordering::Acquire) {
+                            return Ok(());
+                        }
+                        std::thread::sleep(Duration::from_millis(500));
+                    }
+                }
+            };
+            start_high.insert(p, high);
+        }
+        self.publish_progress(progress, &next, &start_high, &consumer);
+        let mut last_meta = Instant::now();
+        let mut batches = 0u64;
+        while !stop.load(Ordering::Acquire) {
+            let started = Instant::now();
+            let mut records: Vec<Record> = Vec::new();
+            let mut dead: Vec<DeadLetter> = Vec::new();
+            let mut batch_next = BTreeMap::new();
+            let deadline = started + self.cfg.batch_wait;
+            while records.len() + dead.len() < self.cfg.batch_max {
+                let now = Instant::now();
+                if now >= deadline {
+                    break;
+                }
+                match consumer.poll(deadline - now) {
+                    None => break,
+                    Some(Err(e)) => {
+                        self.metrics.errors.inc();
+                        tracing::warn!(error = %e, "consumer error");
+                        break;
+                    }
+                    Some(Ok(m)) => {
+                        let p = m.partition();
+                        let expected = batch_next.get(&p).or(next.get(&p)).copied().unwrap_or(0);
+                        if m.offset() < expected {
+                            continue; // already applied (a rewind's prefetch)
+                        }
+                        batch_next.insert(p, m.offset() + 1);
+                        match decode_message(&m) {
+                            Ok(event) => records.push(Record {
+                                event,
+                                partition: p,
+                                offset: m.offset(),
+                            }),
+                            Err(reason) => dead.push(dead_letter(&m, &self.cfg.topic, &reason)),
+                        }
+                    }
+                }
+            }
+            if batch_next.is_empty() {
+                self.refresh(progress, &next, &start_high, &consumer);
+                if last_meta.elapsed() > Duration::from_secs(30) {
+                    last_meta = Instant::now();
+                    if let Ok(ps) = self.partitions(&consumer, stop) {
+                        if ps.len() != partitions.len() {
+                            partitions = ps;
+                            next = self.assign(&consumer, &partitions)?;
+                        }
+                    }
+                }
+                continue;
+            }
+            // Dead letters first: their delivery must be certain before the
+            // offsets that skip them are stored.
+            if !dead.is_empty() && self.cfg.dead_letter {
+                let sent =
+                    rt.block_on(dlq.send_all(dead.iter().map(|d| d.record.clone_raw()), |_| {}));
+                if let Err(e) = sent {
+                    self.metrics.errors.inc();
+                    tracing::error!(error = %e, "dead-letter delivery failed; rewinding to stored offsets");
+                    std::thread::sleep(Duration::from_secs(1));
+                    next = self.assign(&consumer, &partitions)?;
+                    continue;
+                }
+            }
+            let offsets: Vec<(i32, i64)> = batch_next.iter().map(|(p, o)| (*p, *o)).collect();
+            let report =
+                self.store
+                    .apply_batch(&self.cfg.topic, &records, &offsets, dead.len() as u64)?;
+            next.extend(batch_next.iter().map(|(p, o)| (*p, *o)));
+            let m = &self.metrics;
+            m.consumed.inc_by((records.len() + dead.len()) as u64);
+            m.count("applied", report.events.applied);
+            m.count("duplicate", report.events.duplicate);
+            m.count("ignored", report.events.ignored);
+            m.count("rejected", report.events.rejected);
+            m.count("dead_lettered", report.events.dead_lettered);
+            m.batch_seconds.observe(started.elapsed().as_secs_f64());
+            // Informational commit for lag tooling; the store is the truth.
+            let mut tpl = TopicPartitionList::new();
+            for (p, o) in &batch_next {
+                let _ = tpl.add_partition_offset(&self.cfg.topic, *p, Offset::Offset(*o));
+            }
+            if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+                tracing::debug!(error = %e, "offset commit failed (informational only)");
+            }
+            batches += 1;
+            self.refresh(progress, &next, &start_high, &consumer);
+            let _ = applied.send(batches);
+        }
+        tracing::info!("consumer stopped after the batch in flight");
+        Ok(())
+    }
+
+    fn refresh(
+        &self,
+        progress: &Progress,
+        next: &BTreeMap<i32, i64>,
+        start_high: &BTreeMap<i32, i64>,
+        c: &LedgerConsumer,
+    ) {
+        self.publish_progress(progress, next, start_high, c);
+        self.metrics
+            .store_bytes
+            .set(self.store.size_on_disk() as i64);
+    }
+
+    fn publish_progress(
+        &self,
+        progress: &Progress,
+        next: &BTreeMap<i32, i64>,
+        start_high: &BTreeMap<i32, i64>,
+        c: &LedgerConsumer,
+    ) {
+        let mut map = BTreeMap::new();
+        for (&p, &n) in next {
+            let start = start_high.get(&p).copied().unwrap_or(0);
+            let high = c.context().high(p).unwrap_or(start).max(start).max(n);
+            self.metrics
+                .lag
+                .get_or_create(&PartitionLabel {
+                    partition: p.to_string(),
+                })
+                .set(high - n);
+            map.insert(
+                p,
+                PartitionProgress {
+                    next_offset: n,
+                    high_watermark: high,
+                    start_high_watermark: start,
+                },
+            );
+        }
+        let ready = !map.is_empty()
+            && map
+                .values()
+                .all(|p| p.next_offset >= p.start_high_watermark);
+        *progress
+            .partitions
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = map;
+        progress.ready.store(ready, Ordering::Release);
+    }
+}
+
+fn decode_message(m: &BorrowedMessage<'_>) -> Result<ledger_core::Event, String> {
+    let headers = m.headers();
+    let header = |name: &str| -> Option<&[u8]> {
+        headers?
+            .iter()
+            .find(|h| h.key == name)
+            .and_then(|h| h.value)
+    };
+    decode_record(m.key(), m.payload(), header).map_err(|e| e.to_string())
+}
+
+fn dead_letter(m: &BorrowedMessage<'_>, topic: &str, reason: &str) -> DeadLetter {
+    let mut headers = OwnedHeaders::new();
+    if let Some(h) = m.headers() {
+        for x in h.iter() {
+            headers = headers.insert(Header {
+                key: x.key,
+                value: x.value,
+            });
+        }
+    }
+    let p = m.partition().to_string();
+    let o = m.offset().to_string();
+    for (k, v) in [
+        ("dlq.reason", reason),
+        ("dlq.topic", topic),
+        ("dlq.partition", p.as_str()),
+        ("dlq.offset", o.as_str()),
+    ] {
+        headers = headers.insert(Header {
+            key: k,
+            value: Some(v),
+        });
+    }
+    DeadLetter {
+        record: RawRecord {
+            key: m.key().map(<[u8]>::to_vec),
+            payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+            headers: Some(headers),
+            partition: None,
+        },
+    }
+}

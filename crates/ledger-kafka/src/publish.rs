@@ -1,0 +1,220 @@
+//! Producing to Kafka: events keyed by session id, raw records (tests,
+//! dead letters), topic creation.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use ledger_core::{time::format_iso_ms, Event};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
+
+use crate::KafkaError;
+
+/// How many deliveries may be awaited at once while streaming.
+const IN_FLIGHT: usize = 20_000;
+
+/// A producer bound to one topic.
+#[derive(Clone)]
+pub struct Publisher {
+    producer: FutureProducer,
+    topic: String,
+}
+
+/// A record to produce: key, payload, optional headers and partition.
+pub struct RawRecord {
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+    pub headers: Option<OwnedHeaders>,
+    pub partition: Option<i32>,
+}
+
+impl RawRecord {
+    /// A copy (headers included).
+    pub fn clone_raw(&self) -> Self {
+        Self {
+            key: self.key.clone(),
+            payload: self.payload.clone(),
+            headers: self.headers.clone(),
+            partition: self.partition,
+        }
+    }
+
+    /// A structured-mode CloudEvent keyed by its session id.
+    pub fn event(e: &Event) -> Self {
+        Self {
+            key: Some(e.session_id.as_bytes().to_vec()),
+            payload: e.to_json().to_string().into_bytes(),
+            headers: None,
+            partition: None,
+        }
+    }
+}
+
+/// Client settings shared by every producer of the ledger.
+pub fn producer_config(brokers: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", brokers)
+        .set("linger.ms", "5")
+        .set("batch.num.messages", "10000")
+        .set("queue.buffering.max.messages", "200000")
+        .set("message.timeout.ms", "60000")
+        .set("compression.type", "none");
+    c
+}
+
+impl Publisher {
+    pub fn new(brokers: &str, topic: &str) -> Result<Self, KafkaError> {
+        Self::from_config(producer_config(brokers), topic)
+    }
+
+    /// A publisher with explicit client settings.
+    pub fn from_config(config: ClientConfig, topic: &str) -> Result<Self, KafkaError> {
+        Ok(Self {
+            producer: config.create()?,
+            topic: topic.to_string(),
+        })
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    fn enqueue(&self, r: &RawRecord) -> Result<DeliveryFuture, KafkaError> {
+        let mut rec: FutureRecord<'_, [u8], [u8]> =
+            FutureRecord::to(&self.topic).payload(r.payload.as_slice());
+        if let Some(k) = &r.key {
+            rec = rec.key(k.as_slice());
+        }
+        if let Some(h) = &r.headers {
+            rec = rec.headers(h.clone());
+        }
+        if let Some(p) = r.partition {
+            rec = rec.partition(p);
+        }
+        let mut rec = rec;
+        loop {
+            match self.producer.send_result(rec) {
+                Ok(f) => return Ok(f),
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull),
+                    back,
+                )) => {
+                    rec = back;
+                    self.producer.poll(Duration::from_millis(10));
+                }
+                Err((e, _)) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Produces one record and waits for its delivery: `(partition, offset)`.
+    pub async fn send(&self, r: &RawRecord) -> Result<(i32, i64), KafkaError> {
+        let f = self.enqueue(r)?;
+        match f.await {
+            Ok(Ok(d)) => Ok((d.partition, d.offset)),
+            Ok(Err((e, _))) => Err(KafkaError::Delivery(e.to_string())),
+            Err(_) => Err(KafkaError::Delivery("producer dropped".into())),
+        }
+    }
+
+    /// Produces every record in order, pipelined, calling `progress` with the
+    /// number delivered so far; returns the count. Stops at the first failure.
+    pub async fn send_all<I>(
+        &self,
+        records: I,
+        mut progress: impl FnMut(u64),
+    ) -> Result<u64, KafkaError>
+    where
+        I: IntoIterator<Item = RawRecord>,
+    {
+        let mut pending: VecDeque<DeliveryFuture> = VecDeque::new();
+        let mut done = 0u64;
+        for r in records {
+            pending.push_back(self.enqueue(&r)?);
+            while pending.len() >= IN_FLIGHT {
+                self.await_one(&mut pending).await?;
+                done += 1;
+                if done % 1000 == 0 {
+                    progress(done);
+                }
+            }
+        }
+        while !pending.is_empty() {
+            self.await_one(&mut pending).await?;
+            done += 1;
+            if done % 1000 == 0 {
+                progress(done);
+            }
+        }
+        progress(done);
+        Ok(done)
+    }
+
+    async fn await_one(&self, pending: &mut VecDeque<DeliveryFuture>) -> Result<(), KafkaError> {
+        let f = pending.pop_front().expect("non-empty");
+        match f.await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err((e, _))) => Err(KafkaError::Delivery(e.to_string())),
+            Err(_) => Err(KafkaError::Delivery("producer dropped".into())),
+        }
+    }
+
+    /// Waits until everything queued is delivered (or `timeout` passes).
+    pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
+        self.producer.flush(timeout)?;
+        Ok(())
+    }
+}
+
+/// The `ce_*` headers of a binary-mode CloudEvent (the payload is `data`).
+pub fn event_headers(e: &Event) -> OwnedHeaders {
+    let time = format_iso_ms(e.time_ms);
+    [
+        ("ce_specversion", "1.0"),
+        ("ce_id", e.id.as_str()),
+        ("ce_source", e.source.as_str()),
+        ("ce_type", e.kind.type_name()),
+        ("ce_subject", e.session_id.as_str()),
+        ("ce_time", time.as_str()),
+        ("content-type", "application/json"),
+    ]
+    .into_iter()
+    .fold(OwnedHeaders::new(), |h, (k, v)| {
+        h.insert(Header {
+            key: k,
+            value: Some(v),
+        })
+    })
+}
+
+/// Creates a topic with `partitions` partitions (replication 1); an existing
+/// topic is fine.
+pub async fn admin_create_topic(
+    brokers: &str,
+    name: &str,
+    partitions: i32,
+) -> Result<(), KafkaError> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()?;
+    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    let res = admin
+        .create_topics(
+            [&topic],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        )
+        .await?;
+    for r in res {
+        match r {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((t, code)) => {
+                return Err(KafkaError::Delivery(format!("create topic {t}: {code}")));
+            }
+        }
+    }
+    Ok(())
+}

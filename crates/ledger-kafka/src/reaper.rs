@@ -1,0 +1,176 @@
+//! The reaper: publishes `session.expired` / `session.abandoned` for active
+//! sessions past their deadline, back to the event topic.
+//!
+//! Only partitions this instance owns in the reaper's consumer group are
+//! reaped (the group's assignment is the ownership; its partitions are paused,
+//! nothing is consumed). Each event has time = the deadline and a
+//! deterministic id (UUIDv5 of session id, type and deadline), so if two
+//! instances ever both reap a session the store ignores the duplicate.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use ledger_core::event::TerminalData;
+use ledger_core::{Event, EventData, EventKind, Status};
+use ledger_store::Store;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+
+use crate::publish::RawRecord;
+use crate::{KafkaError, Metrics, Publisher};
+
+/// Namespace of reaper event ids (UUIDv5).
+pub const REAPER_NAMESPACE: uuid::Uuid =
+    uuid::Uuid::from_u128(0x6a1f_3c2e_9b7d_4e51_8f0a_2d4c_6b8e_1f37);
+
+/// Reaper settings.
+#[derive(Debug, Clone)]
+pub struct ReaperConfig {
+    pub brokers: String,
+    pub topic: String,
+    /// Consumer group whose assignment decides partition ownership.
+    pub group_id: String,
+    /// How often to look for due sessions.
+    pub interval: Duration,
+    /// Most events published per tick.
+    pub max_per_tick: usize,
+}
+
+/// The deterministic reaper event for a session past `deadline`.
+pub fn reap_event(session_id: &str, status: Status, deadline_ms: i64) -> Event {
+    let kind = if status == Status::Abandoned {
+        EventKind::Abandoned
+    } else {
+        EventKind::Expired
+    };
+    let name = format!("{session_id}|{}|{deadline_ms}", kind.type_name());
+    Event {
+        id: uuid::Uuid::new_v5(&REAPER_NAMESPACE, name.as_bytes()).to_string(),
+        source: "/session-ledger/reaper".into(),
+        kind,
+        session_id: session_id.to_string(),
+        time_ms: deadline_ms,
+        created_expires_at_ms: None,
+        data: EventData::Terminal(TerminalData {
+            reason: Some(
+                if kind == EventKind::Expired {
+                    "timeout"
+                } else {
+                    "inactivity"
+                }
+                .into(),
+            ),
+        }),
+    }
+}
+
+pub struct Reaper {
+    cfg: ReaperConfig,
+    store: Store,
+    metrics: Metrics,
+    clock: Arc<dyn Fn() -> i64 + Send + Sync>,
+}
+
+impl Reaper {
+    pub fn new(
+        cfg: ReaperConfig,
+        store: Store,
+        metrics: Metrics,
+        clock: Arc<dyn Fn() -> i64 + Send + Sync>,
+    ) -> Self {
+        Self {
+            cfg,
+            store,
+            metrics,
+            clock,
+        }
+    }
+
+    /// Runs on its own thread until `stop` is set.
+    pub fn spawn(self, stop: Arc<AtomicBool>) -> JoinHandle<Result<(), KafkaError>> {
+        std::thread::Builder::new()
+            .name("reaper".into())
+            .spawn(move || self.run(&stop))
+            .expect("spawn reaper thread")
+    }
+
+    fn run(self, stop: &AtomicBool) -> Result<(), KafkaError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| KafkaError::Delivery(e.to_string()))?;
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.cfg.brokers)
+            .set("group.id", &self.cfg.group_id)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "latest")
+            .set("session.timeout.ms", "10000")
+            .set("heartbeat.interval.ms", "1000")
+            .create()?;
+        consumer.subscribe(&[&self.cfg.topic])?;
+        let publisher = Publisher::new(&self.cfg.brokers, &self.cfg.topic)?;
+        // session id → (deadline published, when): not republished while in flight.
+        let mut sent: HashMap<String, (i64, Instant)> = HashMap::new();
+        let mut last = Instant::now() - self.cfg.interval;
+        while !stop.load(Ordering::Acquire) {
+            // Polling keeps the group membership alive; partitions stay paused.
+            if let Some(Err(e)) = consumer.poll(Duration::from_millis(100)) {
+                self.metrics.errors.inc();
+                tracing::debug!(error = %e, "reaper consumer error");
+            }
+            if last.elapsed() < self.cfg.interval {
+                continue;
+            }
+            last = Instant::now();
+            let Ok(assignment) = consumer.assignment() else {
+                continue;
+            };
+            let _ = consumer.pause(&assignment);
+            let owned: BTreeSet<i32> = assignment
+                .elements()
+                .iter()
+                .map(|e| e.partition())
+                .collect();
+            if owned.is_empty() {
+                continue;
+            }
+            let now = (self.clock)();
+            sent.retain(|_, (_, at)| at.elapsed() < Duration::from_secs(30));
+            let due = self.store.due(now, self.cfg.max_per_tick * 4)?;
+            let mut records = vec![];
+            for (id, deadline, status, partition) in due {
+                if !owned.contains(&partition) || sent.get(&id).is_some_and(|(d, _)| *d == deadline)
+                {
+                    continue;
+                }
+                let e = reap_event(&id, status, deadline);
+                let mut r = RawRecord::event(&e);
+                r.partition = Some(partition);
+                records.push(r);
+                sent.insert(id, (deadline, Instant::now()));
+                if records.len() >= self.cfg.max_per_tick {
+                    break;
+                }
+            }
+            if records.is_empty() {
+                continue;
+            }
+            let n = records.len() as u64;
+            match rt.block_on(publisher.send_all(records, |_| {})) {
+                Ok(_) => {
+                    self.metrics.reaped.inc_by(n);
+                    tracing::debug!(count = n, "reaped sessions past their deadline");
+                }
+                Err(e) => {
+                    self.metrics.errors.inc();
+                    tracing::warn!(error = %e, "reaper publish failed; will retry");
+                    sent.clear();
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,113 @@
+//! Command-line arguments (clap). Flags override the environment, which
+//! overrides the configuration file.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "session-ledger",
+    version,
+    about = "Event-sourced ledger of user and agent sessions: Kafka in, four session APIs out."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Settings shared by the commands that talk to Kafka and the store.
+#[derive(Args, Debug, Clone, Default)]
+pub struct Common {
+    /// TOML configuration file.
+    #[arg(long, short, env = "LEDGER_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Kafka bootstrap servers.
+    #[arg(long, env = "LEDGER_BROKERS")]
+    pub brokers: Option<String>,
+    /// The event topic.
+    #[arg(long, env = "LEDGER_TOPIC")]
+    pub topic: Option<String>,
+    /// Store directory.
+    #[arg(long, env = "LEDGER_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Zero-setup first run: in-process broker, generated sessions, all four views.
+    Demo {
+        /// HTTP port (0 = any free port).
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// Sessions to generate.
+        #[arg(long, default_value_t = 2_000)]
+        sessions: usize,
+        /// Events to generate.
+        #[arg(long, default_value_t = 20_000)]
+        events: usize,
+    },
+    /// Consume the topic, serve the API, run the reaper.
+    Serve {
+        #[command(flatten)]
+        common: Common,
+        /// HTTP listen address.
+        #[arg(long, env = "LEDGER_LISTEN")]
+        listen: Option<String>,
+        /// Accept requests without an API key (local use only).
+        #[arg(long)]
+        no_auth: bool,
+        /// Do not run the reaper.
+        #[arg(long)]
+        no_reaper: bool,
+    },
+    /// Publish NDJSON events (file or `-` for stdin) to the topic, keyed by session id.
+    Publish {
+        #[command(flatten)]
+        common: Common,
+        /// NDJSON file, or `-` for stdin.
+        #[arg(default_value = "-")]
+        input: String,
+        /// Send CloudEvents binary mode (`ce_*` headers) instead of structured.
+        #[arg(long)]
+        binary: bool,
+    },
+    /// Generate a realistic, seeded synthetic event stream.
+    Generate {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, default_value_t = 1_000)]
+        sessions: usize,
+        #[arg(long, default_value_t = 10_000)]
+        events: usize,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        #[arg(long, default_value_t = 500)]
+        users: usize,
+        /// Probability that an event is followed by a producer-retry duplicate.
+        #[arg(long, default_value_t = 0.0)]
+        duplicates: f64,
+        /// Probability that a session's `created` arrives after its first events.
+        #[arg(long, default_value_t = 0.0)]
+        out_of_order: f64,
+        /// First event time (RFC 3339); default: now minus one hour.
+        #[arg(long)]
+        start: Option<String>,
+        /// Write NDJSON here (`-` = stdout) instead of publishing to the topic.
+        #[arg(long)]
+        out: Option<String>,
+    },
+    /// Replay the topic from the beginning into a fresh store, then swap it in.
+    Rebuild {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Show one session: state, index entries, event history.
+    Inspect {
+        #[command(flatten)]
+        common: Common,
+        session_id: String,
+    },
+    /// Print the SHA-256 of an API key, for the `[[auth.keys]]` configuration.
+    HashKey { key: String },
+}

@@ -1,0 +1,99 @@
+//! One module per command; this one resolves settings and dispatches.
+
+mod demo;
+mod ops;
+mod publish;
+mod serve;
+
+use std::sync::Arc;
+
+use crate::cli::{Cli, Command, Common};
+use crate::config::Config;
+
+/// The wall clock, Unix ms.
+pub fn wall_clock() -> Arc<dyn Fn() -> i64 + Send + Sync> {
+    Arc::new(|| chrono::Utc::now().timestamp_millis())
+}
+
+/// File, then environment and flags (clap merges those two).
+fn settings(c: &Common) -> anyhow::Result<Config> {
+    let mut cfg = Config::load(c.config.as_deref())?;
+    if let Some(b) = &c.brokers {
+        cfg.kafka.brokers = b.clone();
+    }
+    if let Some(t) = &c.topic {
+        cfg.kafka.topic = t.clone();
+    }
+    if let Some(d) = &c.data_dir {
+        cfg.store.path = d.clone();
+    }
+    Ok(cfg)
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Demo {
+            port,
+            sessions,
+            events,
+        } => runtime()?.block_on(demo::run(port, sessions, events)),
+        Command::Serve {
+            common,
+            listen,
+            no_auth,
+            no_reaper,
+        } => {
+            let mut cfg = settings(&common)?;
+            if let Some(l) = listen {
+                cfg.http.listen = l;
+            }
+            if no_auth {
+                cfg.auth.disabled = true;
+            }
+            if no_reaper {
+                cfg.reaper.enabled = false;
+            }
+            runtime()?.block_on(serve::run(cfg, serve::shutdown_signal()))
+        }
+        Command::Publish {
+            common,
+            input,
+            binary,
+        } => runtime()?.block_on(publish::publish(settings(&common)?, &input, binary)),
+        Command::Generate {
+            common,
+            sessions,
+            events,
+            seed,
+            users,
+            duplicates,
+            out_of_order,
+            start,
+            out,
+        } => {
+            let opts = publish::GenerateOpts {
+                sessions,
+                events,
+                seed,
+                users,
+                duplicates,
+                out_of_order,
+                start,
+                out,
+            };
+            runtime()?.block_on(publish::generate(settings(&common)?, opts))
+        }
+        Command::Rebuild { common } => ops::rebuild(settings(&common)?),
+        Command::Inspect { common, session_id } => ops::inspect(settings(&common)?, &session_id),
+        Command::HashKey { key } => {
+            println!("{}", ledger_api::hash_key(&key));
+            Ok(())
+        }
+    }
+}

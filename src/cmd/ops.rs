@@ -1,0 +1,98 @@
+//! `rebuild` (replay the topic into a fresh store, then swap) and `inspect`.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use ledger_kafka::{IngestConfig, Ingestor, Metrics};
+use ledger_store::{index_keys, Store};
+use serde_json::json;
+
+use crate::config::Config;
+
+pub fn rebuild(cfg: Config) -> anyhow::Result<()> {
+    let target = cfg.store.path.clone();
+    let fresh = target.with_extension("rebuild");
+    if fresh.exists() {
+        std::fs::remove_dir_all(&fresh)?;
+    }
+    let store = Store::open(&fresh, cfg.defaults)?;
+    let ingest = Ingestor::new(
+        IngestConfig {
+            group_id: format!("{}-rebuild", cfg.kafka.group_id),
+            batch_max: cfg.kafka.batch_max.max(10_000),
+            dead_letter: false,
+            ..IngestConfig::new(&cfg.kafka.brokers, &cfg.kafka.topic)
+        },
+        store.clone(),
+        Metrics::default(),
+    )
+    .spawn();
+    let pb = ProgressBar::new(0);
+    pb.set_style(
+        ProgressStyle::with_template("replaying {bar:40} {pos}/{len} records {per_sec} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    if std::env::var_os("CI").is_some() {
+        pb.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let started = std::time::Instant::now();
+    loop {
+        let parts = ingest.progress.partitions();
+        pb.set_length(parts.values().map(|p| p.start_high_watermark as u64).sum());
+        pb.set_position(parts.values().map(|p| p.next_offset as u64).sum());
+        if ingest.progress.ready() {
+            break;
+        }
+        anyhow::ensure!(
+            !ingest.finished(),
+            "the consumer stopped before catching up"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let records = pb.position();
+    pb.finish_and_clear();
+    ingest.stop().context("stopping the replay")?;
+    store.flush()?;
+    let stats = store.stats();
+    drop(store);
+    if target.exists() {
+        let old = target.with_extension(format!(
+            "old-{}",
+            chrono::Utc::now().format("%Y%m%dT%H%M%S")
+        ));
+        std::fs::rename(&target, &old)?;
+        println!("previous store kept at {}", old.display());
+    }
+    std::fs::rename(&fresh, &target)?;
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "rebuilt {} sessions from {records} records in {secs:.1} s ({:.0} records/s) into {}",
+        stats.sessions,
+        records as f64 / secs.max(1e-9),
+        target.display()
+    );
+    Ok(())
+}
+
+pub fn inspect(cfg: Config, id: &str) -> anyhow::Result<()> {
+    let store = Store::open(&cfg.store.path, cfg.defaults)
+        .context("opening the store (is `serve` running on it?)")?;
+    let Some(stored) = store.stored(id)? else {
+        anyhow::bail!("no session {id}");
+    };
+    let keys: Vec<String> = index_keys(&stored.session)
+        .iter()
+        .map(|k| k.escape_ascii().to_string())
+        .collect();
+    let history = store.history(id)?;
+    let out = json!({
+        "session": stored.session,
+        "partition": stored.partition,
+        "history_len": stored.history_len,
+        "index_entries": keys,
+        "history": history,
+    });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}

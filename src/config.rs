@@ -1,0 +1,148 @@
+//! Effective configuration: TOML file, then environment, then flags.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use ledger_core::Defaults;
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration file. Every section is optional.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub kafka: KafkaSection,
+    pub store: StoreSection,
+    pub http: HttpSection,
+    /// Ledger-wide timeout defaults (minutes); `created` events override them.
+    pub defaults: Defaults,
+    pub reaper: ReaperSection,
+    pub auth: AuthSection,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaSection {
+    pub brokers: String,
+    pub topic: String,
+    pub group_id: String,
+    /// Most records per batch.
+    pub batch_max: usize,
+    /// Longest time filling one batch, ms.
+    pub batch_wait_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreSection {
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSection {
+    pub listen: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReaperSection {
+    pub enabled: bool,
+    /// How often to look for sessions past their deadline, ms.
+    pub interval_ms: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSection {
+    /// Accept requests without a key (local demo only; logs a warning).
+    pub disabled: bool,
+    pub keys: Vec<KeyEntry>,
+}
+
+/// An API key, stored as the hex SHA-256 of the key (never the key itself).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyEntry {
+    pub name: String,
+    pub sha256: String,
+    /// `admin`, `user:<id>` or `workspace:<id>`.
+    #[serde(default = "admin")]
+    pub scope: String,
+}
+
+fn admin() -> String {
+    "admin".into()
+}
+
+impl Default for KafkaSection {
+    fn default() -> Self {
+        Self {
+            brokers: "127.0.0.1:9092".into(),
+            topic: "session-events".into(),
+            group_id: "session-ledger".into(),
+            batch_max: 5_000,
+            batch_wait_ms: 50,
+        }
+    }
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from("ledger-data"),
+        }
+    }
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+        }
+    }
+}
+
+impl Default for ReaperSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval_ms: 1_000,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            kafka: KafkaSection::default(),
+            store: StoreSection::default(),
+            http: HttpSection::default(),
+            defaults: Defaults::default(),
+            reaper: ReaperSection::default(),
+            auth: AuthSection::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads a TOML file (or the defaults when `path` is `None`).
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
+        match path {
+            None => Ok(Self::default()),
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("reading {}", p.display()))?;
+                toml::from_str(&text).with_context(|| format!("parsing {}", p.display()))
+            }
+        }
+    }
+
+    /// The configuration as TOML with key hashes masked, for the start banner.
+    pub fn masked(&self) -> String {
+        let mut c = self.clone();
+        for k in &mut c.auth.keys {
+            k.sha256 = format!("{}…", &k.sha256.chars().take(8).collect::<String>());
+        }
+        toml::to_string(&c).unwrap_or_default()
+    }
+}
