@@ -219,8 +219,10 @@ impl Ingestor {
             .set("auto.offset.reset", "earliest")
             .set("enable.partition.eof", "false")
             .set("fetch.wait.max.ms", "100")
-            .set("fetch.max.bytes", "52428800")
-            .set("queued.max.messages.kbytes", "262144")
+            // Modest fetches: tansu's SQLite engine slows down sharply on
+            // multi-megabyte fetch responses; Apache Kafka is fine either way.
+            .set("max.partition.fetch.bytes", "262144")
+            .set("fetch.max.bytes", "1048576")
             .set("statistics.interval.ms", "1000")
             .create_with_context(WatermarkContext::default())?)
     }

@@ -1,0 +1,194 @@
+//! Shared harness of the end-to-end tests: a real Kafka-protocol broker over
+//! TCP (tansu, from `scripts/dev-broker`), the real binary, a real sled store.
+//!
+//! The broker comes from `LEDGER_TEST_BROKER` (set by `scripts/test`); when
+//! unset, one is started with `scripts/dev-broker` for this test process.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use ledger_core::{apply, Defaults, Event, Session};
+use ledger_kafka::publish::RawRecord;
+use ledger_kafka::Publisher;
+use rand::Rng;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_session-ledger");
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Bootstrap address of the test broker.
+pub fn broker() -> String {
+    static ADDR: OnceLock<String> = OnceLock::new();
+    ADDR.get_or_init(|| {
+        if let Ok(a) = std::env::var("LEDGER_TEST_BROKER") {
+            return a;
+        }
+        let dir = std::env::temp_dir().join(format!("ledger-test-broker-{}", std::process::id()));
+        start_broker(&dir)
+    })
+    .clone()
+}
+
+/// Starts a tansu broker with its data in `dir` (same port on a restart).
+pub fn start_broker(dir: &Path) -> String {
+    let out = Command::new(root().join("scripts/dev-broker"))
+        .arg("start")
+        .arg(dir)
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run scripts/dev-broker");
+    assert!(out.status.success(), "dev broker failed to start");
+    String::from_utf8(out.stdout).unwrap().trim().lines().last().unwrap().to_string()
+}
+
+pub fn stop_broker(dir: &Path) {
+    let st = Command::new(root().join("scripts/dev-broker")).arg("stop").arg(dir).status().unwrap();
+    assert!(st.success());
+}
+
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{:08x}", rand::rng().random::<u32>())
+}
+
+/// A fresh topic with `partitions` partitions.
+pub fn topic(brokers: &str, prefix: &str, partitions: i32) -> String {
+    let name = unique(prefix);
+    rt().block_on(ledger_kafka::admin_create_topic(brokers, &name, partitions)).unwrap();
+    rt().block_on(ledger_kafka::admin_create_topic(brokers, &ledger_kafka::dlq_topic(&name), 1)).unwrap();
+    name
+}
+
+pub fn rt() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap())
+}
+
+/// Produces records in order; returns how many were delivered.
+pub fn publish(brokers: &str, topic: &str, records: Vec<RawRecord>) -> u64 {
+    let p = Publisher::new(brokers, topic).unwrap();
+    rt().block_on(p.send_all(records, |_| {})).unwrap()
+}
+
+/// The fold of each session's events, in the order given.
+pub fn fold(events: &[Event]) -> BTreeMap<String, Session> {
+    let d = Defaults::default();
+    let mut m: BTreeMap<String, Session> = BTreeMap::new();
+    for e in events {
+        let prior = m.remove(&e.session_id);
+        m.insert(e.session_id.clone(), apply(prior, e, &d).0);
+    }
+    m
+}
+
+/// Asserts the store holds exactly the expected sessions (reports the first difference).
+pub fn assert_store_matches(dir: &Path, expected: &BTreeMap<String, Session>) {
+    let store = ledger_store::Store::open(dir, Defaults::default()).unwrap();
+    let mut n = 0;
+    for s in store.all_sessions() {
+        let s = s.unwrap().session;
+        assert_eq!(Some(&s), expected.get(&s.id), "session {} differs from the fold", s.id);
+        n += 1;
+    }
+    assert_eq!(n, expected.len(), "session count");
+    assert_eq!(store.audit().unwrap(), Vec::<String>::new(), "indexes and counters");
+    let stats = store.stats();
+    assert_eq!(stats.sessions, expected.len() as u64);
+    for st in ledger_core::Status::ALL {
+        let recount = expected.values().filter(|s| s.status == st).count() as u64;
+        assert_eq!(stats.status(st), recount, "status counter {st:?}");
+    }
+}
+
+/// A running `session-ledger serve`.
+pub struct Server {
+    pub child: Child,
+    pub base: String,
+    pub data: PathBuf,
+    pub stderr_log: PathBuf,
+}
+
+impl Server {
+    /// Starts `serve` on a free port with `extra` arguments; waits for it to listen.
+    pub fn start(brokers: &str, topic: &str, data: &Path, extra: &[&str]) -> Server {
+        let log = data.with_extension(format!("{}.log", unique("serve")));
+        let mut child = Command::new(BIN)
+            .args(["serve", "--brokers", brokers, "--topic", topic, "--listen", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(data)
+            .args(extra)
+            .env("LEDGER_LOG", "info,rdkafka=error")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let base = loop {
+            let line = lines.next().expect("serve exited before listening").unwrap();
+            if let Some(addr) = line.strip_prefix("listening on ") {
+                break addr.trim().to_string();
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        Server { child, base, data: data.to_path_buf(), stderr_log: log }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Sum of the applied offsets the server reports.
+    pub fn applied(&self) -> i64 {
+        let r = reqwest::blocking::get(self.url("/v1/sessions?limit=1"));
+        let Ok(r) = r else { return -1 };
+        r.headers()
+            .get("x-ledger-offsets")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(',').filter_map(|p| p.split_once('=')?.1.parse::<i64>().ok()).sum())
+            .unwrap_or(0)
+    }
+
+    /// Waits until the server has applied `total` records.
+    pub fn wait_applied(&self, total: i64, timeout: Duration) {
+        let start = Instant::now();
+        loop {
+            let n = self.applied();
+            if n >= total {
+                return;
+            }
+            assert!(start.elapsed() < timeout, "applied {n} of {total} records within {timeout:?}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM; returns the exit status and how long the exit took.
+    pub fn term(mut self) -> (std::process::ExitStatus, Duration) {
+        let t = Instant::now();
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let st = self.child.wait().unwrap();
+        let log = std::fs::read_to_string(&self.stderr_log).unwrap_or_default();
+        assert!(!log.contains("panicked"), "server panicked:\n{log}");
+        (st, t.elapsed())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
