@@ -45,11 +45,21 @@ pub fn start_broker(dir: &Path) -> String {
         .output()
         .expect("run scripts/dev-broker");
     assert!(out.status.success(), "dev broker failed to start");
-    String::from_utf8(out.stdout).unwrap().trim().lines().last().unwrap().to_string()
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .trim()
+        .lines()
+        .last()
+        .unwrap()
+        .to_string()
 }
 
 pub fn stop_broker(dir: &Path) {
-    let st = Command::new(root().join("scripts/dev-broker")).arg("stop").arg(dir).status().unwrap();
+    let st = Command::new(root().join("scripts/dev-broker"))
+        .arg("stop")
+        .arg(dir)
+        .status()
+        .unwrap();
     assert!(st.success());
 }
 
@@ -60,20 +70,34 @@ pub fn unique(prefix: &str) -> String {
 /// A fresh topic with `partitions` partitions.
 pub fn topic(brokers: &str, prefix: &str, partitions: i32) -> String {
     let name = unique(prefix);
-    rt().block_on(ledger_kafka::admin_create_topic(brokers, &name, partitions)).unwrap();
-    rt().block_on(ledger_kafka::admin_create_topic(brokers, &ledger_kafka::dlq_topic(&name), 1)).unwrap();
+    rt().block_on(ledger_kafka::admin_create_topic(brokers, &name, partitions))
+        .unwrap();
+    rt().block_on(ledger_kafka::admin_create_topic(
+        brokers,
+        &ledger_kafka::dlq_topic(&name),
+        1,
+    ))
+    .unwrap();
     name
 }
 
 pub fn rt() -> &'static tokio::runtime::Runtime {
     static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap())
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    })
 }
 
 /// Produces records in order; returns how many were delivered.
 pub fn publish(brokers: &str, topic: &str, records: Vec<RawRecord>) -> u64 {
     let p = Publisher::new(brokers, topic).unwrap();
-    rt().block_on(p.send_all(records, |_| {})).unwrap()
+    match rt().block_on(p.send_all(records, |_| {})) {
+        Ok(n) => n,
+        Err(e) => panic!("publishing to {topic} at {brokers}: {e}"),
+    }
 }
 
 /// The fold of each session's events, in the order given.
@@ -93,11 +117,20 @@ pub fn assert_store_matches(dir: &Path, expected: &BTreeMap<String, Session>) {
     let mut n = 0;
     for s in store.all_sessions() {
         let s = s.unwrap().session;
-        assert_eq!(Some(&s), expected.get(&s.id), "session {} differs from the fold", s.id);
+        assert_eq!(
+            Some(&s),
+            expected.get(&s.id),
+            "session {} differs from the fold",
+            s.id
+        );
         n += 1;
     }
     assert_eq!(n, expected.len(), "session count");
-    assert_eq!(store.audit().unwrap(), Vec::<String>::new(), "indexes and counters");
+    assert_eq!(
+        store.audit().unwrap(),
+        Vec::<String>::new(),
+        "indexes and counters"
+    );
     let stats = store.stats();
     assert_eq!(stats.sessions, expected.len() as u64);
     for st in ledger_core::Status::ALL {
@@ -119,7 +152,15 @@ impl Server {
     pub fn start(brokers: &str, topic: &str, data: &Path, extra: &[&str]) -> Server {
         let log = data.with_extension(format!("{}.log", unique("serve")));
         let mut child = Command::new(BIN)
-            .args(["serve", "--brokers", brokers, "--topic", topic, "--listen", "127.0.0.1:0"])
+            .args([
+                "serve",
+                "--brokers",
+                brokers,
+                "--topic",
+                topic,
+                "--listen",
+                "127.0.0.1:0",
+            ])
             .arg("--data-dir")
             .arg(data)
             .args(extra)
@@ -131,13 +172,21 @@ impl Server {
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
         let base = loop {
-            let line = lines.next().expect("serve exited before listening").unwrap();
+            let line = lines
+                .next()
+                .expect("serve exited before listening")
+                .unwrap();
             if let Some(addr) = line.strip_prefix("listening on ") {
                 break addr.trim().to_string();
             }
         };
         std::thread::spawn(move || for _ in lines {});
-        Server { child, base, data: data.to_path_buf(), stderr_log: log }
+        Server {
+            child,
+            base,
+            data: data.to_path_buf(),
+            stderr_log: log,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -151,7 +200,11 @@ impl Server {
         r.headers()
             .get("x-ledger-offsets")
             .and_then(|v| v.to_str().ok())
-            .map(|v| v.split(',').filter_map(|p| p.split_once('=')?.1.parse::<i64>().ok()).sum())
+            .map(|v| {
+                v.split(',')
+                    .filter_map(|p| p.split_once('=')?.1.parse::<i64>().ok())
+                    .sum()
+            })
             .unwrap_or(0)
     }
 
@@ -163,7 +216,10 @@ impl Server {
             if n >= total {
                 return;
             }
-            assert!(start.elapsed() < timeout, "applied {n} of {total} records within {timeout:?}");
+            assert!(
+                start.elapsed() < timeout,
+                "applied {n} of {total} records within {timeout:?}"
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
     }

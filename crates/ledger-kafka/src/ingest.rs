@@ -171,6 +171,9 @@ impl rdkafka::consumer::ConsumerContext for WatermarkContext {}
 
 type LedgerConsumer = BaseConsumer<WatermarkContext>;
 
+/// Largest payload copied into a dead letter, bytes.
+pub const DLQ_MAX_PAYLOAD: usize = 64 * 1024;
+
 /// A record that failed to decode, on its way to the dead-letter topic.
 struct DeadLetter {
     record: RawRecord,
@@ -219,10 +222,11 @@ impl Ingestor {
             .set("auto.offset.reset", "earliest")
             .set("enable.partition.eof", "false")
             .set("fetch.wait.max.ms", "100")
-            // Modest fetches: tansu's SQLite engine slows down sharply on
-            // multi-megabyte fetch responses; Apache Kafka is fine either way.
-            .set("max.partition.fetch.bytes", "262144")
-            .set("fetch.max.bytes", "1048576")
+            // A partition fetch holds any record a default broker accepts
+            // (1 MiB message.max.bytes), so an oversize poison record is
+            // fetched and dead-lettered instead of stalling its partition.
+            .set("max.partition.fetch.bytes", "2097152")
+            .set("fetch.max.bytes", "8388608")
             .set("statistics.interval.ms", "1000")
             .create_with_context(WatermarkContext::default())?)
     }
