@@ -7,7 +7,7 @@ use ledger_core::Defaults;
 use serde::{Deserialize, Serialize};
 
 /// The whole configuration file. Every section is optional.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub kafka: KafkaSection,
@@ -107,19 +107,6 @@ impl Default for ReaperSection {
         Self {
             enabled: true,
             interval_ms: 1_000,
-        }
-    }
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            kafka: KafkaSection::default(),
-            store: StoreSection::default(),
-            http: HttpSection::default(),
-            defaults: Defaults::default(),
-            reaper: ReaperSection::default(),
-            auth: AuthSection::default(),
         }
     }
 }

@@ -464,20 +464,6 @@ impl Store {
         })
     }
 
-    /// Every key-value pair outside the history and offsets, for comparing two
-    /// stores byte for byte (rebuild checks).
-    pub fn model_digest(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
-        let mut out = vec![];
-        for kv in self.inner.tree.iter() {
-            let (k, v) = kv?;
-            if k.starts_with(keys::OFFSET) || k.starts_with(keys::HISTORY) {
-                continue;
-            }
-            out.push((k.to_vec(), v.to_vec()));
-        }
-        Ok(out)
-    }
-
     /// Recomputes every index entry and counter from the session records and
     /// compares them with what is stored. Returns the discrepancies found.
     pub fn audit(&self) -> Result<Vec<String>, StoreError> {
