@@ -72,8 +72,13 @@ pub async fn run(
     let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry);
     let dlq = ledger_kafka::dlq_topic(&cfg.kafka.topic);
-    if let Err(e) = ledger_kafka::admin_create_topic(&cfg.kafka.brokers, &dlq, 1).await {
-        tracing::warn!(error = %e, topic = %dlq, "could not ensure the dead-letter topic exists");
+    let ensure = ledger_kafka::admin_create_topic(&cfg.kafka.brokers, &dlq, 1);
+    match tokio::time::timeout(Duration::from_secs(5), ensure).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, topic = %dlq, "could not ensure the dead-letter topic exists")
+        }
+        Err(_) => tracing::warn!(topic = %dlq, "timed out ensuring the dead-letter topic exists"),
     }
     let ingest = Ingestor::new(
         IngestConfig {
