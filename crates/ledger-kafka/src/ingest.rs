@@ -87,14 +87,6 @@ impl Progress {
             .unwrap_or_else(|p| p.into_inner())
             .clone()
     }
-
-    /// Total records behind the latest high watermarks.
-    pub fn lag(&self) -> i64 {
-        self.partitions()
-            .values()
-            .map(|p| (p.high_watermark - p.next_offset).max(0))
-            .sum()
-    }
 }
 
 /// A running consumer: stop it and wait for the batch in flight to finish.
@@ -115,11 +107,6 @@ impl IngestHandle {
             Some(Err(_)) => Err(KafkaError::Delivery("ingest thread panicked".into())),
             None => Ok(()),
         }
-    }
-
-    /// A flag that stops the consumer when set (for signal handlers).
-    pub fn stop_flag(&self) -> Arc<AtomicBool> {
-        self.stop.clone()
     }
 
     /// Whether the consumer thread has ended.
@@ -173,11 +160,6 @@ type LedgerConsumer = BaseConsumer<WatermarkContext>;
 
 /// Largest payload copied into a dead letter, bytes.
 pub const DLQ_MAX_PAYLOAD: usize = 64 * 1024;
-
-/// A record that failed to decode, on its way to the dead-letter topic.
-struct DeadLetter {
-    record: RawRecord,
-}
 
 /// The consumer loop.
 pub struct Ingestor {
@@ -322,7 +304,7 @@ impl Ingestor {
         while !stop.load(Ordering::Acquire) {
             let started = Instant::now();
             let mut records: Vec<Record> = Vec::new();
-            let mut dead: Vec<DeadLetter> = Vec::new();
+            let mut dead: Vec<RawRecord> = Vec::new();
             let mut batch_next = BTreeMap::new();
             let deadline = started + self.cfg.batch_wait;
             while records.len() + dead.len() < self.cfg.batch_max {
@@ -370,9 +352,9 @@ impl Ingestor {
             }
             // Dead letters first: their delivery must be certain before the
             // offsets that skip them are stored.
-            if !dead.is_empty() && self.cfg.dead_letter {
-                let sent =
-                    rt.block_on(dlq.send_all(dead.iter().map(|d| d.record.clone_raw()), |_| {}));
+            let dead_count = dead.len() as u64;
+            if dead_count > 0 && self.cfg.dead_letter {
+                let sent = rt.block_on(dlq.send_all(dead, |_| {}));
                 if let Err(e) = sent {
                     self.metrics.errors.inc();
                     tracing::error!(error = %e, "dead-letter delivery failed; rewinding to stored offsets");
@@ -382,12 +364,12 @@ impl Ingestor {
                 }
             }
             let offsets: Vec<(i32, i64)> = batch_next.iter().map(|(p, o)| (*p, *o)).collect();
-            let report =
-                self.store
-                    .apply_batch(&self.cfg.topic, &records, &offsets, dead.len() as u64)?;
+            let report = self
+                .store
+                .apply_batch(&self.cfg.topic, &records, &offsets, dead_count)?;
             next.extend(batch_next.iter().map(|(p, o)| (*p, *o)));
             let m = &self.metrics;
-            m.consumed.inc_by((records.len() + dead.len()) as u64);
+            m.consumed.inc_by(records.len() as u64 + dead_count);
             m.count("applied", report.events.applied);
             m.count("duplicate", report.events.duplicate);
             m.count("ignored", report.events.ignored);
@@ -472,7 +454,9 @@ fn decode_message(m: &BorrowedMessage<'_>) -> Result<ledger_core::Event, String>
     decode_record(m.key(), m.payload(), header).map_err(|e| e.to_string())
 }
 
-fn dead_letter(m: &BorrowedMessage<'_>, topic: &str, reason: &str) -> DeadLetter {
+/// The dead letter of a record that failed to decode: same key, payload
+/// (cut if oversize) and headers, plus where it came from and why.
+fn dead_letter(m: &BorrowedMessage<'_>, topic: &str, reason: &str) -> RawRecord {
     let mut headers = OwnedHeaders::new();
     if let Some(h) = m.headers() {
         for x in h.iter() {
@@ -495,12 +479,10 @@ fn dead_letter(m: &BorrowedMessage<'_>, topic: &str, reason: &str) -> DeadLetter
             value: Some(v),
         });
     }
-    DeadLetter {
-        record: RawRecord {
-            key: m.key().map(<[u8]>::to_vec),
-            payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
-            headers: Some(headers),
-            partition: None,
-        },
+    RawRecord {
+        key: m.key().map(<[u8]>::to_vec),
+        payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+        headers: Some(headers),
+        partition: None,
     }
 }

@@ -33,16 +33,6 @@ pub struct RawRecord {
 }
 
 impl RawRecord {
-    /// A copy (headers included).
-    pub fn clone_raw(&self) -> Self {
-        Self {
-            key: self.key.clone(),
-            payload: self.payload.clone(),
-            headers: self.headers.clone(),
-            partition: self.partition,
-        }
-    }
-
     /// A structured-mode CloudEvent keyed by its session id.
     pub fn event(e: &Event) -> Self {
         Self {
@@ -77,10 +67,6 @@ impl Publisher {
             producer: config.create()?,
             topic: topic.to_string(),
         })
-    }
-
-    pub fn topic(&self) -> &str {
-        &self.topic
     }
 
     fn enqueue(&self, r: &RawRecord) -> Result<DeliveryFuture, KafkaError> {

@@ -4,13 +4,15 @@
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::Json;
 use ledger_core::{Session, Status};
 use ledger_store::{Filter, Order, Start};
 use serde_json::{json, Map, Value};
 
-use super::{apply_scope, authorize, check_visible, cursor_header, int_param, params, store_error};
+use super::{
+    apply_scope, authorize, int_param, load_visible, params, store_error, with_next_cursor,
+};
 use crate::error::{ApiError, View};
 use crate::state::AppState;
 
@@ -119,13 +121,7 @@ pub async fn list(
     } else {
         Value::Array(data)
     };
-    let mut resp = Json(body).into_response();
-    for (k, v) in cursor_header(&page.next_cursor) {
-        if let Ok(v) = v.parse() {
-            resp.headers_mut().insert(k, v);
-        }
-    }
-    Ok(resp)
+    Ok(with_next_cursor(body, page.next_cursor.as_deref()))
 }
 
 /// `GET /v1/sessions/{id}`
@@ -134,21 +130,6 @@ pub async fn get_one(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let now = state.now();
-    let scope = authorize(&state, &headers, V)?;
-    let s = state
-        .store
-        .get(&id)
-        .map_err(|e| store_error(e, V, now))?
-        .ok_or_else(|| {
-            ApiError::new(
-                V,
-                StatusCode::NOT_FOUND,
-                "resource_not_found",
-                format!("No session was found with id {id}"),
-                now,
-            )
-        })?;
-    check_visible(&scope, &s, V, now)?;
-    Ok(Json(session_json(&s, now)))
+    let s = load_visible(&state, &headers, &id, V, "resource_not_found")?;
+    Ok(Json(session_json(&s, state.now())))
 }

@@ -7,14 +7,16 @@
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::Json;
 use ledger_core::time::format_iso_ms;
 use ledger_core::{Session, Status};
 use ledger_store::{Filter, Order, Start};
 use serde_json::{json, Value};
 
-use super::{apply_scope, authorize, check_visible, cursor_header, int_param, params, store_error};
+use super::{
+    apply_scope, authorize, int_param, load_visible, params, store_error, with_next_cursor,
+};
 use crate::error::{ApiError, View};
 use crate::state::AppState;
 
@@ -77,7 +79,8 @@ pub async fn list(
         .list(&f, Order::NewestFirst, &start, limit, now)
         .map_err(err)?;
     let total = state.store.count(&f, now).map_err(err)?;
-    let all = state.store.stats().sessions - state.store.stats().status(Status::Pending);
+    let stats = state.store.stats();
+    let all = stats.sessions - stats.status(Status::Pending);
     let active = state
         .store
         .count(
@@ -93,33 +96,11 @@ pub async fn list(
         "total": total,
         "stats": {"totalSessions": all, "activeSessions": active, "expiredSessions": all.saturating_sub(active)},
     });
-    let mut resp = Json(body).into_response();
-    for (k, v) in cursor_header(&page.next_cursor) {
-        if let Ok(v) = v.parse() {
-            resp.headers_mut().insert(k, v);
-        }
-    }
-    Ok(resp)
+    Ok(with_next_cursor(body, page.next_cursor.as_deref()))
 }
 
 fn load(state: &AppState, headers: &HeaderMap, id: &str) -> Result<Session, ApiError> {
-    let now = state.now();
-    let scope = authorize(state, headers, V)?;
-    let s = state
-        .store
-        .get(id)
-        .map_err(|e| store_error(e, V, now))?
-        .ok_or_else(|| {
-            ApiError::new(
-                V,
-                StatusCode::NOT_FOUND,
-                "SESSION_NOT_FOUND",
-                format!("Session {id} not found"),
-                now,
-            )
-        })?;
-    check_visible(&scope, &s, V, now)?;
-    Ok(s)
+    load_visible(state, headers, id, V, "SESSION_NOT_FOUND")
 }
 
 /// `GET /api/messaging/sessions/{id}`

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::Query;
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use ledger_core::Session;
 use ledger_store::{Filter, StoreError};
 
@@ -157,7 +158,39 @@ pub(crate) fn int_param(
     }
 }
 
-/// The next-page cursor header, when there is a next page.
-pub(crate) fn cursor_header(next: &Option<String>) -> Vec<(&'static str, String)> {
-    next.iter().map(|c| ("x-next-cursor", c.clone())).collect()
+/// The session `id` as the caller may see it: 401 without a valid key, then
+/// 404 (with the view's `not_found_code`) if unknown, then 403 if out of scope.
+pub(crate) fn load_visible(
+    state: &AppState,
+    headers: &HeaderMap,
+    id: &str,
+    view: View,
+    not_found_code: &str,
+) -> Result<Session, ApiError> {
+    let now = state.now();
+    let scope = authorize(state, headers, view)?;
+    let s = state
+        .store
+        .get(id)
+        .map_err(|e| store_error(e, view, now))?
+        .ok_or_else(|| {
+            ApiError::new(
+                view,
+                StatusCode::NOT_FOUND,
+                not_found_code,
+                format!("Session {id} not found"),
+                now,
+            )
+        })?;
+    check_visible(&scope, &s, view, now)?;
+    Ok(s)
+}
+
+/// A JSON response carrying `x-next-cursor` when there is a next page.
+pub(crate) fn with_next_cursor(body: serde_json::Value, next: Option<&str>) -> Response {
+    let mut resp = axum::Json(body).into_response();
+    if let Some(v) = next.and_then(|c| c.parse().ok()) {
+        resp.headers_mut().insert("x-next-cursor", v);
+    }
+    resp
 }

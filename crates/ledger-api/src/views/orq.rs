@@ -16,7 +16,7 @@ use ledger_store::{encode_cursor, Filter, Order};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{apply_scope, authorize, check_visible, store_error};
+use super::{apply_scope, authorize, load_visible, store_error};
 use crate::error::{ApiError, View};
 use crate::state::AppState;
 
@@ -467,21 +467,6 @@ pub async fn get_one(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let now = state.now();
-    let scope = authorize(&state, &headers, V)?;
-    let s = state
-        .store
-        .get(&id)
-        .map_err(|e| store_error(e, V, now))?
-        .ok_or_else(|| {
-            ApiError::new(
-                V,
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("Session {id} not found"),
-                now,
-            )
-        })?;
-    check_visible(&scope, &s, V, now)?;
-    Ok(Json(session_json(&s, now)))
+    let s = load_visible(&state, &headers, &id, V, "not_found")?;
+    Ok(Json(session_json(&s, state.now())))
 }

@@ -5,7 +5,7 @@
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::Json;
 use ledger_core::event::SessionType;
 use ledger_core::time::format_iso_ms;
@@ -13,7 +13,9 @@ use ledger_core::{Session, UNLIMITED_EXPIRY_MS};
 use ledger_store::{Filter, Order};
 use serde_json::{json, Value};
 
-use super::{apply_scope, authorize, check_visible, cursor_header, int_param, params, store_error};
+use super::{
+    apply_scope, authorize, int_param, load_visible, params, store_error, with_next_cursor,
+};
 use crate::auth::Scope;
 use crate::error::{ApiError, View};
 use crate::state::AppState;
@@ -113,25 +115,14 @@ pub async fn list(
         }
         items.push(s);
     }
-    let mut resp = Json(Value::Array(items.iter().map(api_session_json).collect())).into_response();
-    for (k, v) in cursor_header(&next) {
-        if let Ok(v) = v.parse() {
-            resp.headers_mut().insert(k, v);
-        }
-    }
-    Ok(resp)
+    Ok(with_next_cursor(
+        Value::Array(items.iter().map(api_session_json).collect()),
+        next.as_deref(),
+    ))
 }
 
 fn load(state: &AppState, headers: &HeaderMap, id: &str) -> Result<Session, ApiError> {
-    let now = state.now();
-    let scope = authorize(state, headers, V)?;
-    let s = state
-        .store
-        .get(id)
-        .map_err(|e| store_error(e, V, now))?
-        .ok_or_else(|| not_found(id, now))?;
-    check_visible(&scope, &s, V, now)?;
-    Ok(s)
+    load_visible(state, headers, id, V, "NOT_FOUND")
 }
 
 /// `GET /users/session/api/{id}` → `ApiSessionResponse`.
