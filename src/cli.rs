@@ -60,6 +60,10 @@ pub enum Command {
         /// Do not run the reaper.
         #[arg(long)]
         no_reaper: bool,
+        /// Freeze the clock of the API and reaper at this Unix ms (reproducible
+        /// responses in tests and comparisons); the wall clock otherwise.
+        #[arg(long, hide = true)]
+        now_ms: Option<i64>,
     },
     /// Publish NDJSON events (file or `-` for stdin) to the topic, keyed by session id.
     Publish {

@@ -54,7 +54,7 @@ pub async fn run(port: u16, sessions: usize, events: usize) -> anyhow::Result<()
     println!("  curl -s '{base}/api/messaging/sessions?limit=2'                # elizaOS");
     println!("  curl -s '{base}/api/messaging/sessions/health'");
     println!("  curl -s '{base}/metrics'");
-    let result = super::serve::run(cfg, super::serve::shutdown_signal()).await;
+    let result = super::serve::run(cfg, super::wall_clock(), super::serve::shutdown_signal()).await;
     drop(cluster);
     let _ = std::fs::remove_dir_all(&dir);
     result

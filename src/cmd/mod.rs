@@ -10,8 +10,11 @@ use std::sync::Arc;
 use crate::cli::{Cli, Command, Common};
 use crate::config::Config;
 
+/// A clock, Unix ms.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
 /// The wall clock, Unix ms.
-pub fn wall_clock() -> Arc<dyn Fn() -> i64 + Send + Sync> {
+pub fn wall_clock() -> Clock {
     Arc::new(|| chrono::Utc::now().timestamp_millis())
 }
 
@@ -48,6 +51,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             listen,
             no_auth,
             no_reaper,
+            now_ms,
         } => {
             let mut cfg = settings(&common)?;
             if let Some(l) = listen {
@@ -59,7 +63,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             if no_reaper {
                 cfg.reaper.enabled = false;
             }
-            runtime()?.block_on(serve::run(cfg, serve::shutdown_signal()))
+            let clock = match now_ms {
+                Some(ms) => Arc::new(move || ms) as Clock,
+                None => wall_clock(),
+            };
+            runtime()?.block_on(serve::run(cfg, clock, serve::shutdown_signal()))
         }
         Command::Publish {
             common,

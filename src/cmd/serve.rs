@@ -63,6 +63,7 @@ fn auth(cfg: &Config) -> anyhow::Result<Auth> {
 /// consumer (after its batch in flight), store flush.
 pub async fn run(
     cfg: Config,
+    clock: super::Clock,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     println!("effective configuration:\n{}", cfg.masked());
@@ -93,7 +94,6 @@ pub async fn run(
         metrics.clone(),
     )
     .spawn();
-    let clock = super::wall_clock();
     let reaper_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let reaper = cfg.reaper.enabled.then(|| {
         Reaper::new(

@@ -466,6 +466,15 @@ impl Store {
 
     /// Recomputes every index entry and counter from the session records and
     /// compares them with what is stored. Returns the discrepancies found.
+    /// Every index entry's raw key, in key order (for comparing stores).
+    pub fn index_entries(&self) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.inner
+            .tree
+            .scan_prefix(b"i")
+            .map(|kv| Ok(kv?.0.to_vec()))
+            .collect()
+    }
+
     pub fn audit(&self) -> Result<Vec<String>, StoreError> {
         let mut problems = vec![];
         let mut want: BTreeSet<Vec<u8>> = BTreeSet::new();
