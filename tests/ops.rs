@@ -14,9 +14,6 @@ use ledger_core::{apply, decode_structured, Defaults, Event, EventKind, Outcome,
 use ledger_gen::{generate, GenConfig};
 use ledger_kafka::publish::RawRecord;
 use rand::Rng;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::{json, Value};
 
 const MIN: i64 = 60_000;
@@ -32,57 +29,6 @@ fn created(id: &str, user: &str, time_ms: i64, timeout: Value) -> Event {
         "data": {"user_id": user, "workspace_id": "ws_ops", "timeout": timeout},
     });
     decode_structured(doc.to_string().as_bytes()).unwrap()
-}
-
-/// One record read back from the topic.
-struct Read {
-    partition: i32,
-    /// Producer timestamp, Unix ms.
-    timestamp: i64,
-    event: Option<Event>,
-}
-
-/// Every record of `topic` up to its current high watermarks (structured mode).
-fn read_topic(brokers: &str, topic: &str) -> Vec<Read> {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", unique("reader"))
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let md = c
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .unwrap();
-    let parts: Vec<i32> = md.topics()[0].partitions().iter().map(|p| p.id()).collect();
-    let mut tpl = TopicPartitionList::new();
-    let mut remaining = 0i64;
-    for &p in &parts {
-        let (_, high) = c
-            .fetch_watermarks(topic, p, Duration::from_secs(10))
-            .unwrap();
-        remaining += high;
-        tpl.add_partition_offset(topic, p, Offset::Beginning)
-            .unwrap();
-    }
-    c.assign(&tpl).unwrap();
-    let mut out = vec![];
-    let start = Instant::now();
-    while remaining > 0 {
-        assert!(start.elapsed() < Duration::from_secs(60), "reading {topic}");
-        match c.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) => {
-                remaining -= 1;
-                out.push(Read {
-                    partition: m.partition(),
-                    timestamp: m.timestamp().to_millis().unwrap_or(0),
-                    event: m.payload().and_then(|p| decode_structured(p).ok()),
-                });
-            }
-            Some(Err(e)) => panic!("reading {topic}: {e}"),
-            None => {}
-        }
-    }
-    out
 }
 
 fn write_config(dir: &Path, body: &str) -> String {

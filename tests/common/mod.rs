@@ -12,10 +12,13 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use ledger_core::{apply, Defaults, Event, Session};
+use ledger_core::{apply, decode_structured, Defaults, Event, Session};
 use ledger_kafka::publish::RawRecord;
 use ledger_kafka::Publisher;
 use rand::Rng;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_session-ledger");
 
@@ -247,4 +250,73 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// One record read back from the topic.
+pub struct Read {
+    pub partition: i32,
+    pub offset: i64,
+    /// Producer timestamp, Unix ms.
+    pub timestamp: i64,
+    /// The payload decoded as a structured-mode event, if it is one.
+    pub event: Option<Event>,
+    pub headers: BTreeMap<String, String>,
+    pub payload_len: usize,
+}
+
+/// Every record of `topic` up to its current high watermarks (structured mode).
+pub fn read_topic(brokers: &str, topic: &str) -> Vec<Read> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", unique("reader"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let md = c
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    let parts: Vec<i32> = md.topics()[0].partitions().iter().map(|p| p.id()).collect();
+    let mut tpl = TopicPartitionList::new();
+    let mut remaining = 0i64;
+    for &p in &parts {
+        let (_, high) = c
+            .fetch_watermarks(topic, p, Duration::from_secs(10))
+            .unwrap();
+        remaining += high;
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    c.assign(&tpl).unwrap();
+    let mut out = vec![];
+    let start = Instant::now();
+    while remaining > 0 {
+        assert!(start.elapsed() < Duration::from_secs(60), "reading {topic}");
+        match c.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                remaining -= 1;
+                let headers = m
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|x| {
+                                let v = x.value.map(String::from_utf8_lossy).unwrap_or_default();
+                                (x.key.to_string(), v.into_owned())
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                out.push(Read {
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    timestamp: m.timestamp().to_millis().unwrap_or(0),
+                    event: m.payload().and_then(|p| decode_structured(p).ok()),
+                    headers,
+                    payload_len: m.payload().map_or(0, |p| p.len()),
+                });
+            }
+            Some(Err(e)) => panic!("reading {topic}: {e}"),
+            None => {}
+        }
+    }
+    out
 }

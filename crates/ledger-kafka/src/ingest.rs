@@ -455,7 +455,8 @@ fn decode_message(m: &BorrowedMessage<'_>) -> Result<ledger_core::Event, String>
 }
 
 /// The dead letter of a record that failed to decode: same key, payload
-/// (cut if oversize) and headers, plus where it came from and why.
+/// (cut to [`DLQ_MAX_PAYLOAD`] bytes, the full length then in
+/// `dlq.truncated_from`) and headers, plus where it came from and why.
 fn dead_letter(m: &BorrowedMessage<'_>, topic: &str, reason: &str) -> RawRecord {
     let mut headers = OwnedHeaders::new();
     if let Some(h) = m.headers() {
@@ -468,12 +469,18 @@ fn dead_letter(m: &BorrowedMessage<'_>, topic: &str, reason: &str) -> RawRecord 
     }
     let p = m.partition().to_string();
     let o = m.offset().to_string();
-    for (k, v) in [
+    let payload = m.payload().unwrap_or_default();
+    let full = payload.len().to_string();
+    let mut extra = vec![
         ("dlq.reason", reason),
         ("dlq.topic", topic),
         ("dlq.partition", p.as_str()),
         ("dlq.offset", o.as_str()),
-    ] {
+    ];
+    if payload.len() > DLQ_MAX_PAYLOAD {
+        extra.push(("dlq.truncated_from", full.as_str()));
+    }
+    for (k, v) in extra {
         headers = headers.insert(Header {
             key: k,
             value: Some(v),
@@ -481,7 +488,7 @@ fn dead_letter(m: &BorrowedMessage<'_>, topic: &str, reason: &str) -> RawRecord 
     }
     RawRecord {
         key: m.key().map(<[u8]>::to_vec),
-        payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+        payload: payload[..payload.len().min(DLQ_MAX_PAYLOAD)].to_vec(),
         headers: Some(headers),
         partition: None,
     }
