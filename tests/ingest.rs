@@ -206,7 +206,14 @@ fn poison_records_go_to_the_dlq_and_nothing_else_is_lost() {
         let o: i64 = r.headers["dlq.offset"].parse().unwrap();
         assert!(origins.insert((p, o)), "dead-lettered twice: {p}/{o}");
         *reasons
-            .entry(reason.split([':', '(', '`']).next().unwrap().trim().to_string())
+            .entry(
+                reason
+                    .split([':', '(', '`'])
+                    .next()
+                    .unwrap()
+                    .trim()
+                    .to_string(),
+            )
             .or_default() += 1;
         if let Some(full) = r.headers.get("dlq.truncated_from") {
             assert_eq!(full, &(1usize << 20).to_string());
@@ -220,4 +227,35 @@ fn poison_records_go_to_the_dlq_and_nothing_else_is_lost() {
             .any(|r| r.headers.contains_key("dlq.truncated_from")),
         "the 1 MiB records were dead-lettered, truncated"
     );
+}
+
+#[test]
+fn the_consumer_resumes_on_its_own_after_a_broker_restart() {
+    // Its own broker: stopping the shared one would disturb the other tests.
+    let bdir = tempfile::tempdir().unwrap();
+    let brokers = start_broker(bdir.path());
+    let topic = topic(&brokers, "restart", 3);
+    let events = stream(14, 3_000, 40_000);
+    let (first, second) = events.split_at(events.len() * 4 / 5);
+    let mut sent = publish(&brokers, &topic, records(first)) as i64;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("store");
+    let server = Server::start(&brokers, &topic, &data, &["--no-auth", "--no-reaper"]);
+    // Stop the broker as soon as the consumer has applied its first batch.
+    let t = std::time::Instant::now();
+    while server.applied() <= 0 && t.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop_broker(bdir.path());
+    let during = server.applied();
+    std::thread::sleep(Duration::from_secs(3));
+    let again = start_broker(bdir.path());
+    assert_eq!(again, brokers, "restarted on the same address");
+    sent += publish(&brokers, &topic, records(second)) as i64;
+    server.wait_applied(sent, Duration::from_secs(300));
+    assert!(server.term().0.success());
+    eprintln!("applied when the broker stopped: {during} of {sent}");
+    assert!(during < first.len() as i64, "the broker stopped mid-stream");
+    assert_store_matches(&data, &fold(&events));
+    stop_broker(bdir.path());
 }
