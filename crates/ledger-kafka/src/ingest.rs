@@ -161,6 +161,26 @@ type LedgerConsumer = BaseConsumer<WatermarkContext>;
 /// Largest payload copied into a dead letter, bytes.
 pub const DLQ_MAX_PAYLOAD: usize = 64 * 1024;
 
+/// The ingest consumer's settings: manual offsets, fetch sizes that hold any
+/// record a default broker accepts. (Public so benchmarks read the topic the
+/// same way.)
+pub fn consumer_config(brokers: &str, group_id: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", brokers)
+        .set("group.id", group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false")
+        .set("fetch.wait.max.ms", "100")
+        // A partition fetch holds any record a default broker accepts
+        // (1 MiB message.max.bytes), so an oversize poison record is
+        // fetched and dead-lettered instead of stalling its partition.
+        .set("max.partition.fetch.bytes", "2097152")
+        .set("fetch.max.bytes", "8388608");
+    c
+}
+
 /// The consumer loop.
 pub struct Ingestor {
     cfg: IngestConfig,
@@ -196,19 +216,7 @@ impl Ingestor {
     }
 
     fn consumer(&self) -> Result<LedgerConsumer, KafkaError> {
-        Ok(ClientConfig::new()
-            .set("bootstrap.servers", &self.cfg.brokers)
-            .set("group.id", &self.cfg.group_id)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("enable.partition.eof", "false")
-            .set("fetch.wait.max.ms", "100")
-            // A partition fetch holds any record a default broker accepts
-            // (1 MiB message.max.bytes), so an oversize poison record is
-            // fetched and dead-lettered instead of stalling its partition.
-            .set("max.partition.fetch.bytes", "2097152")
-            .set("fetch.max.bytes", "8388608")
+        Ok(consumer_config(&self.cfg.brokers, &self.cfg.group_id)
             .set("statistics.interval.ms", "1000")
             .create_with_context(WatermarkContext::default())?)
     }

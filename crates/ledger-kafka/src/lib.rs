@@ -15,7 +15,7 @@ pub mod metrics;
 pub mod publish;
 pub mod reaper;
 
-pub use ingest::{IngestConfig, IngestHandle, Ingestor, PartitionProgress};
+pub use ingest::{consumer_config, IngestConfig, IngestHandle, Ingestor, PartitionProgress};
 pub use metrics::Metrics;
 pub use publish::{admin_create_topic, event_headers, Publisher};
 pub use reaper::{Reaper, ReaperConfig};
