@@ -364,3 +364,276 @@ fn urlish(s: &str) -> String {
         })
         .collect()
 }
+
+/// `schemas/openapi.yaml` as JSON, with OpenAPI 3.0's `nullable: true`
+/// rewritten to JSON Schema's `type: [T, "null"]`.
+fn openapi() -> Value {
+    fn nullable(v: &mut Value) {
+        match v {
+            Value::Object(m) => {
+                if m.remove("nullable") == Some(Value::Bool(true)) {
+                    if let Some(Value::String(t)) = m.get("type").cloned() {
+                        m.insert("type".into(), serde_json::json!([t, "null"]));
+                    }
+                }
+                m.values_mut().for_each(nullable);
+            }
+            Value::Array(a) => a.iter_mut().for_each(nullable),
+            _ => {}
+        }
+    }
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../schemas/openapi.yaml");
+    let mut v: Value = serde_norway::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    nullable(&mut v);
+    v
+}
+
+#[test]
+fn real_responses_validate_against_the_openapi_document() {
+    let f = fixture();
+    let spec = openapi();
+    let ids: Vec<String> = {
+        let (_, b) = call(&f, "GET", "/v1/sessions?limit=500", Some(ADMIN), None);
+        let v: Vec<Value> = serde_json::from_str(&b).unwrap();
+        v.iter()
+            .map(|s| s["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (_, b) = call(
+        &f,
+        "GET",
+        "/api/messaging/sessions?limit=1",
+        Some(ADMIN),
+        None,
+    );
+    let live = serde_json::from_str::<Value>(&b).unwrap()["sessions"][0]["sessionId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ws = "{\"query\":{\"filters\":[{\"path\":\"/workspace_id\",\"operator\":\"is\",\"value\":\"ws_1\"}]}}";
+    // (method, template, path, body, key)
+    let mut cases: Vec<(&str, &str, String, Option<&str>, Option<&str>)> = vec![
+        (
+            "get",
+            "/v1/sessions",
+            "/v1/sessions?limit=50".into(),
+            None,
+            Some(ADMIN),
+        ),
+        (
+            "get",
+            "/v1/sessions",
+            "/v1/sessions?paginated=true&status=active".into(),
+            None,
+            Some(ADMIN),
+        ),
+        (
+            "get",
+            "/v1/sessions",
+            "/v1/sessions?limit=0".into(),
+            None,
+            Some(ADMIN),
+        ),
+        (
+            "get",
+            "/v1/sessions",
+            "/v1/sessions?cursor=zz".into(),
+            None,
+            Some(ADMIN),
+        ),
+        ("get", "/v1/sessions", "/v1/sessions".into(), None, None),
+        (
+            "get",
+            "/v1/sessions",
+            "/v1/sessions?user_id=user_1".into(),
+            None,
+            Some(USER),
+        ),
+        (
+            "get",
+            "/v1/sessions/{id}",
+            "/v1/sessions/nope".into(),
+            None,
+            Some(ADMIN),
+        ),
+        (
+            "post",
+            "/v2/traces/sessions/query",
+            "/v2/traces/sessions/query".into(),
+            Some("{}"),
+            Some(ADMIN),
+        ),
+        (
+            "post",
+            "/v2/traces/sessions/query",
+            "/v2/traces/sessions/query".into(),
+            Some(ws),
+            Some(ADMIN),
+        ),
+        (
+            "post",
+            "/v2/traces/sessions/query",
+            "/v2/traces/sessions/query".into(),
+            Some("{\"query\":"),
+            Some(ADMIN),
+        ),
+        (
+            "post",
+            "/v2/traces/sessions/query",
+            "/v2/traces/sessions/query".into(),
+            Some("{}"),
+            None,
+        ),
+        (
+            "get",
+            "/v2/traces/sessions/{id}",
+            "/v2/traces/sessions/nope".into(),
+            None,
+            Some(ADMIN),
+        ),
+        (
+            "get",
+            "/users/session/api",
+            "/users/session/api?userId=user_3".into(),
+            None,
+            Some(ADMIN),
+        ),
+        (
+            "get",
+            "/users/session/api",
+            "/users/session/api".into(),
+            None,
+            Some(USER),
+        ),
+        (
+            "get",
+            "/users/session/api",
+            "/users/session/api".into(),
+            None,
+            Some(ADMIN),
+        ),
+        (
+            "get",
+            "/users/session/api/{id}",
+            "/users/session/api/nope".into(),
+            None,
+            Some(ADMIN),
+        ),
+        (
+            "get",
+            "/users/session/token/{id}",
+            "/users/session/token/nope".into(),
+            None,
+            Some(ADMIN),
+        ),
+        (
+            "get",
+            "/api/messaging/sessions",
+            "/api/messaging/sessions?limit=5".into(),
+            None,
+            Some(ADMIN),
+        ),
+        (
+            "get",
+            "/api/messaging/sessions",
+            "/api/messaging/sessions?limit=x".into(),
+            None,
+            Some(ADMIN),
+        ),
+        (
+            "get",
+            "/api/messaging/sessions/health",
+            "/api/messaging/sessions/health".into(),
+            None,
+            Some(ADMIN),
+        ),
+        (
+            "get",
+            "/api/messaging/sessions/{id}",
+            "/api/messaging/sessions/nope".into(),
+            None,
+            Some(ADMIN),
+        ),
+        (
+            "get",
+            "/api/messaging/sessions/{id}",
+            format!("/api/messaging/sessions/{live}"),
+            None,
+            Some(ADMIN),
+        ),
+        ("get", "/healthz", "/healthz".into(), None, None),
+        ("get", "/readyz", "/readyz".into(), None, None),
+        ("get", "/metrics", "/metrics".into(), None, None),
+        ("get", "/openapi.yaml", "/openapi.yaml".into(), None, None),
+    ];
+    for id in ids.iter().take(12) {
+        for (t, p) in [
+            ("/v1/sessions/{id}", "/v1/sessions/"),
+            ("/v2/traces/sessions/{id}", "/v2/traces/sessions/"),
+            ("/users/session/api/{id}", "/users/session/api/"),
+            ("/users/session/token/{id}", "/users/session/token/"),
+            ("/api/messaging/sessions/{id}", "/api/messaging/sessions/"),
+            (
+                "/api/messaging/sessions/{id}/events",
+                "/api/messaging/sessions/",
+            ),
+        ] {
+            let suffix = if t.ends_with("/events") {
+                "/events"
+            } else {
+                ""
+            };
+            cases.push(("get", t, format!("{p}{id}{suffix}"), None, Some(ADMIN)));
+        }
+    }
+    let mut covered = std::collections::BTreeSet::new();
+    let mut statuses = std::collections::BTreeSet::new();
+    for (method, template, path, body, key) in &cases {
+        let m = if *method == "post" { "POST" } else { "GET" };
+        let (status, text) = call(&f, m, path, *key, *body);
+        let op = &spec["paths"][template][method];
+        assert!(
+            op.is_object(),
+            "{method} {template} is not in the OpenAPI document"
+        );
+        let resp = &op["responses"][status.to_string()];
+        assert!(
+            resp.is_object(),
+            "{m} {path} answered {status}, which {template} does not document: {text}"
+        );
+        covered.insert((*method, *template));
+        statuses.insert(status);
+        let schema = &resp["content"]["application/json"]["schema"];
+        if schema.is_null() {
+            continue;
+        }
+        let root = serde_json::json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "allOf": [schema],
+            "components": spec["components"],
+        });
+        let validator = jsonschema::validator_for(&root).unwrap();
+        let v: Value =
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("{m} {path}: not JSON: {text}"));
+        let errors: Vec<String> = validator
+            .iter_errors(&v)
+            .map(|e| format!("{} at {}", e, e.instance_path()))
+            .collect();
+        assert!(
+            errors.is_empty(),
+            "{m} {path} ({status}) does not match the document: {errors:#?}\n{text}"
+        );
+    }
+    // Every documented operation was exercised.
+    for (template, item) in spec["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            assert!(
+                covered.contains(&(method.as_str(), template.as_str())),
+                "{method} {template} was not exercised"
+            );
+        }
+    }
+    for s in [200, 400, 401, 403, 404, 422] {
+        assert!(statuses.contains(&s), "status {s} exercised: {statuses:?}");
+    }
+}
