@@ -1,9 +1,10 @@
 //! HTTP benchmark of the four views over a store of 1M sessions, driven by
 //! `wrk` (Debian's package; `scripts/bench-http` installs it when missing).
 //!
-//! `scripts/bench-http [SESSIONS]` (default 1,000,000). The store is built
-//! once (fold + store, from a seeded stream) into the user cache outside the
-//! clone and reused. The server runs in this process (2 worker threads, API
+//! `scripts/bench-http [SESSIONS] [VIEW…]` (default 1,000,000, every view). The store is built
+//! once (fold + store, from a seeded stream, then the reaper's events for
+//! every session past its deadline, as a running ledger has them) into the
+//! user cache outside the clone and reused. The server runs in this process (2 worker threads, API
 //! key auth on, a fixed clock so every run reads the same sessions); wrk runs
 //! beside it on the same 2 cores, so figures include the load generator's
 //! share of the CPU.
@@ -70,11 +71,15 @@ fn store(sessions: usize) -> (Store, i64, Vec<String>) {
             });
             n += 1;
             if batch.len() == 5_000 {
-                store.apply_batch("bench", &batch, &[(0, n)], 0).expect("apply");
+                store
+                    .apply_batch("bench", &batch, &[(0, n)], 0)
+                    .expect("apply");
                 batch.clear();
             }
         }
-        store.apply_batch("bench", &batch, &[(0, n)], 0).expect("apply");
+        store
+            .apply_batch("bench", &batch, &[(0, n)], 0)
+            .expect("apply");
         store.flush().expect("flush");
         std::fs::write(&done, (last_ms + 60_000).to_string()).expect("marker");
         eprintln!(
@@ -83,13 +88,48 @@ fn store(sessions: usize) -> (Store, i64, Vec<String>) {
             t.elapsed()
         );
     }
-    let now: i64 = std::fs::read_to_string(&done).unwrap().trim().parse().unwrap();
+    let now: i64 = std::fs::read_to_string(&done)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // A running ledger's reaper closes sessions at their deadlines; apply its
+    // events (as it would publish them) so the store is in that steady state.
+    let reaped = dir.join("reaped");
+    if !reaped.exists() {
+        let store = Store::open(dir.join("store"), Defaults::default()).expect("open");
+        let mut offset = store.offsets("bench").expect("offsets")[&0];
+        let due = store.due(now, usize::MAX).expect("due");
+        for chunk in due.chunks(5_000) {
+            let batch: Vec<Record> = chunk
+                .iter()
+                .map(|(id, at, status, _)| {
+                    offset += 1;
+                    Record {
+                        partition: 0,
+                        offset: offset - 1,
+                        event: ledger_kafka::reaper::reap_event(id, *status, *at),
+                    }
+                })
+                .collect();
+            store
+                .apply_batch("bench", &batch, &[(0, offset)], 0)
+                .expect("apply");
+        }
+        store.flush().expect("flush");
+        std::fs::write(&reaped, due.len().to_string()).expect("marker");
+        eprintln!("reaped {} sessions past their deadline", due.len());
+    }
     let ids = std::fs::read_to_string(dir.join("ids.txt"))
         .unwrap()
         .lines()
         .map(str::to_string)
         .collect();
-    (Store::open(dir.join("store"), Defaults::default()).expect("open"), now, ids)
+    (
+        Store::open(dir.join("store"), Defaults::default()).expect("open"),
+        now,
+        ids,
+    )
 }
 
 /// wrk's figures: requests/s, p50 and p99 latency in ms.
@@ -178,7 +218,13 @@ fn main() {
         sha256: hash_key(KEY),
         scope: Scope::Admin,
     }]);
-    let state = AppState::new(store, "bench", auth, Arc::new(move || now), Default::default());
+    let state = AppState::new(
+        store,
+        "bench",
+        auth,
+        Arc::new(move || now),
+        Default::default(),
+    );
 
     // elizaOS answers one session only while it is live (410 once expired):
     // its gets draw from live sessions.
@@ -273,8 +319,21 @@ wrk.body = '{body}'
         "{:<9} {:>14} {:>10} {:>10} {:>10} {:>12}",
         "view", "get req/s", "list p50", "list p99", "list req/s", "non-2xx"
     );
+    // Optional view names after the session count run only those views.
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a.parse::<usize>().is_err() && !a.starts_with('-'))
+        .map(|a| a.to_lowercase())
+        .collect();
     for (name, get_lua, get_url, list_lua, list_url) in &views {
-        let g = wrk(get_url, get_lua, 2, 32);
+        if !only.is_empty()
+            && !only
+                .iter()
+                .any(|o| name.to_lowercase().starts_with(o.as_str()))
+        {
+            continue;
+        }
+        let g = wrk(get_url, get_lua, 1, 32);
         let l = wrk(list_url, list_lua, 1, 4);
         println!(
             "{name:<9} {:>14.0} {:>8.2}ms {:>8.2}ms {:>10.0} {:>12}",

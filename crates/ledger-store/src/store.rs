@@ -171,6 +171,9 @@ struct Inner {
     stats: Mutex<Stats>,
     /// Serializes writers: one batch at a time.
     write: Mutex<()>,
+    /// Stored next offsets by topic, as of the last applied batch (read on
+    /// every API response; loaded from the tree on first use per topic).
+    offsets: Mutex<HashMap<String, BTreeMap<i32, i64>>>,
     defaults: Defaults,
 }
 
@@ -204,6 +207,7 @@ impl Store {
                 tree,
                 stats: Mutex::new(stats),
                 write: Mutex::new(()),
+                offsets: Mutex::new(HashMap::new()),
                 defaults,
             }),
         })
@@ -349,6 +353,26 @@ impl Store {
         }
         tree.apply_batch(batch)?;
         *self.inner.stats.lock().unwrap_or_else(|p| p.into_inner()) = stats;
+        // Readers may cache a snapshot concurrently; this batch's partitions
+        // are set on whatever is cached, the others are equal in any snapshot.
+        let cached = self
+            .inner
+            .offsets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(topic);
+        let loaded = if cached {
+            None
+        } else {
+            Some(self.stored_offsets(topic)?)
+        };
+        let mut cache = self.inner.offsets.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = cache
+            .entry(topic.to_string())
+            .or_insert_with(|| loaded.unwrap_or_default());
+        for &(p, off) in next_offsets {
+            entry.insert(p, off);
+        }
         Ok(report)
     }
 
@@ -381,8 +405,30 @@ impl Store {
             .clone()
     }
 
-    /// Stored next offsets of `topic`, by partition.
+    /// Stored next offsets of `topic`, by partition (from memory after the
+    /// first call; every applied batch updates them).
     pub fn offsets(&self, topic: &str) -> Result<BTreeMap<i32, i64>, StoreError> {
+        if let Some(o) = self
+            .inner
+            .offsets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(topic)
+        {
+            return Ok(o.clone());
+        }
+        let stored = self.stored_offsets(topic)?;
+        self.inner
+            .offsets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(topic.to_string())
+            .or_insert_with(|| stored.clone());
+        Ok(stored)
+    }
+
+    /// The next offsets of `topic` as the tree has them.
+    fn stored_offsets(&self, topic: &str) -> Result<BTreeMap<i32, i64>, StoreError> {
         let prefix = keys::offset_prefix(topic);
         let mut out = BTreeMap::new();
         for kv in self.inner.tree.scan_prefix(&prefix) {
