@@ -139,7 +139,7 @@ fn responses_match_golden_files() {
         (
             "wingspan_list",
             "GET",
-            "/users/session/api?userId=user_3",
+            "/users/session/api?userId=user_1&limit=3",
             None,
         ),
         ("wingspan_token", "GET", "/users/session/token/{ID}", None),
