@@ -81,7 +81,7 @@ pub fn inspect(cfg: Config, id: &str) -> anyhow::Result<()> {
     let Some(stored) = store.stored(id)? else {
         anyhow::bail!("no session {id}");
     };
-    let keys: Vec<String> = index_keys(&stored.session)
+    let keys: Vec<String> = index_keys(&stored.session, stored.partition)
         .iter()
         .map(|k| k.escape_ascii().to_string())
         .collect();

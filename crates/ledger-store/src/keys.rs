@@ -101,9 +101,32 @@ pub fn offset(topic: &str, partition: i32) -> Vec<u8> {
     k
 }
 
-/// Every index entry a session state implies. Diffing the sets of the old and
-/// new state gives the index writes of a batch.
-pub fn index_keys(s: &Session) -> Vec<Vec<u8>> {
+/// A deadline index entry: `ix + deadline + id + status code + partition`.
+/// The status due at the deadline and the session's partition ride in the
+/// key, so the reaper and read-time status counts never load the session.
+pub fn deadline(at: i64, id: &str, status: Status, partition: i32) -> Vec<u8> {
+    let mut k = ordered(BY_DEADLINE, at, id);
+    k.push(status.code());
+    k.extend_from_slice(&partition.to_be_bytes());
+    k
+}
+
+/// Inverse of [`deadline`]: (deadline, session id, status due, partition).
+pub fn split_deadline(key: &[u8]) -> Option<(i64, String, Status, i32)> {
+    let rest = key.get(BY_DEADLINE.len()..)?;
+    if rest.len() < 8 + 5 {
+        return None;
+    }
+    let (head, tail) = rest.split_at(rest.len() - 5);
+    let id = String::from_utf8(head[8..].to_vec()).ok()?;
+    let status = Status::ALL.into_iter().find(|s| s.code() == tail[0])?;
+    let partition = i32::from_be_bytes(tail[1..5].try_into().ok()?);
+    Some((from_ord_i64(head), id, status, partition))
+}
+
+/// Every index entry a session state (stored for `partition`) implies.
+/// Diffing the sets of the old and new state gives the index writes of a batch.
+pub fn index_keys(s: &Session, partition: i32) -> Vec<Vec<u8>> {
     let sort = s.sort_at();
     let mut keys = Vec::with_capacity(7);
     for (tag, value) in [
@@ -118,8 +141,8 @@ pub fn index_keys(s: &Session) -> Vec<Vec<u8>> {
     }
     keys.push(ordered(&status_prefix(s.status), sort, &s.id));
     keys.push(ordered(BY_ORDER, sort, &s.id));
-    if let Some((at, _)) = s.next_deadline() {
-        keys.push(ordered(BY_DEADLINE, at, &s.id));
+    if let Some((at, status)) = s.next_deadline() {
+        keys.push(deadline(at, &s.id, status, partition));
     }
     keys
 }
@@ -137,6 +160,12 @@ mod tests {
         }
         let k = ordered(b"io", 42, "sess");
         assert_eq!(split_ordered(&k, 2), Some((42, "sess".to_string())));
+        let d = deadline(-7, "sess_x", Status::Abandoned, 258);
+        assert_eq!(
+            split_deadline(&d),
+            Some((-7, "sess_x".to_string(), Status::Abandoned, 258))
+        );
+        assert!(deadline(5, "zz", Status::Expired, 0) < deadline(6, "a", Status::Expired, 0));
         // Length prefixes keep "ab" + "c…" apart from "a" + "bc…".
         assert!(!field_prefix(BY_USER, "ab").starts_with(&field_prefix(BY_USER, "a")));
     }

@@ -14,7 +14,7 @@
 //! | `iw` | len+workspace id, sort(8), session id | empty |
 //! | `is` | status code(1), sort(8), session id | empty |
 //! | `io` | sort(8), session id (every session, creation order) | empty |
-//! | `ix` | deadline(8), session id (active sessions only) | empty |
+//! | `ix` | deadline(8), session id, status due(1), partition(4) (active sessions only) | empty |
 //! | `h` | len+session id, first seq(8) | one batch's [`HistoryEntry`]s of the session, postcard |
 //! | `c` | counter name | u64 BE |
 //! | `o` | len+topic, partition(4) | next offset, i64 BE |

@@ -322,7 +322,7 @@ impl Store {
             }
             report.sessions_written += 1;
             let before = w.before;
-            let new_keys = keys::index_keys(&now.session);
+            let new_keys = keys::index_keys(&now.session, now.partition);
             match &before {
                 None => {
                     stats.sessions += 1;
@@ -332,7 +332,7 @@ impl Store {
                 }
                 Some(b) => {
                     *stats.by_status.entry(b.session.status).or_default() -= 1;
-                    let old_keys = keys::index_keys(&b.session);
+                    let old_keys = keys::index_keys(&b.session, b.partition);
                     for k in old_keys.iter().filter(|k| !new_keys.contains(k)) {
                         batch.remove(k.as_slice());
                     }
@@ -456,7 +456,8 @@ impl Store {
     }
 
     /// Active sessions whose first deadline is at or before `now` (Unix ms),
-    /// earliest first, at most `limit`: `(session id, deadline, status it leads to, partition)`.
+    /// earliest first, at most `limit`: `(session id, deadline, status it
+    /// leads to, partition)`. Reads the deadline index only.
     pub fn due(
         &self,
         now: i64,
@@ -469,13 +470,9 @@ impl Store {
                 break;
             }
             let (k, _) = kv?;
-            let (at, id) = keys::split_ordered(&k, keys::BY_DEADLINE.len())
-                .ok_or_else(|| corrupt(&k, "bad deadline key"))?;
-            if let Some(st) = self.stored(&id)? {
-                if let Some((_, status)) = st.session.next_deadline() {
-                    out.push((id, at, status, st.partition));
-                }
-            }
+            let (at, id, status, partition) =
+                keys::split_deadline(&k).ok_or_else(|| corrupt(&k, "bad deadline key"))?;
+            out.push((id, at, status, partition));
         }
         Ok(out)
     }
@@ -527,7 +524,7 @@ impl Store {
         let mut stats = Stats::default();
         for s in self.all_sessions() {
             let s = s?;
-            want.extend(keys::index_keys(&s.session));
+            want.extend(keys::index_keys(&s.session, s.partition));
             stats.sessions += 1;
             *stats.by_status.entry(s.session.status).or_default() += 1;
         }
