@@ -7,12 +7,13 @@
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use ledger_core::time::format_iso_ms;
 use ledger_core::{Session, Status};
 use ledger_store::{Filter, Order, Start};
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::{json, Map, Value};
 
 use super::{
     apply_scope, authorize, int_param, load_visible, params, store_error, with_next_cursor,
@@ -22,29 +23,75 @@ use crate::state::AppState;
 
 const V: View = View::Eliza;
 
+/// elizaOS's `SessionInfo`, serialized straight from the session (no
+/// intermediate JSON tree; lists carry up to 500). Fields in sorted order,
+/// as every other view's JSON objects.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionInfo<'a> {
+    agent_id: &'a str,
+    channel_id: &'a str,
+    created_at: String,
+    expires_at: String,
+    is_near_expiration: bool,
+    last_activity: String,
+    metadata: &'a Map<String, Value>,
+    renewal_count: u64,
+    session_id: &'a str,
+    /// ms until expiry at `now`, 0 once past.
+    time_remaining: i64,
+    timeout_config: TimeoutConfigInfo,
+    user_id: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TimeoutConfigInfo {
+    auto_renew: bool,
+    max_duration_minutes: u32,
+    timeout_minutes: u32,
+    warning_threshold_minutes: u32,
+}
+
 /// elizaOS's `SessionInfo`, as of `now` (Unix ms).
-pub fn session_json(s: &Session, now: i64) -> Value {
+pub fn session_info(s: &Session, now: i64) -> SessionInfo<'_> {
     let remaining = (s.expires_at - now).max(0);
     let warn = s.timeout.warning_threshold_ms();
-    json!({
-        "sessionId": s.id,
-        "channelId": s.channel_id.clone().unwrap_or_default(),
-        "agentId": s.agent_id.clone().unwrap_or_default(),
-        "userId": s.user_id.clone().unwrap_or_default(),
-        "createdAt": format_iso_ms(s.sort_at()),
-        "lastActivity": format_iso_ms(s.last_active_at),
-        "expiresAt": format_iso_ms(s.expires_at),
-        "metadata": s.metadata,
-        "timeoutConfig": {
-            "timeoutMinutes": s.timeout.timeout_minutes,
-            "autoRenew": s.timeout.auto_renew,
-            "maxDurationMinutes": s.timeout.max_duration_minutes,
-            "warningThresholdMinutes": s.timeout.warning_threshold_minutes,
+    SessionInfo {
+        agent_id: s.agent_id.as_deref().unwrap_or_default(),
+        channel_id: s.channel_id.as_deref().unwrap_or_default(),
+        created_at: format_iso_ms(s.sort_at()),
+        expires_at: format_iso_ms(s.expires_at),
+        is_near_expiration: remaining > 0 && remaining <= warn,
+        last_activity: format_iso_ms(s.last_active_at),
+        metadata: &s.metadata,
+        renewal_count: s.renewal_count,
+        session_id: &s.id,
+        time_remaining: remaining,
+        timeout_config: TimeoutConfigInfo {
+            auto_renew: s.timeout.auto_renew,
+            max_duration_minutes: s.timeout.max_duration_minutes,
+            timeout_minutes: s.timeout.timeout_minutes,
+            warning_threshold_minutes: s.timeout.warning_threshold_minutes,
         },
-        "renewalCount": s.renewal_count,
-        "timeRemaining": remaining,
-        "isNearExpiration": remaining > 0 && remaining <= warn,
-    })
+        user_id: s.user_id.as_deref().unwrap_or_default(),
+    }
+}
+
+/// The list body: `{sessions, stats, total}`.
+#[derive(Serialize)]
+struct ListBody<'a> {
+    sessions: Vec<SessionInfo<'a>>,
+    stats: ListStats,
+    total: u64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ListStats {
+    active_sessions: u64,
+    expired_sessions: u64,
+    total_sessions: u64,
 }
 
 fn bad(msg: String, now: i64) -> ApiError {
@@ -91,11 +138,15 @@ pub async fn list(
             now,
         )
         .map_err(err)?;
-    let body = json!({
-        "sessions": page.items.iter().map(|s| session_json(s, now)).collect::<Vec<_>>(),
-        "total": total,
-        "stats": {"totalSessions": all, "activeSessions": active, "expiredSessions": all.saturating_sub(active)},
-    });
+    let body = ListBody {
+        sessions: page.items.iter().map(|s| session_info(s, now)).collect(),
+        stats: ListStats {
+            active_sessions: active,
+            expired_sessions: all.saturating_sub(active),
+            total_sessions: all,
+        },
+        total,
+    };
     Ok(with_next_cursor(body, page.next_cursor.as_deref()))
 }
 
@@ -108,7 +159,7 @@ pub async fn get_one(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let now = state.now();
     let s = load(&state, &headers, &id)?;
     if s.status_at(now) != Status::Active {
@@ -120,7 +171,7 @@ pub async fn get_one(
             now,
         ));
     }
-    Ok(Json(session_json(&s, now)))
+    Ok(Json(session_info(&s, now)).into_response())
 }
 
 /// `GET /api/messaging/sessions/{id}/events` — the bounded audit trail.

@@ -187,7 +187,7 @@ pub(crate) fn load_visible(
 }
 
 /// A JSON response carrying `x-next-cursor` when there is a next page.
-pub(crate) fn with_next_cursor(body: serde_json::Value, next: Option<&str>) -> Response {
+pub(crate) fn with_next_cursor(body: impl serde::Serialize, next: Option<&str>) -> Response {
     let mut resp = axum::Json(body).into_response();
     if let Some(v) = next.and_then(|c| c.parse().ok()) {
         resp.headers_mut().insert("x-next-cursor", v);
