@@ -171,7 +171,10 @@ fn poison_records_go_to_the_dlq_and_nothing_else_is_lost() {
         }
     }
     assert!(bad >= 1_000, "{bad} bad records");
-    eprintln!("{bad} malformed records among {} valid events", events.len());
+    eprintln!(
+        "{bad} malformed records among {} valid events",
+        events.len()
+    );
     let mut cfg = ledger_kafka::publish::producer_config(&brokers);
     cfg.set("message.max.bytes", "2000000");
     let p = ledger_kafka::Publisher::from_config(cfg, &topic).unwrap();

@@ -67,14 +67,15 @@ fn reaper_expires_each_session_once_at_its_deadline_with_two_instances() {
         &["--no-auth", "--config", &config],
     );
 
-    // Deadlines 8–20 s from now: 30-minute timeouts created almost 30 minutes
-    // ago (expiry), and 1-minute abandonment created almost a minute ago.
+    // Deadlines 10–37 s from now, so the group has settled and both members
+    // own partitions with sessions still to reap: 30-minute timeouts created
+    // almost 30 minutes ago (expiry), 1-minute abandonment almost a minute ago.
     let now = now_ms();
     let mut events = vec![];
     let mut deadline: BTreeMap<String, (i64, Status)> = BTreeMap::new();
     for i in 0..40 {
         let id = format!("sess_reap_{i:02}");
-        let due = now + 8_000 + i * 300;
+        let due = now + 10_000 + i * 700;
         let e = if i % 4 == 3 {
             let t = json!({"timeout_minutes": 30, "abandon_after_minutes": 1});
             deadline.insert(id.clone(), (due, Status::Abandoned));
