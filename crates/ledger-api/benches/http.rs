@@ -19,6 +19,9 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
+#[path = "../tests/support/mod.rs"]
+mod support;
+
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -204,15 +207,6 @@ fn main() {
         store.size_on_disk() as f64 / (1 << 20) as f64,
         ids.len()
     );
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
     let auth = Auth::new(vec![ApiKey {
         name: "bench".into(),
         sha256: hash_key(KEY),
@@ -244,7 +238,8 @@ fn main() {
         .map(|s| s.unwrap().id)
         .collect();
     println!("{} live sessions sampled for elizaOS", live.len());
-    rt.spawn(ledger_api::serve(listener, state, std::future::pending()));
+    let server = support::serve(state);
+    let base = &server.base;
     let tmp = tempfile::tempdir().unwrap();
     let ids_file = tmp.path().join("ids.txt");
     std::fs::write(&ids_file, ids.join("\n")).unwrap();

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use ledger_store::Store;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
@@ -18,10 +19,13 @@ pub struct RouteLabels {
     pub status: String,
 }
 
-/// HTTP metrics: latency by route.
+/// The API's metrics: latency by route, and the store's size (read from
+/// disk when `/metrics` is scraped, not kept up to date in between).
 #[derive(Clone)]
 pub struct HttpMetrics {
     pub latency: Family<RouteLabels, Histogram>,
+    /// Bytes the store occupies on disk.
+    pub store_bytes: Gauge,
 }
 
 impl HttpMetrics {
@@ -29,12 +33,18 @@ impl HttpMetrics {
         let latency = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.000_05, 2.0, 18))
         });
-        registry.sub_registry_with_prefix("ledger").register(
+        let store_bytes = Gauge::default();
+        let r = registry.sub_registry_with_prefix("ledger");
+        r.register(
             "http_request_seconds",
             "HTTP request latency by route",
             latency.clone(),
         );
-        Self { latency }
+        r.register("store_bytes", "Store size on disk", store_bytes.clone());
+        Self {
+            latency,
+            store_bytes,
+        }
     }
 }
 

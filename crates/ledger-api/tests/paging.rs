@@ -6,11 +6,13 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+mod support;
+
 use ledger_api::{AppState, Auth};
 use ledger_core::event::SessionType;
 use ledger_core::{apply, Defaults, Session, Status};
 use ledger_gen::{generate, GenConfig};
-use ledger_store::{Record, Store};
+use ledger_store::Store;
 use serde_json::{json, Value};
 
 const START: i64 = 1_795_000_000_000;
@@ -20,11 +22,10 @@ const NOW: i64 = START + 90 * 60_000;
 const SESSIONS: usize = 12_000;
 
 struct World {
-    base: String,
+    server: support::Served,
     /// Every session, newest first (creation time, then id, descending).
     sessions: Vec<Session>,
     _dir: tempfile::TempDir,
-    _rt: tokio::runtime::Runtime,
 }
 
 fn world() -> World {
@@ -50,31 +51,10 @@ fn world() -> World {
     }
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), d).unwrap();
-    let records: Vec<Record> = events
-        .into_iter()
-        .enumerate()
-        .map(|(i, event)| Record {
-            event,
-            partition: 0,
-            offset: i as i64,
-        })
-        .collect();
-    for (n, chunk) in records.chunks(5_000).enumerate() {
-        let next = ((n + 1) * 5_000).min(records.len()) as i64;
-        store.apply_batch("t", chunk, &[(0, next)], 0).unwrap();
-    }
+    support::load(&store, "t", events);
     let mut sessions: Vec<Session> = folded.into_values().collect();
     sessions.sort_by(|a, b| (b.sort_at(), &b.id).cmp(&(a.sort_at(), &a.id)));
     assert_eq!(sessions.len(), SESSIONS);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
     let state = AppState::new(
         store,
         "t",
@@ -82,12 +62,10 @@ fn world() -> World {
         Arc::new(|| NOW),
         Default::default(),
     );
-    rt.spawn(ledger_api::serve(listener, state, std::future::pending()));
     World {
-        base,
+        server: support::serve(state),
         sessions,
         _dir: dir,
-        _rt: rt,
     }
 }
 
@@ -182,7 +160,7 @@ fn clerk_sweep(w: &World, f: &F, limit: usize, want: &[&str]) -> usize {
     loop {
         let url = format!(
             "{}/v1/sessions?{q}&limit={limit}&offset={}&paginated=true",
-            w.base,
+            w.server.base,
             got.len()
         );
         let (body, _) = get(&url);
@@ -205,7 +183,10 @@ fn clerk_sweep(w: &World, f: &F, limit: usize, want: &[&str]) -> usize {
             .as_ref()
             .map(|c| format!("&cursor={c}"))
             .unwrap_or_default();
-        let (body, next) = get(&format!("{}/v1/sessions?{q}&limit={limit}{c}", w.base));
+        let (body, next) = get(&format!(
+            "{}/v1/sessions?{q}&limit={limit}{c}",
+            w.server.base
+        ));
         requests += 1;
         got.extend(ids(&body, "id"));
         match next {
@@ -338,7 +319,7 @@ fn orq_last_id_paging_matches_the_recomputation() {
             }
             let body = json!({"pagination": pagination, "query": {"operator": "and", "filters": f.orq_filters()}});
             let r = client
-                .post(format!("{}/v2/traces/sessions/query", w.base))
+                .post(format!("{}/v2/traces/sessions/query", w.server.base))
                 .json(&body)
                 .send()
                 .unwrap();
@@ -389,7 +370,7 @@ fn wingspan_and_eliza_lists_match_the_recomputation() {
                 .unwrap_or_default();
             let (body, next) = get(&format!(
                 "{}/users/session/api?userId={u}&limit=4{c}",
-                w.base
+                w.server.base
             ));
             got.extend(ids(&body, "sessionId"));
             match next {
@@ -417,7 +398,10 @@ fn wingspan_and_eliza_lists_match_the_recomputation() {
             .as_ref()
             .map(|c| format!("&cursor={c}"))
             .unwrap_or_default();
-        let (body, next) = get(&format!("{}/api/messaging/sessions?limit=333{c}", w.base));
+        let (body, next) = get(&format!(
+            "{}/api/messaging/sessions?limit=333{c}",
+            w.server.base
+        ));
         total.get_or_insert(body["total"].clone());
         got.extend(ids(&body["sessions"], "sessionId"));
         match next {

@@ -2,14 +2,15 @@
 //! events, fixed `now`), error envelopes and statuses, auth scopes, and a
 //! fuzz-style sweep of random queries and bodies (never a 5xx).
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+
+mod support;
 
 use ledger_api::{hash_key, ApiKey, AppState, Auth, Scope};
 use ledger_core::Defaults;
 use ledger_gen::{generate, GenConfig};
-use ledger_store::{Record, Store};
+use ledger_store::Store;
 use rand::Rng;
 use serde_json::Value;
 
@@ -20,9 +21,8 @@ const USER: &str = "user-secret";
 const SCOPED_USER: &str = "user_3";
 
 struct Fixture {
-    addr: SocketAddr,
+    server: support::Served,
     _dir: tempfile::TempDir,
-    _rt: tokio::runtime::Runtime,
 }
 
 fn fixture() -> Fixture {
@@ -37,19 +37,7 @@ fn fixture() -> Fixture {
         block: 40,
         ..Default::default()
     });
-    let records: Vec<Record> = events
-        .into_iter()
-        .enumerate()
-        .map(|(i, event)| Record {
-            event,
-            partition: 0,
-            offset: i as i64,
-        })
-        .collect();
-    let n = records.len() as i64;
-    store
-        .apply_batch("session-events", &records, &[(0, n)], 0)
-        .unwrap();
+    support::load(&store, "session-events", events);
     let auth = Auth::new(vec![
         ApiKey {
             name: "admin".into(),
@@ -69,20 +57,9 @@ fn fixture() -> Fixture {
         Arc::new(|| NOW),
         Default::default(),
     );
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    rt.spawn(ledger_api::serve(listener, state, std::future::pending()));
     Fixture {
-        addr,
+        server: support::serve(state),
         _dir: dir,
-        _rt: rt,
     }
 }
 
@@ -94,7 +71,7 @@ fn call(
     body: Option<&str>,
 ) -> (u16, String) {
     let c = reqwest::blocking::Client::new();
-    let url = format!("http://{}{path}", f.addr);
+    let url = format!("http://{}{path}", f.server.addr);
     let mut req = if method == "POST" {
         c.post(url)
     } else {

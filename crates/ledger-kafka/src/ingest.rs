@@ -346,7 +346,7 @@ impl Ingestor {
                 }
             }
             if batch_next.is_empty() {
-                self.refresh(progress, &next, &start_high, &consumer);
+                self.publish_progress(progress, &next, &start_high, &consumer);
                 if last_meta.elapsed() > Duration::from_secs(30) {
                     last_meta = Instant::now();
                     if let Ok(ps) = self.partitions(&consumer, stop) {
@@ -393,24 +393,11 @@ impl Ingestor {
                 tracing::debug!(error = %e, "offset commit failed (informational only)");
             }
             batches += 1;
-            self.refresh(progress, &next, &start_high, &consumer);
+            self.publish_progress(progress, &next, &start_high, &consumer);
             let _ = applied.send(batches);
         }
         tracing::info!("consumer stopped after the batch in flight");
         Ok(())
-    }
-
-    fn refresh(
-        &self,
-        progress: &Progress,
-        next: &BTreeMap<i32, i64>,
-        start_high: &BTreeMap<i32, i64>,
-        c: &LedgerConsumer,
-    ) {
-        self.publish_progress(progress, next, start_high, c);
-        self.metrics
-            .store_bytes
-            .set(self.store.size_on_disk() as i64);
     }
 
     fn publish_progress(

@@ -32,8 +32,6 @@ pub struct Metrics {
     pub errors: Counter,
     /// Events the reaper published.
     pub reaped: Counter,
-    /// Bytes the store occupies on disk.
-    pub store_bytes: Gauge,
 }
 
 impl Default for Metrics {
@@ -45,7 +43,6 @@ impl Default for Metrics {
             lag: Family::default(),
             errors: Counter::default(),
             reaped: Counter::default(),
-            store_bytes: Gauge::default(),
         }
     }
 }
@@ -77,7 +74,6 @@ impl Metrics {
             "Expired/abandoned events published by the reaper",
             m.reaped.clone(),
         );
-        r.register("store_bytes", "Store size on disk", m.store_bytes.clone());
         m
     }
 

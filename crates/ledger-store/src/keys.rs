@@ -95,6 +95,15 @@ pub fn offset_prefix(topic: &str) -> Vec<u8> {
     k
 }
 
+/// Inverse of [`offset`]: (topic, partition).
+pub fn split_offset(key: &[u8]) -> Option<(String, i32)> {
+    let rest = key.get(OFFSET.len()..)?;
+    let len = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+    let topic = std::str::from_utf8(rest.get(4..4 + len)?).ok()?.to_string();
+    let p = i32::from_be_bytes(rest.get(4 + len..8 + len)?.try_into().ok()?);
+    Some((topic, p))
+}
+
 pub fn offset(topic: &str, partition: i32) -> Vec<u8> {
     let mut k = offset_prefix(topic);
     k.extend_from_slice(&partition.to_be_bytes());
@@ -160,6 +169,10 @@ mod tests {
         }
         let k = ordered(b"io", 42, "sess");
         assert_eq!(split_ordered(&k, 2), Some((42, "sess".to_string())));
+        assert_eq!(
+            split_offset(&offset("t.x", 3)),
+            Some(("t.x".to_string(), 3))
+        );
         let d = deadline(-7, "sess_x", Status::Abandoned, 258);
         assert_eq!(
             split_deadline(&d),

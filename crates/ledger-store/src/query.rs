@@ -4,12 +4,14 @@
 
 use std::cmp::Ordering;
 
+use ledger_core::event::SessionType;
 use ledger_core::{Session, Status};
 
 use crate::keys;
 use crate::store::{Store, StoreError};
 
 /// Equality filters on the indexed fields; `status` is the read-time status.
+/// `session_type` has no index: it narrows what an index yields.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Filter {
     pub user_id: Option<String>,
@@ -17,6 +19,7 @@ pub struct Filter {
     pub agent_id: Option<String>,
     pub workspace_id: Option<String>,
     pub status: Option<Status>,
+    pub session_type: Option<SessionType>,
 }
 
 impl Filter {
@@ -30,6 +33,7 @@ impl Filter {
             && eq(&self.agent_id, &s.agent_id)
             && eq(&self.workspace_id, &s.workspace_id)
             && self.status.is_none_or(|st| s.status_at(now) == st)
+            && self.session_type.is_none_or(|t| s.session_type == t)
     }
 
     fn has_field(&self) -> bool {
@@ -255,7 +259,7 @@ impl Store {
     /// How many sessions match `f` at `now`. Status-only and unfiltered counts
     /// come from the counters; the rest walk the driving index.
     pub fn count(&self, f: &Filter, now: i64) -> Result<u64, StoreError> {
-        if !f.has_field() {
+        if !f.has_field() && f.session_type.is_none() {
             let stats = self.stats();
             let Some(st) = f.status else {
                 return Ok(stats.sessions);

@@ -171,8 +171,9 @@ struct Inner {
     stats: Mutex<Stats>,
     /// Serializes writers: one batch at a time.
     write: Mutex<()>,
-    /// Stored next offsets by topic, as of the last applied batch (read on
-    /// every API response; loaded from the tree on first use per topic).
+    /// The stored next offsets by topic and partition, read at open and kept
+    /// equal to the tree by every applied batch (every API response reads
+    /// them).
     offsets: Mutex<HashMap<String, BTreeMap<i32, i64>>>,
     defaults: Defaults,
 }
@@ -201,13 +202,22 @@ impl Store {
                 std::str::from_utf8(&k[keys::COUNTER.len()..]).map_err(|e| corrupt(&k, e))?;
             stats.set_named(name, decode_u64(&k, &v)?);
         }
+        let mut offsets: HashMap<String, BTreeMap<i32, i64>> = HashMap::new();
+        for kv in tree.scan_prefix(keys::OFFSET) {
+            let (k, v) = kv?;
+            let (topic, p) = keys::split_offset(&k).ok_or_else(|| corrupt(&k, "bad offset key"))?;
+            offsets
+                .entry(topic)
+                .or_default()
+                .insert(p, decode_u64(&k, &v)? as i64);
+        }
         Ok(Self {
             inner: Arc::new(Inner {
                 db,
                 tree,
                 stats: Mutex::new(stats),
                 write: Mutex::new(()),
-                offsets: Mutex::new(HashMap::new()),
+                offsets: Mutex::new(offsets),
                 defaults,
             }),
         })
@@ -353,23 +363,8 @@ impl Store {
         }
         tree.apply_batch(batch)?;
         *self.inner.stats.lock().unwrap_or_else(|p| p.into_inner()) = stats;
-        // Readers may cache a snapshot concurrently; this batch's partitions
-        // are set on whatever is cached, the others are equal in any snapshot.
-        let cached = self
-            .inner
-            .offsets
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains_key(topic);
-        let loaded = if cached {
-            None
-        } else {
-            Some(self.stored_offsets(topic)?)
-        };
-        let mut cache = self.inner.offsets.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = cache
-            .entry(topic.to_string())
-            .or_insert_with(|| loaded.unwrap_or_default());
+        let mut offsets = self.inner.offsets.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = offsets.entry(topic.to_string()).or_default();
         for &(p, off) in next_offsets {
             entry.insert(p, off);
         }
@@ -405,41 +400,16 @@ impl Store {
             .clone()
     }
 
-    /// Stored next offsets of `topic`, by partition (from memory after the
-    /// first call; every applied batch updates them).
+    /// Stored next offsets of `topic`, by partition.
     pub fn offsets(&self, topic: &str) -> Result<BTreeMap<i32, i64>, StoreError> {
-        if let Some(o) = self
+        Ok(self
             .inner
             .offsets
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(topic)
-        {
-            return Ok(o.clone());
-        }
-        let stored = self.stored_offsets(topic)?;
-        self.inner
-            .offsets
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(topic.to_string())
-            .or_insert_with(|| stored.clone());
-        Ok(stored)
-    }
-
-    /// The next offsets of `topic` as the tree has them.
-    fn stored_offsets(&self, topic: &str) -> Result<BTreeMap<i32, i64>, StoreError> {
-        let prefix = keys::offset_prefix(topic);
-        let mut out = BTreeMap::new();
-        for kv in self.inner.tree.scan_prefix(&prefix) {
-            let (k, v) = kv?;
-            let p = k
-                .get(prefix.len()..prefix.len() + 4)
-                .ok_or_else(|| corrupt(&k, "short key"))?;
-            let p = i32::from_be_bytes(p.try_into().expect("4 bytes"));
-            out.insert(p, decode_u64(&k, &v)? as i64);
-        }
-        Ok(out)
+            .cloned()
+            .unwrap_or_default())
     }
 
     /// A session's recorded history, oldest first: its last [`HISTORY_LEN`]

@@ -7,11 +7,12 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::Json;
 use ledger_core::{Session, Status};
-use ledger_store::{Filter, Order, Start};
+use ledger_store::{Filter, Order};
 use serde_json::{json, Map, Value};
 
 use super::{
-    apply_scope, authorize, int_param, load_visible, params, store_error, with_next_cursor,
+    apply_scope, authorize, int_param, load_visible, page_start, params, store_error,
+    with_next_cursor,
 };
 use crate::error::{ApiError, View};
 use crate::state::AppState;
@@ -101,12 +102,10 @@ pub async fn list(
         agent_id: p.get("agent_id").cloned(),
         workspace_id: p.get("workspace_id").cloned(),
         status,
+        ..Default::default()
     };
     apply_scope(&scope, &mut f, V, now)?;
-    let start = match p.get("cursor") {
-        Some(c) => Start::After(c.clone()),
-        None => Start::Offset(offset),
-    };
+    let start = page_start(&p, offset);
     let page = state
         .store
         .list(&f, Order::NewestFirst, &start, limit, now)

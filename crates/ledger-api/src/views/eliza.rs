@@ -11,12 +11,13 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use ledger_core::time::format_iso_ms;
 use ledger_core::{Session, Status};
-use ledger_store::{Filter, Order, Start};
+use ledger_store::{Filter, Order};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use super::{
-    apply_scope, authorize, int_param, load_visible, params, store_error, with_next_cursor,
+    apply_scope, authorize, int_param, load_visible, page_start, params, store_error,
+    with_next_cursor,
 };
 use crate::error::{ApiError, View};
 use crate::state::AppState;
@@ -114,12 +115,10 @@ pub async fn list(
         client_id: p.get("clientId").cloned(),
         workspace_id: p.get("workspaceId").cloned(),
         status: Some(Status::Active),
+        ..Default::default()
     };
     apply_scope(&scope, &mut f, V, now)?;
-    let start = match p.get("cursor") {
-        Some(c) => Start::After(c.clone()),
-        None => Start::Offset(0),
-    };
+    let start = page_start(&p, 0);
     let err = |e| store_error(e, V, now);
     let page = state
         .store

@@ -13,7 +13,7 @@ use axum::extract::Query;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use ledger_core::Session;
-use ledger_store::{Filter, StoreError};
+use ledger_store::{Filter, Start, StoreError};
 
 use crate::auth::{AuthFailure, Scope};
 use crate::error::{ApiError, View};
@@ -34,6 +34,15 @@ pub(crate) fn params(
             e.body_text(),
             now,
         )),
+    }
+}
+
+/// Where a list page starts: after the `cursor` parameter when given, else
+/// `offset` items in.
+pub(crate) fn page_start(p: &HashMap<String, String>, offset: usize) -> Start {
+    match p.get("cursor") {
+        Some(c) => Start::After(c.clone()),
+        None => Start::Offset(offset),
     }
 }
 

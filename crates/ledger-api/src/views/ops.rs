@@ -29,6 +29,10 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 pub async fn metrics(State(state): State<AppState>) -> Response {
+    state
+        .http
+        .store_bytes
+        .set(state.store.size_on_disk() as i64);
     let mut out = String::new();
     if prometheus_client::encoding::text::encode(&mut out, &state.registry).is_err() {
         return (StatusCode::INTERNAL_SERVER_ERROR, "metrics encoding failed").into_response();

@@ -14,7 +14,8 @@ use ledger_store::{Filter, Order};
 use serde_json::{json, Value};
 
 use super::{
-    apply_scope, authorize, int_param, load_visible, params, store_error, with_next_cursor,
+    apply_scope, authorize, int_param, load_visible, page_start, params, store_error,
+    with_next_cursor,
 };
 use crate::auth::Scope;
 use crate::error::{ApiError, View};
@@ -83,6 +84,7 @@ pub async fn list(
         .map_err(|m| ApiError::new(V, StatusCode::BAD_REQUEST, "INVALID_PARAMETER", m, now))?;
     let mut f = Filter {
         user_id: p.get("userId").cloned(),
+        session_type: Some(SessionType::API),
         ..Default::default()
     };
     if f.user_id.is_none() && matches!(scope, Scope::Admin) {
@@ -95,29 +97,14 @@ pub async fn list(
         ));
     }
     apply_scope(&scope, &mut f, V, now)?;
-    let mut items = vec![];
-    let mut next = None;
-    let after = p.get("cursor").map(String::as_str);
-    for s in state
+    let start = page_start(&p, 0);
+    let page = state
         .store
-        .matching(&f, Order::NewestFirst, after, now)
-        .map_err(|e| store_error(e, V, now))?
-    {
-        let s = s.map_err(|e| store_error(e, V, now))?;
-        if s.session_type != SessionType::API {
-            continue;
-        }
-        if items.len() == limit {
-            next = items
-                .last()
-                .map(|l: &Session| ledger_store::encode_cursor(l.sort_at(), &l.id));
-            break;
-        }
-        items.push(s);
-    }
+        .list(&f, Order::NewestFirst, &start, limit, now)
+        .map_err(|e| store_error(e, V, now))?;
     Ok(with_next_cursor(
-        Value::Array(items.iter().map(api_session_json).collect()),
-        next.as_deref(),
+        Value::Array(page.items.iter().map(api_session_json).collect()),
+        page.next_cursor.as_deref(),
     ))
 }
 
