@@ -42,7 +42,7 @@ fn cache_dir() -> PathBuf {
 
 /// Builds (or reuses) the store; returns it with its `now` and sampled ids.
 fn store(sessions: usize) -> (Store, i64, Vec<String>) {
-    let dir = cache_dir().join(format!("bench-http-{sessions}-v2"));
+    let dir = cache_dir().join(format!("bench-http-{sessions}-v3"));
     let done = dir.join("complete");
     if !done.exists() {
         let _ = std::fs::remove_dir_all(&dir);

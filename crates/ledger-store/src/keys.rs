@@ -3,6 +3,8 @@
 use ledger_core::{Session, Status};
 
 pub const SESSION: &[u8] = b"s";
+/// Common first byte of every index tag.
+pub const INDEX: &[u8] = b"i";
 pub const BY_USER: &[u8] = b"iu";
 pub const BY_CLIENT: &[u8] = b"ic";
 pub const BY_AGENT: &[u8] = b"ia";
@@ -13,6 +15,8 @@ pub const BY_DEADLINE: &[u8] = b"ix";
 pub const HISTORY: &[u8] = b"h";
 pub const COUNTER: &[u8] = b"c";
 pub const OFFSET: &[u8] = b"o";
+/// The store format key (u64 BE).
+pub const FORMAT: &[u8] = b"mformat";
 
 /// `i64` → 8 bytes that sort like the signed value.
 pub fn ord_i64(v: i64) -> [u8; 8] {
@@ -133,6 +137,36 @@ pub fn split_deadline(key: &[u8]) -> Option<(i64, String, Status, i32)> {
     Some((from_ord_i64(head), id, status, partition))
 }
 
+/// Length of the index prefix `P` of a logical index key `P + E` (the part
+/// naming the index: tag, plus the field value or status code), or `None`
+/// for keys that are not index keys.
+pub fn index_prefix_len(key: &[u8]) -> Option<usize> {
+    let tag = key.get(..2)?;
+    let len = if [BY_USER, BY_CLIENT, BY_AGENT, BY_WORKSPACE].contains(&tag) {
+        let n = u32::from_be_bytes(key.get(2..6)?.try_into().ok()?) as usize;
+        6 + n
+    } else if tag == BY_STATUS {
+        3
+    } else if tag == BY_ORDER || tag == BY_DEADLINE {
+        2
+    } else {
+        return None;
+    };
+    (key.len() >= len).then_some(len)
+}
+
+/// The smallest key greater than every key starting with `prefix`.
+pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut e = prefix.to_vec();
+    while let Some(last) = e.pop() {
+        if last < 0xff {
+            e.push(last + 1);
+            return Some(e);
+        }
+    }
+    None
+}
+
 /// Every index entry a session state (stored for `partition`) implies.
 /// Diffing the sets of the old and new state gives the index writes of a batch.
 pub fn index_keys(s: &Session, partition: i32) -> Vec<Vec<u8>> {
@@ -181,5 +215,12 @@ mod tests {
         assert!(deadline(5, "zz", Status::Expired, 0) < deadline(6, "a", Status::Expired, 0));
         // Length prefixes keep "ab" + "c…" apart from "a" + "bc…".
         assert!(!field_prefix(BY_USER, "ab").starts_with(&field_prefix(BY_USER, "a")));
+        let u = ordered(&field_prefix(BY_USER, "user_1"), 9, "s");
+        assert_eq!(index_prefix_len(&u), Some(2 + 4 + 6));
+        assert_eq!(index_prefix_len(&status_prefix(Status::Ended)), Some(3));
+        assert_eq!(index_prefix_len(&d), Some(2));
+        assert_eq!(index_prefix_len(b"sx"), None);
+        assert_eq!(prefix_end(b"ab"), Some(b"ac".to_vec()));
+        assert_eq!(prefix_end(&[1, 0xff]), Some(vec![2]));
     }
 }

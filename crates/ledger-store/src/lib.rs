@@ -8,31 +8,43 @@
 //! | prefix | key after the prefix | value |
 //! |---|---|---|
 //! | `s` | session id | [`StoredSession`], postcard |
-//! | `iu` | len+user id, sort(8), session id | empty |
-//! | `ic` | len+client id, sort(8), session id | empty |
-//! | `ia` | len+agent id, sort(8), session id | empty |
-//! | `iw` | len+workspace id, sort(8), session id | empty |
-//! | `is` | status code(1), sort(8), session id | empty |
-//! | `io` | sort(8), session id (every session, creation order) | empty |
-//! | `ix` | deadline(8), session id, status due(1), partition(4) (active sessions only) | empty |
+//! | `iu` | len+user id, chunk low bound | index chunk: entries sort(8), session id |
+//! | `ic` | len+client id, chunk low bound | index chunk: entries sort(8), session id |
+//! | `ia` | len+agent id, chunk low bound | index chunk: entries sort(8), session id |
+//! | `iw` | len+workspace id, chunk low bound | index chunk: entries sort(8), session id |
+//! | `is` | status code(1), chunk low bound | index chunk: entries sort(8), session id |
+//! | `io` | chunk low bound | index chunk: entries sort(8), session id (every session, creation order) |
+//! | `ix` | chunk low bound | index chunk: entries deadline(8), session id, status due(1), partition(4) (active sessions only) |
 //! | `h` | len+session id, first seq(8) | one batch's [`HistoryEntry`]s of the session, postcard |
 //! | `c` | counter name | u64 BE |
 //! | `o` | len+topic, partition(4) | next offset, i64 BE |
+//! | `mformat` | — | [`FORMAT`], u64 BE |
 //!
 //! `sort` is the session's creation time (first-seen time while pending) in
 //! Unix ms, an `i64` with its sign bit flipped so it orders as unsigned.
 //!
+//! Index entries are packed into sorted chunks of at most
+//! [`CHUNK_MAX`] entries, one sled key per chunk (the `chunks` module): a batch
+//! writes each chunk it changes once, instead of one key per entry. The
+//! *logical* index key of an entry is the index prefix followed by the entry
+//! ([`index_keys`] yields them); a chunk's key is the index prefix followed by
+//! its low bound (empty, or an entry).
+//!
 //! **Invariant:** every index entry exists iff the session record it names
-//! exists and its fields produce that entry; counters equal a recount; the
+//! exists and its fields produce that entry; chunks are non-empty, sorted,
+//! hold at most [`CHUNK_MAX`] entries, and hold exactly the entries between
+//! their low bound and the next chunk's; counters equal a recount; the
 //! stored offsets are exactly the positions after the last applied events.
 
+mod chunks;
 mod keys;
 mod query;
 mod store;
 
+pub use chunks::CHUNK_MAX;
 pub use keys::index_keys;
 pub use query::{encode_cursor, Filter, Order, Page, Start};
 pub use store::{
     BatchReport, EventCounts, HistoryEntry, Record, Stats, Store, StoreError, StoredSession,
-    HISTORY_LEN,
+    FORMAT, HISTORY_LEN,
 };

@@ -3,10 +3,12 @@
 //! none scans all sessions when an index can answer it.
 
 use std::cmp::Ordering;
+use std::ops::Bound;
 
 use ledger_core::event::SessionType;
 use ledger_core::{Session, Status};
 
+use crate::chunks::Scan;
 use crate::keys;
 use crate::store::{Store, StoreError};
 
@@ -90,55 +92,28 @@ fn decode_cursor(c: &str) -> Result<Pos, StoreError> {
     Ok((keys::from_ord_i64(&b), id))
 }
 
-/// The smallest key greater than every key starting with `prefix`.
-fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
-    let mut e = prefix.to_vec();
-    while let Some(last) = e.pop() {
-        if last < 0xff {
-            e.push(last + 1);
-            return Some(e);
-        }
-    }
-    None
-}
-
 type PosIter<'a> = Box<dyn Iterator<Item = Result<Pos, StoreError>> + 'a>;
 
 impl Store {
     /// Positions under one ordered-index prefix, in `order`, strictly after `after`.
-    fn positions(&self, prefix: Vec<u8>, order: Order, after: Option<&Pos>) -> PosIter<'_> {
-        let plen = prefix.len();
-        let end = prefix_end(&prefix);
-        let tree = self.tree();
-        let iter: Box<dyn DoubleEndedIterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> =
-            match (order, after) {
-                (Order::NewestFirst, Some((s, id))) => {
-                    Box::new(tree.range(prefix.clone()..keys::ordered(&prefix, *s, id)))
-                }
-                (Order::OldestFirst, Some((s, id))) => {
-                    let mut from = keys::ordered(&prefix, *s, id);
-                    from.push(0);
-                    match end {
-                        Some(e) => Box::new(tree.range(from..e)),
-                        None => Box::new(tree.range(from..)),
-                    }
-                }
-                (_, None) => match end {
-                    Some(e) => Box::new(tree.range(prefix.clone()..e)),
-                    None => Box::new(tree.range(prefix.clone()..)),
-                },
-            };
-        let iter: Box<dyn Iterator<Item = _>> = match order {
-            Order::NewestFirst => Box::new(iter.rev()),
-            Order::OldestFirst => iter,
+    fn positions(
+        &self,
+        prefix: Vec<u8>,
+        order: Order,
+        after: Option<&Pos>,
+    ) -> Result<PosIter<'_>, StoreError> {
+        let from = match after {
+            Some((s, id)) => Bound::Excluded(keys::ordered(&[], *s, id)),
+            None => Bound::Unbounded,
         };
-        Box::new(iter.map(move |kv| {
-            let (k, _) = kv?;
-            keys::split_ordered(&k, plen).ok_or_else(|| StoreError::Corrupt {
-                key: String::from_utf8_lossy(&k).into_owned(),
-                reason: "bad index key".into(),
+        let scan = Scan::new(self.tree(), &prefix, from, order == Order::NewestFirst)?;
+        Ok(Box::new(scan.map(|e| {
+            let e = e?;
+            keys::split_ordered(&e, 0).ok_or_else(|| StoreError::Corrupt {
+                key: String::from_utf8_lossy(&e).into_owned(),
+                reason: "bad index entry".into(),
             })
-        }))
+        })))
     }
 
     /// The index that drives a filter: the most selective one present.
@@ -167,7 +142,7 @@ impl Store {
         now: i64,
     ) -> Result<impl Iterator<Item = Result<Session, StoreError>> + '_, StoreError> {
         let after = after.map(decode_cursor).transpose()?;
-        let primary = self.positions(Self::driving_prefix(f), order, after.as_ref());
+        let primary = self.positions(Self::driving_prefix(f), order, after.as_ref())?;
         // Stored-active sessions past a deadline show as expired/abandoned at
         // read time; the status index alone does not list them, the deadline
         // index does (and there are few: the reaper closes them).

@@ -2,13 +2,19 @@
 //! offsets, history and a full consistency audit.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::ops::Bound;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use ledger_core::{apply, Defaults, Event, Outcome, Session, Status};
 use serde::{Deserialize, Serialize};
 
+use crate::chunks::{self, IndexChanges, Scan};
 use crate::keys;
+
+/// The on-disk layout this build reads and writes (the `m` format key).
+/// 2: index entries packed into chunks.
+pub const FORMAT: u64 = 2;
 
 /// How many events of each session the history keeps (oldest dropped first).
 pub const HISTORY_LEN: u64 = 100;
@@ -22,6 +28,8 @@ pub enum StoreError {
     Corrupt { key: String, reason: String },
     #[error("bad cursor")]
     BadCursor,
+    #[error("the store is in format {found}; this build reads format {want}: rebuild it from the topic (`session-ledger rebuild`)")]
+    Format { found: u64, want: u64 },
 }
 
 fn corrupt(key: &[u8], e: impl std::fmt::Display) -> StoreError {
@@ -195,6 +203,27 @@ impl Store {
             .flush_every_ms(Some(500))
             .open()?;
         let tree = db.open_tree("ledger")?;
+        match tree.get(keys::FORMAT)? {
+            Some(v) => {
+                let found = decode_u64(keys::FORMAT, &v)?;
+                if found != FORMAT {
+                    return Err(StoreError::Format {
+                        found,
+                        want: FORMAT,
+                    });
+                }
+            }
+            // Stores written before the format key existed are format 1.
+            None if !tree.is_empty() => {
+                return Err(StoreError::Format {
+                    found: 1,
+                    want: FORMAT,
+                })
+            }
+            None => {
+                tree.insert(keys::FORMAT, &FORMAT.to_be_bytes()[..])?;
+            }
+        }
         let mut stats = Stats::default();
         for kv in tree.scan_prefix(keys::COUNTER) {
             let (k, v) = kv?;
@@ -246,6 +275,7 @@ impl Store {
         let mut touched: HashMap<&str, Work> = HashMap::new();
         let mut order: Vec<&str> = Vec::new();
         let mut batch = sled::Batch::default();
+        let mut index = IndexChanges::default();
         let mut report = BatchReport::default();
         report.events.dead_lettered = dead_lettered;
         for r in records {
@@ -337,23 +367,24 @@ impl Store {
                 None => {
                     stats.sessions += 1;
                     for k in &new_keys {
-                        batch.insert(k.as_slice(), &[][..]);
+                        index.insert(k);
                     }
                 }
                 Some(b) => {
                     *stats.by_status.entry(b.session.status).or_default() -= 1;
                     let old_keys = keys::index_keys(&b.session, b.partition);
                     for k in old_keys.iter().filter(|k| !new_keys.contains(k)) {
-                        batch.remove(k.as_slice());
+                        index.remove(k);
                     }
                     for k in new_keys.iter().filter(|k| !old_keys.contains(k)) {
-                        batch.insert(k.as_slice(), &[][..]);
+                        index.insert(k);
                     }
                 }
             }
             *stats.by_status.entry(now.session.status).or_default() += 1;
             batch.insert(keys::session(id), bytes);
         }
+        index.write(tree, &mut batch)?;
         stats.events.add(&report.events);
         for (name, v) in stats.named() {
             batch.insert(keys::counter(&name), &v.to_be_bytes()[..]);
@@ -433,15 +464,37 @@ impl Store {
         now: i64,
         limit: usize,
     ) -> Result<Vec<(String, i64, Status, i32)>, StoreError> {
+        self.deadlines(i64::MIN, now, limit)
+    }
+
+    /// Deadline index entries with a deadline in `[from, to]` (Unix ms),
+    /// earliest first, at most `limit`.
+    fn deadlines(
+        &self,
+        from: i64,
+        to: i64,
+        limit: usize,
+    ) -> Result<Vec<(String, i64, Status, i32)>, StoreError> {
         let mut out = vec![];
-        let end = keys::ordered(keys::BY_DEADLINE, now.saturating_add(1), "");
-        for kv in self.inner.tree.range(keys::BY_DEADLINE.to_vec()..end) {
+        let start = keys::ord_i64(from).to_vec();
+        let scan = Scan::new(
+            &self.inner.tree,
+            keys::BY_DEADLINE,
+            Bound::Included(start),
+            false,
+        )?;
+        for e in scan {
             if out.len() >= limit {
                 break;
             }
-            let (k, _) = kv?;
+            let e = e?;
+            let mut k = keys::BY_DEADLINE.to_vec();
+            k.extend_from_slice(&e);
             let (at, id, status, partition) =
-                keys::split_deadline(&k).ok_or_else(|| corrupt(&k, "bad deadline key"))?;
+                keys::split_deadline(&k).ok_or_else(|| corrupt(&k, "bad deadline entry"))?;
+            if at > to {
+                break;
+            }
             out.push((id, at, status, partition));
         }
         Ok(out)
@@ -449,14 +502,10 @@ impl Store {
 
     /// Number of active sessions with a deadline in `(from, to]` (Unix ms).
     pub fn count_deadlines(&self, from: i64, to: i64) -> Result<u64, StoreError> {
-        let start = keys::ordered(keys::BY_DEADLINE, from.saturating_add(1), "");
-        let end = keys::ordered(keys::BY_DEADLINE, to.saturating_add(1), "");
-        let mut n = 0;
-        for kv in self.inner.tree.range(start..end) {
-            kv?;
-            n += 1;
+        if from >= to {
+            return Ok(0);
         }
-        Ok(n)
+        Ok(self.deadlines(from + 1, to, usize::MAX)?.len() as u64)
     }
 
     /// Bytes the store occupies on disk.
@@ -477,17 +526,35 @@ impl Store {
         })
     }
 
-    /// Recomputes every index entry and counter from the session records and
-    /// compares them with what is stored. Returns the discrepancies found.
-    /// Every index entry's raw key, in key order (for comparing stores).
+    /// Every index entry's logical key (`P + E`, as [`keys::index_keys`]
+    /// yields them), in key order, whatever chunks hold them: for comparing
+    /// stores.
     pub fn index_entries(&self) -> Result<Vec<Vec<u8>>, StoreError> {
-        self.inner
-            .tree
-            .scan_prefix(b"i")
-            .map(|kv| Ok(kv?.0.to_vec()))
-            .collect()
+        Ok(self
+            .index_chunks()?
+            .iter()
+            .flat_map(Chunk::logical)
+            .collect())
     }
 
+    /// Every index chunk, in key order.
+    fn index_chunks(&self) -> Result<Vec<Chunk>, StoreError> {
+        let mut out = vec![];
+        for kv in self.inner.tree.scan_prefix(keys::INDEX) {
+            let (k, v) = kv?;
+            let plen = keys::index_prefix_len(&k).ok_or_else(|| corrupt(&k, "bad chunk key"))?;
+            out.push(Chunk {
+                prefix: k[..plen].to_vec(),
+                low: k[plen..].to_vec(),
+                entries: chunks::decode(&k, &v)?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Recomputes every index entry and counter from the session records and
+    /// compares them with what is stored; checks the chunks' own invariants.
+    /// Returns the discrepancies found.
     pub fn audit(&self) -> Result<Vec<String>, StoreError> {
         let mut problems = vec![];
         let mut want: BTreeSet<Vec<u8>> = BTreeSet::new();
@@ -498,10 +565,26 @@ impl Store {
             stats.sessions += 1;
             *stats.by_status.entry(s.session.status).or_default() += 1;
         }
-        let mut have: BTreeSet<Vec<u8>> = BTreeSet::new();
-        for kv in self.inner.tree.scan_prefix(b"i") {
-            have.insert(kv?.0.to_vec());
+        let index = self.index_chunks()?;
+        for (i, c) in index.iter().enumerate() {
+            let next = index.get(i + 1).filter(|n| n.prefix == c.prefix);
+            let name = hex::encode([&c.prefix[..], &c.low[..]].concat());
+            if c.entries.is_empty() || c.entries.len() > chunks::CHUNK_MAX {
+                problems.push(format!("chunk {name} has {} entries", c.entries.len()));
+            }
+            if !c.entries.windows(2).all(|w| w[0] < w[1]) {
+                problems.push(format!("chunk {name} is not strictly sorted"));
+            }
+            let low_ok = c.entries.first().is_none_or(|e| *e >= c.low);
+            let high_ok = match (next, c.entries.last()) {
+                (Some(n), Some(e)) => *e < n.low,
+                _ => true,
+            };
+            if !low_ok || !high_ok {
+                problems.push(format!("chunk {name} holds entries outside its range"));
+            }
         }
+        let have: BTreeSet<Vec<u8>> = index.iter().flat_map(|c| c.logical()).collect();
         for k in want.difference(&have) {
             problems.push(format!("missing index entry {}", hex::encode(k)));
         }
@@ -526,6 +609,21 @@ impl Store {
             }
         }
         Ok(problems)
+    }
+}
+
+/// One stored index chunk: its index prefix, its low bound and its entries.
+struct Chunk {
+    prefix: Vec<u8>,
+    low: Vec<u8>,
+    entries: Vec<Vec<u8>>,
+}
+
+impl Chunk {
+    fn logical(&self) -> impl Iterator<Item = Vec<u8>> + '_ {
+        self.entries
+            .iter()
+            .map(|e| [&self.prefix[..], &e[..]].concat())
     }
 }
 

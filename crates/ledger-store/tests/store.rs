@@ -242,3 +242,24 @@ fn reaper_candidates_and_derived_counts() {
         .count() as u64;
     assert_eq!(active, recount);
 }
+
+#[test]
+fn a_store_of_another_format_is_refused_with_the_way_out() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        // A store written before the format key existed: data, no key.
+        let db = sled::open(dir.path()).unwrap();
+        let tree = db.open_tree("ledger").unwrap();
+        tree.insert(b"iuold-layout-entry", &[][..]).unwrap();
+        db.flush().unwrap();
+    }
+    let err = Store::open(dir.path(), Defaults::default())
+        .err()
+        .expect("an old store must not open");
+    let msg = err.to_string();
+    assert!(msg.contains("format 1") && msg.contains("session-ledger rebuild"), "{msg}");
+    // A fresh store gets the current format and opens again.
+    let fresh = tempfile::tempdir().unwrap();
+    drop(Store::open(fresh.path(), Defaults::default()).unwrap());
+    Store::open(fresh.path(), Defaults::default()).unwrap();
+}
