@@ -40,6 +40,7 @@ mod chunks;
 mod keys;
 mod query;
 mod store;
+mod write;
 
 pub use chunks::CHUNK_MAX;
 pub use keys::index_keys;

@@ -6,10 +6,10 @@ use std::ops::Bound;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use ledger_core::{apply, Defaults, Event, Outcome, Session, Status};
+use ledger_core::{Defaults, Event, Outcome, Session, Status};
 use serde::{Deserialize, Serialize};
 
-use crate::chunks::{self, IndexChanges, Scan};
+use crate::chunks::{self, Scan};
 use crate::keys;
 
 /// The on-disk layout this build reads and writes (the `m` format key).
@@ -90,7 +90,7 @@ pub struct EventCounts {
 }
 
 impl EventCounts {
-    fn count(&mut self, o: Outcome) {
+    pub(crate) fn count(&mut self, o: Outcome) {
         match o {
             Outcome::Applied | Outcome::ClosedAtDeadline(_) => self.applied += 1,
             Outcome::Duplicate => self.duplicate += 1,
@@ -99,7 +99,7 @@ impl EventCounts {
         }
     }
 
-    fn add(&mut self, o: &EventCounts) {
+    pub(crate) fn add(&mut self, o: &EventCounts) {
         self.applied += o.applied;
         self.duplicate += o.duplicate;
         self.ignored += o.ignored;
@@ -121,7 +121,7 @@ impl Stats {
         self.by_status.get(&s).copied().unwrap_or(0)
     }
 
-    fn named(&self) -> Vec<(String, u64)> {
+    pub(crate) fn named(&self) -> Vec<(String, u64)> {
         let mut v = vec![
             ("sessions".to_string(), self.sessions),
             ("events.applied".into(), self.events.applied),
@@ -161,36 +161,25 @@ pub struct BatchReport {
     pub sessions_written: usize,
 }
 
-/// A session being folded within one batch.
-struct Work {
-    /// The encoded record before the batch, if any.
-    before_bytes: Option<sled::IVec>,
-    before: Option<StoredSession>,
-    session: Option<Session>,
-    partition: i32,
-    /// This batch's history entries of the session.
-    history: Vec<HistoryEntry>,
-}
-
-struct Inner {
+pub(crate) struct Inner {
     db: sled::Db,
-    tree: sled::Tree,
+    pub(crate) tree: sled::Tree,
     /// Cached counters; the stored ones are written with every batch.
-    stats: Mutex<Stats>,
+    pub(crate) stats: Mutex<Stats>,
     /// Serializes writers: one batch at a time.
-    write: Mutex<()>,
+    pub(crate) write: Mutex<()>,
     /// The stored next offsets by topic and partition, read at open and kept
     /// equal to the tree by every applied batch (every API response reads
     /// them).
-    offsets: Mutex<HashMap<String, BTreeMap<i32, i64>>>,
-    defaults: Defaults,
+    pub(crate) offsets: Mutex<HashMap<String, BTreeMap<i32, i64>>>,
+    pub(crate) defaults: Defaults,
 }
 
 /// A cheap-to-clone handle on the read models. Reads are concurrent; batches
 /// are applied one at a time.
 #[derive(Clone)]
 pub struct Store {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 impl Store {
@@ -244,8 +233,8 @@ impl Store {
             inner: Arc::new(Inner {
                 db,
                 tree,
-                stats: Mutex::new(stats),
                 write: Mutex::new(()),
+                stats: Mutex::new(stats),
                 offsets: Mutex::new(offsets),
                 defaults,
             }),
@@ -254,152 +243,6 @@ impl Store {
 
     pub fn defaults(&self) -> &Defaults {
         &self.inner.defaults
-    }
-
-    /// Folds a batch and writes it — sessions, index changes, history,
-    /// counters and the partitions' next offsets — in ONE atomic sled batch.
-    /// Events of one session are folded in memory and written once.
-    ///
-    /// `next_offsets` are `(partition, offset after the last record consumed)`
-    /// for `topic`, covering dead-lettered records too; `dead_lettered` counts
-    /// those records.
-    pub fn apply_batch(
-        &self,
-        topic: &str,
-        records: &[Record],
-        next_offsets: &[(i32, i64)],
-        dead_lettered: u64,
-    ) -> Result<BatchReport, StoreError> {
-        let _w = self.inner.write.lock().unwrap_or_else(|p| p.into_inner());
-        let tree = &self.inner.tree;
-        let mut touched: HashMap<&str, Work> = HashMap::new();
-        let mut order: Vec<&str> = Vec::new();
-        let mut batch = sled::Batch::default();
-        let mut index = IndexChanges::default();
-        let mut report = BatchReport::default();
-        report.events.dead_lettered = dead_lettered;
-        for r in records {
-            let id = r.event.session_id.as_str();
-            if !touched.contains_key(id) {
-                let key = keys::session(id);
-                let before_bytes = tree.get(&key)?;
-                let before: Option<StoredSession> =
-                    before_bytes.as_ref().map(|v| decode(&key, v)).transpose()?;
-                let session = before.as_ref().map(|b| b.session.clone());
-                touched.insert(
-                    id,
-                    Work {
-                        before_bytes,
-                        before,
-                        session,
-                        partition: r.partition,
-                        history: Vec::new(),
-                    },
-                );
-                order.push(id);
-            }
-            let w = touched.get_mut(id).expect("inserted above");
-            let (next, outcome) = apply(w.session.take(), &r.event, &self.inner.defaults);
-            w.session = Some(next);
-            w.partition = r.partition;
-            report.events.count(outcome);
-            if outcome != Outcome::Duplicate {
-                w.history.push(HistoryEntry {
-                    seq: 0, // numbered below
-                    id: r.event.id.clone(),
-                    kind: r.event.kind.type_name().to_string(),
-                    time: r.event.time_ms,
-                    outcome: outcome.as_str().to_string(),
-                    partition: r.partition,
-                    offset: r.offset,
-                });
-            }
-        }
-        let mut stats = self
-            .inner
-            .stats
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        for id in order {
-            let w = touched.remove(id).expect("every ordered id is touched");
-            let (mut history_len, mut chunks) = match &w.before {
-                Some(b) => (b.history_len, b.history_chunks.clone()),
-                None => (0, VecDeque::new()),
-            };
-            let mut history = w.history;
-            if !history.is_empty() {
-                let first = history_len;
-                for (i, h) in history.iter_mut().enumerate() {
-                    h.seq = first + i as u64;
-                }
-                // Keep at least HISTORY_LEN entries: drop whole old chunks
-                // while the rest still holds that many.
-                history_len += history.len() as u64;
-                chunks.push_back((first, history.len() as u32));
-                let mut kept: u64 = chunks.iter().map(|c| u64::from(c.1)).sum();
-                while let Some(&(seq, n)) = chunks.front() {
-                    if kept - u64::from(n) < HISTORY_LEN {
-                        break;
-                    }
-                    batch.remove(keys::history(id, seq));
-                    kept -= u64::from(n);
-                    chunks.pop_front();
-                }
-                batch.insert(keys::history(id, first), encode(&history));
-            }
-            let now = StoredSession {
-                session: w
-                    .session
-                    .expect("a touched session has folded at least one event"),
-                partition: w.partition,
-                history_len,
-                history_chunks: chunks,
-            };
-            let bytes = encode(&now);
-            if w.before_bytes.as_deref() == Some(bytes.as_slice()) {
-                continue;
-            }
-            report.sessions_written += 1;
-            let before = w.before;
-            let new_keys = keys::index_keys(&now.session, now.partition);
-            match &before {
-                None => {
-                    stats.sessions += 1;
-                    for k in &new_keys {
-                        index.insert(k);
-                    }
-                }
-                Some(b) => {
-                    *stats.by_status.entry(b.session.status).or_default() -= 1;
-                    let old_keys = keys::index_keys(&b.session, b.partition);
-                    for k in old_keys.iter().filter(|k| !new_keys.contains(k)) {
-                        index.remove(k);
-                    }
-                    for k in new_keys.iter().filter(|k| !old_keys.contains(k)) {
-                        index.insert(k);
-                    }
-                }
-            }
-            *stats.by_status.entry(now.session.status).or_default() += 1;
-            batch.insert(keys::session(id), bytes);
-        }
-        index.write(tree, &mut batch)?;
-        stats.events.add(&report.events);
-        for (name, v) in stats.named() {
-            batch.insert(keys::counter(&name), &v.to_be_bytes()[..]);
-        }
-        for &(p, off) in next_offsets {
-            batch.insert(keys::offset(topic, p), &off.to_be_bytes()[..]);
-        }
-        tree.apply_batch(batch)?;
-        *self.inner.stats.lock().unwrap_or_else(|p| p.into_inner()) = stats;
-        let mut offsets = self.inner.offsets.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = offsets.entry(topic.to_string()).or_default();
-        for &(p, off) in next_offsets {
-            entry.insert(p, off);
-        }
-        Ok(report)
     }
 
     /// Forces everything written so far to disk.
@@ -628,11 +471,11 @@ impl Chunk {
 }
 
 /// Records are postcard-encoded: compact, and several times faster than JSON.
-fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+pub(crate) fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     postcard::to_stdvec(v).expect("store records always serialize")
 }
 
-fn decode<T: serde::de::DeserializeOwned>(k: &[u8], v: &[u8]) -> Result<T, StoreError> {
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(k: &[u8], v: &[u8]) -> Result<T, StoreError> {
     postcard::from_bytes(v).map_err(|e| corrupt(k, e))
 }
 

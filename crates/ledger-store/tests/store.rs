@@ -257,7 +257,10 @@ fn a_store_of_another_format_is_refused_with_the_way_out() {
         .err()
         .expect("an old store must not open");
     let msg = err.to_string();
-    assert!(msg.contains("format 1") && msg.contains("session-ledger rebuild"), "{msg}");
+    assert!(
+        msg.contains("format 1") && msg.contains("session-ledger rebuild"),
+        "{msg}"
+    );
     // A fresh store gets the current format and opens again.
     let fresh = tempfile::tempdir().unwrap();
     drop(Store::open(fresh.path(), Defaults::default()).unwrap());

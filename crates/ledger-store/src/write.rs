@@ -1,0 +1,238 @@
+//! The write path: a batch is folded in memory, each touched session read
+//! and written once, and written with ONE atomic sled batch that also holds
+//! the counters and the partitions' next offsets, so a crash at any instant
+//! leaves the store at a batch boundary.
+//!
+//! (sled 0.34 blocks every read while a batch is being applied, so folding
+//! the next batch cannot overlap the write of this one.)
+
+use std::collections::{HashMap, VecDeque};
+
+use ledger_core::{apply, Outcome, Status};
+
+use crate::chunks::IndexChanges;
+use crate::keys;
+use crate::store::{
+    decode, encode, BatchReport, EventCounts, HistoryEntry, Record, Store, StoreError,
+    StoredSession, HISTORY_LEN,
+};
+
+/// One session's share of a batch, folded: what to write for it.
+struct Folded {
+    counts: EventCounts,
+    /// `None` when every event was a duplicate: the session is unchanged.
+    write: Option<SessionWrite>,
+}
+
+struct SessionWrite {
+    key: Vec<u8>,
+    record: Vec<u8>,
+    history: (Vec<u8>, Vec<u8>),
+    /// History chunks that fell out of the kept window.
+    history_dropped: Vec<Vec<u8>>,
+    /// Status before the batch (`None`: a new session) and after it.
+    status: (Option<Status>, Status),
+    index_removed: Vec<Vec<u8>>,
+    index_added: Vec<Vec<u8>>,
+}
+
+/// Below this many sessions a batch is folded on the calling thread alone.
+const PARALLEL_MIN: usize = 512;
+
+impl Store {
+    /// Folds a batch and writes it — sessions, index changes, history,
+    /// counters and the partitions' next offsets — in ONE atomic sled batch.
+    /// Events of one session are folded in memory and written once; sessions
+    /// are read and folded on every core, the sled write is one thread's.
+    ///
+    /// `next_offsets` are `(partition, offset after the last record consumed)`
+    /// for `topic`, covering dead-lettered records too; `dead_lettered` counts
+    /// those records.
+    pub fn apply_batch(
+        &self,
+        topic: &str,
+        records: &[Record],
+        next_offsets: &[(i32, i64)],
+        dead_lettered: u64,
+    ) -> Result<BatchReport, StoreError> {
+        let _w = self.inner.write.lock().unwrap_or_else(|p| p.into_inner());
+        let tree = &self.inner.tree;
+        // Each session's records, in batch order; sessions in first-seen order.
+        let mut slot: HashMap<&str, usize> = HashMap::new();
+        let mut groups: Vec<Vec<&Record>> = Vec::new();
+        for r in records {
+            let i = *slot.entry(r.event.session_id.as_str()).or_insert_with(|| {
+                groups.push(Vec::new());
+                groups.len() - 1
+            });
+            groups[i].push(r);
+        }
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let folded: Vec<Folded> = if threads < 2 || groups.len() < PARALLEL_MIN {
+            groups
+                .iter()
+                .map(|g| self.fold_session(g))
+                .collect::<Result<_, _>>()?
+        } else {
+            let per = groups.len().div_ceil(threads);
+            std::thread::scope(|scope| {
+                let parts: Vec<_> = groups
+                    .chunks(per)
+                    .map(|part| {
+                        scope.spawn(move || {
+                            part.iter()
+                                .map(|g| self.fold_session(g))
+                                .collect::<Result<Vec<_>, _>>()
+                        })
+                    })
+                    .collect();
+                let mut all = Vec::with_capacity(groups.len());
+                for p in parts {
+                    all.extend(p.join().expect("folding a session does not panic")?);
+                }
+                Ok::<_, StoreError>(all)
+            })?
+        };
+
+        let mut batch = sled::Batch::default();
+        let mut index = IndexChanges::default();
+        let mut stats = self.stats();
+        let mut report = BatchReport::default();
+        report.events.dead_lettered = dead_lettered;
+        for f in folded {
+            report.events.add(&f.counts);
+            let Some(w) = f.write else { continue };
+            report.sessions_written += 1;
+            match w.status.0 {
+                None => stats.sessions += 1,
+                Some(before) => *stats.by_status.entry(before).or_default() -= 1,
+            }
+            *stats.by_status.entry(w.status.1).or_default() += 1;
+            for k in &w.index_removed {
+                index.remove(k);
+            }
+            for k in &w.index_added {
+                index.insert(k);
+            }
+            for k in w.history_dropped {
+                batch.remove(k);
+            }
+            batch.insert(w.history.0, w.history.1);
+            batch.insert(w.key, w.record);
+        }
+        stats.events.add(&report.events);
+        for (name, v) in stats.named() {
+            batch.insert(keys::counter(&name), &v.to_be_bytes()[..]);
+        }
+        for &(p, off) in next_offsets {
+            batch.insert(keys::offset(topic, p), &off.to_be_bytes()[..]);
+        }
+        index.write(tree, &mut batch)?;
+        tree.apply_batch(batch)?;
+        *self.inner.stats.lock().unwrap_or_else(|p| p.into_inner()) = stats;
+        let mut offsets = self.inner.offsets.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = offsets.entry(topic.to_string()).or_default();
+        for &(p, off) in next_offsets {
+            entry.insert(p, off);
+        }
+        Ok(report)
+    }
+
+    /// Reads one session, folds its records of this batch (in order) and
+    /// encodes what changes. Pure but for the one read.
+    fn fold_session(&self, records: &[&Record]) -> Result<Folded, StoreError> {
+        let id = records[0].event.session_id.as_str();
+        let key = keys::session(id);
+        let stored = self
+            .inner
+            .tree
+            .get(&key)?
+            .map(|v| decode::<StoredSession>(&key, &v))
+            .transpose()?;
+        let (before, mut session, mut history_len, mut chunks) = match stored {
+            Some(s) => (
+                Some((s.session.status, keys::index_keys(&s.session, s.partition))),
+                Some(s.session),
+                s.history_len,
+                s.history_chunks,
+            ),
+            None => (None, None, 0, VecDeque::new()),
+        };
+        let mut counts = EventCounts::default();
+        let mut history = Vec::new();
+        let mut partition = records[0].partition;
+        for r in records {
+            let (next, outcome) = apply(session.take(), &r.event, &self.inner.defaults);
+            session = Some(next);
+            partition = r.partition;
+            counts.count(outcome);
+            if outcome != Outcome::Duplicate {
+                history.push(HistoryEntry {
+                    seq: history_len + history.len() as u64,
+                    id: r.event.id.clone(),
+                    kind: r.event.kind.type_name().to_string(),
+                    time: r.event.time_ms,
+                    outcome: outcome.as_str().to_string(),
+                    partition: r.partition,
+                    offset: r.offset,
+                });
+            }
+        }
+        // Only duplicates: the fold left the session as it was (a
+        // non-duplicate always adds a history entry, so always a write).
+        if history.is_empty() {
+            return Ok(Folded {
+                counts,
+                write: None,
+            });
+        }
+        // Keep at least HISTORY_LEN entries: drop whole old chunks while the
+        // rest still holds that many.
+        let first = history_len;
+        history_len += history.len() as u64;
+        chunks.push_back((first, history.len() as u32));
+        let mut kept: u64 = chunks.iter().map(|c| u64::from(c.1)).sum();
+        let mut history_dropped = vec![];
+        while let Some(&(seq, n)) = chunks.front() {
+            if kept - u64::from(n) < HISTORY_LEN {
+                break;
+            }
+            history_dropped.push(keys::history(id, seq));
+            kept -= u64::from(n);
+            chunks.pop_front();
+        }
+        let now = StoredSession {
+            session: session.expect("a session has folded at least one event"),
+            partition,
+            history_len,
+            history_chunks: chunks,
+        };
+        let new_keys = keys::index_keys(&now.session, now.partition);
+        let (status_before, old_keys) = match before {
+            Some((st, k)) => (Some(st), k),
+            None => (None, vec![]),
+        };
+        let index_removed = old_keys
+            .iter()
+            .filter(|k| !new_keys.contains(k))
+            .cloned()
+            .collect();
+        let index_added = new_keys
+            .iter()
+            .filter(|k| !old_keys.contains(k))
+            .cloned()
+            .collect();
+        Ok(Folded {
+            counts,
+            write: Some(SessionWrite {
+                key,
+                record: encode(&now),
+                history: (keys::history(id, first), encode(&history)),
+                history_dropped,
+                status: (status_before, now.session.status),
+                index_removed,
+                index_added,
+            }),
+        })
+    }
+}
