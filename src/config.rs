@@ -25,10 +25,14 @@ pub struct KafkaSection {
     pub brokers: String,
     pub topic: String,
     pub group_id: String,
-    /// Most records per batch.
+    /// Most records per batch (sessions coalesce across a batch: big batches
+    /// make catching up fast).
     pub batch_max: usize,
-    /// Longest time filling one batch, ms.
+    /// Longest time filling one batch while caught up, ms.
     pub batch_wait_ms: u64,
+    /// Longest time filling one batch while `batch_max` or more records
+    /// behind, ms.
+    pub batch_wait_behind_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -80,8 +84,9 @@ impl Default for KafkaSection {
             brokers: "127.0.0.1:9092".into(),
             topic: "session-events".into(),
             group_id: "session-ledger".into(),
-            batch_max: 5_000,
+            batch_max: 50_000,
             batch_wait_ms: 50,
+            batch_wait_behind_ms: 1_000,
         }
     }
 }

@@ -88,6 +88,7 @@ pub async fn run(
             group_id: cfg.kafka.group_id.clone(),
             batch_max: cfg.kafka.batch_max,
             batch_wait: Duration::from_millis(cfg.kafka.batch_wait_ms),
+            batch_wait_behind: Duration::from_millis(cfg.kafka.batch_wait_behind_ms),
             dead_letter: true,
         },
         store.clone(),

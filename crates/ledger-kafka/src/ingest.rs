@@ -35,10 +35,15 @@ pub struct IngestConfig {
     pub topic: String,
     /// Group id used for informational offset commits (lag tooling).
     pub group_id: String,
-    /// Most records in one batch.
+    /// Most records in one batch. Sessions coalesce across a batch, so big
+    /// batches are what make catching up fast.
     pub batch_max: usize,
-    /// Longest time spent filling one batch.
+    /// Longest time spent filling one batch while caught up: the added
+    /// latency of a live event.
     pub batch_wait: Duration,
+    /// Longest time spent filling one batch while at least `batch_max`
+    /// records behind (catching up, rebuilding).
+    pub batch_wait_behind: Duration,
     /// Produce undecodable records to `<topic>.dlq` (off for rebuilds, which
     /// replay records that were dead-lettered already).
     pub dead_letter: bool,
@@ -50,8 +55,9 @@ impl IngestConfig {
             brokers: brokers.to_string(),
             topic: topic.to_string(),
             group_id: "session-ledger".to_string(),
-            batch_max: 5_000,
+            batch_max: 50_000,
             batch_wait: Duration::from_millis(50),
+            batch_wait_behind: Duration::from_secs(1),
             dead_letter: true,
         }
     }
@@ -314,7 +320,16 @@ impl Ingestor {
             let mut records: Vec<Record> = Vec::new();
             let mut dead: Vec<RawRecord> = Vec::new();
             let mut batch_next = BTreeMap::new();
-            let deadline = started + self.cfg.batch_wait;
+            let behind: i64 = next
+                .iter()
+                .map(|(&p, &n)| consumer.context().high(p).map_or(0, |h| (h - n).max(0)))
+                .sum();
+            let wait = if behind >= self.cfg.batch_max as i64 {
+                self.cfg.batch_wait_behind
+            } else {
+                self.cfg.batch_wait
+            };
+            let deadline = started + wait;
             while records.len() + dead.len() < self.cfg.batch_max {
                 let now = Instant::now();
                 if now >= deadline {
