@@ -1,7 +1,8 @@
 //! Store-path throughput: fold + sled, no broker.
 //!
 //! `cargo bench -p ledger-store --bench ingest [-- EVENTS SESSIONS BATCH RUNS]`
-//! (defaults: 1,000,000 events over 100,000 sessions, batches of 5,000, 3 runs).
+//! (defaults: 1,000,000 events over 100,000 sessions, batches of 50,000 —
+//! the ingest's batch while catching up — 3 runs).
 //! Each run applies the whole stream to a fresh store on disk and flushes it;
 //! prints events/s per run and the median.
 
@@ -21,7 +22,7 @@ fn main() {
         .collect();
     let events = args.first().copied().unwrap_or(1_000_000);
     let sessions = args.get(1).copied().unwrap_or(100_000);
-    let batch = args.get(2).copied().unwrap_or(5_000);
+    let batch = args.get(2).copied().unwrap_or(50_000);
     let runs = args.get(3).copied().unwrap_or(3);
     let t = Instant::now();
     let records: Vec<Record> = Generator::new(GenConfig {

@@ -103,65 +103,104 @@ impl IndexChanges {
     }
 
     /// Adds the chunk writes these changes imply to `batch`, reading the
-    /// current chunks from `tree`. Returns the number of chunks written.
+    /// current chunks from `tree` (indexes split between two threads when
+    /// there are many changes). Returns the number of chunks written.
     pub fn write(self, tree: &sled::Tree, batch: &mut sled::Batch) -> Result<usize, StoreError> {
-        let mut written = 0;
-        for (prefix, changes) in self.by_prefix {
-            let end = keys::prefix_end(&prefix);
-            let mut changes = changes.into_iter().peekable();
-            while let Some((first, _)) = changes.peek() {
-                // The chunk covering `first`, and where the next one starts.
-                let mut probe = prefix.clone();
-                probe.extend_from_slice(first);
-                let found = tree.range(prefix.clone()..=probe).next_back().transpose()?;
-                let (ckey, mut entries) = match found {
-                    Some((k, v)) => {
-                        let e = decode(&k, &v)?;
-                        (k.to_vec(), e)
-                    }
-                    None => (prefix.clone(), Vec::new()),
-                };
-                let after = (Bound::Excluded(ckey.clone()), bound_end(&end));
-                let next = tree.range::<Vec<u8>, _>(after).next().transpose()?;
-                let next_key = next.map(|(k, _)| k.to_vec());
-                let existed = !entries.is_empty();
-                let mut set: BTreeMap<Vec<u8>, ()> = entries.drain(..).map(|e| (e, ())).collect();
-                while let Some((e, _)) = changes.peek() {
-                    if let Some(n) = &next_key {
-                        if n[prefix.len()..] <= e[..] {
-                            break;
-                        }
-                    }
-                    let (e, insert) = changes.next().expect("peeked");
-                    if insert {
-                        set.insert(e, ());
-                    } else {
-                        set.remove(&e);
-                    }
-                }
-                written += 1;
-                if set.is_empty() {
-                    if existed {
-                        batch.remove(ckey);
-                    }
-                    continue;
-                }
-                let all: Vec<Vec<u8>> = set.into_keys().collect();
-                for (i, part) in all.chunks(CHUNK_MAX).enumerate() {
-                    let key = if i == 0 {
-                        ckey.clone()
-                    } else {
-                        written += 1;
-                        let mut k = prefix.clone();
-                        k.extend_from_slice(&part[0]);
-                        k
-                    };
-                    batch.insert(key, encode(part));
-                }
+        let groups: Vec<_> = self.by_prefix.into_iter().collect();
+        let total: usize = groups.iter().map(|(_, c)| c.len()).sum();
+        let writes = if total < 1024 {
+            plan(tree, groups)?
+        } else {
+            // Two halves with about as many changes each.
+            let mut seen = 0;
+            let cut = groups
+                .iter()
+                .position(|(_, c)| {
+                    seen += c.len();
+                    seen * 2 >= total
+                })
+                .map_or(groups.len(), |i| i + 1);
+            let mut groups = groups;
+            let second = groups.split_off(cut);
+            std::thread::scope(|scope| {
+                let other = scope.spawn(|| plan(tree, second));
+                let mut w = plan(tree, groups)?;
+                w.extend(other.join().expect("planning chunks does not panic")?);
+                Ok::<_, StoreError>(w)
+            })?
+        };
+        let n = writes.len();
+        for (k, v) in writes {
+            match v {
+                Some(v) => batch.insert(k, v),
+                None => batch.remove(k),
             }
         }
-        Ok(written)
+        Ok(n)
     }
+}
+
+type Changes = BTreeMap<Vec<u8>, bool>;
+
+/// The chunk writes (`None`: delete) that apply `groups` of changes, each
+/// one index prefix's, to the chunks stored in `tree`.
+#[allow(clippy::type_complexity)]
+fn plan(
+    tree: &sled::Tree,
+    groups: Vec<(Vec<u8>, Changes)>,
+) -> Result<Vec<(Vec<u8>, Option<Vec<u8>>)>, StoreError> {
+    let mut out = Vec::new();
+    for (prefix, changes) in groups {
+        let end = keys::prefix_end(&prefix);
+        let mut changes = changes.into_iter().peekable();
+        while let Some((first, _)) = changes.peek() {
+            // The chunk covering `first`, and where the next one starts.
+            let mut probe = prefix.clone();
+            probe.extend_from_slice(first);
+            let found = tree.range(prefix.clone()..=probe).next_back().transpose()?;
+            let (ckey, entries) = match found {
+                Some((k, v)) => {
+                    let e = decode(&k, &v)?;
+                    (k.to_vec(), e)
+                }
+                None => (prefix.clone(), Vec::new()),
+            };
+            let after = (Bound::Excluded(ckey.clone()), bound_end(&end));
+            let next = tree.range::<Vec<u8>, _>(after).next().transpose()?;
+            let next_key = next.map(|(k, _)| k.to_vec());
+            let existed = !entries.is_empty();
+            let mut set: BTreeMap<Vec<u8>, ()> = entries.into_iter().map(|e| (e, ())).collect();
+            while let Some((e, _)) = changes.peek() {
+                if let Some(n) = &next_key {
+                    if n[prefix.len()..] <= e[..] {
+                        break;
+                    }
+                }
+                let (e, insert) = changes.next().expect("peeked");
+                if insert {
+                    set.insert(e, ());
+                } else {
+                    set.remove(&e);
+                }
+            }
+            if set.is_empty() {
+                if existed {
+                    out.push((ckey, None));
+                }
+                continue;
+            }
+            let all: Vec<Vec<u8>> = set.into_keys().collect();
+            for (i, part) in all.chunks(CHUNK_MAX).enumerate() {
+                let key = if i == 0 {
+                    ckey.clone()
+                } else {
+                    [&prefix[..], &part[0][..]].concat()
+                };
+                out.push((key, Some(encode(part))));
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn bound_end(end: &Option<Vec<u8>>) -> Bound<Vec<u8>> {
@@ -310,7 +349,13 @@ mod tests {
         for round in 0..300 {
             let mut changes = IndexChanges::default();
             let mut touched: BTreeMap<Vec<u8>, bool> = BTreeMap::new();
-            for _ in 0..rng.random_range(1..200) {
+            // Now and then a batch big enough to be planned on two threads.
+            let n = if round % 50 == 0 {
+                3_000
+            } else {
+                rng.random_range(1..200)
+            };
+            for _ in 0..n {
                 let p = &prefixes[rng.random_range(0..prefixes.len())];
                 let set = model.entry(p.clone()).or_default();
                 let existing: Option<Vec<u8>> = if set.is_empty() || rng.random_bool(0.5) {
