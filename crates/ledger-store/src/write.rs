@@ -32,8 +32,6 @@ struct SessionWrite {
     history_dropped: Vec<Vec<u8>>,
     /// Status before the batch (`None`: a new session) and after it.
     status: (Option<Status>, Status),
-    index_removed: Vec<Vec<u8>>,
-    index_added: Vec<Vec<u8>>,
 }
 
 /// Below this many sessions a batch is folded on the calling thread alone.
@@ -68,34 +66,35 @@ impl Store {
             groups[i].push(r);
         }
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let folded: Vec<Folded> = if threads < 2 || groups.len() < PARALLEL_MIN {
-            groups
+        let fold_part = |part: &[Vec<&Record>]| {
+            let mut index = IndexChanges::default();
+            let folded = part
                 .iter()
-                .map(|g| self.fold_session(g))
-                .collect::<Result<_, _>>()?
+                .map(|g| self.fold_session(g, &mut index))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok::<_, StoreError>((folded, index))
+        };
+        let (folded, index) = if threads < 2 || groups.len() < PARALLEL_MIN {
+            fold_part(&groups)?
         } else {
             let per = groups.len().div_ceil(threads);
             std::thread::scope(|scope| {
                 let parts: Vec<_> = groups
                     .chunks(per)
-                    .map(|part| {
-                        scope.spawn(move || {
-                            part.iter()
-                                .map(|g| self.fold_session(g))
-                                .collect::<Result<Vec<_>, _>>()
-                        })
-                    })
+                    .map(|part| scope.spawn(move || fold_part(part)))
                     .collect();
                 let mut all = Vec::with_capacity(groups.len());
+                let mut index = IndexChanges::default();
                 for p in parts {
-                    all.extend(p.join().expect("folding a session does not panic")?);
+                    let (f, i) = p.join().expect("folding a session does not panic")?;
+                    all.extend(f);
+                    index.merge(i);
                 }
-                Ok::<_, StoreError>(all)
+                Ok::<_, StoreError>((all, index))
             })?
         };
 
         let mut batch = sled::Batch::default();
-        let mut index = IndexChanges::default();
         let mut stats = self.stats();
         let mut report = BatchReport::default();
         report.events.dead_lettered = dead_lettered;
@@ -108,12 +107,6 @@ impl Store {
                 Some(before) => *stats.by_status.entry(before).or_default() -= 1,
             }
             *stats.by_status.entry(w.status.1).or_default() += 1;
-            for k in &w.index_removed {
-                index.remove(k);
-            }
-            for k in &w.index_added {
-                index.insert(k);
-            }
             for k in w.history_dropped {
                 batch.remove(k);
             }
@@ -140,7 +133,11 @@ impl Store {
 
     /// Reads one session, folds its records of this batch (in order) and
     /// encodes what changes. Pure but for the one read.
-    fn fold_session(&self, records: &[&Record]) -> Result<Folded, StoreError> {
+    fn fold_session(
+        &self,
+        records: &[&Record],
+        index: &mut IndexChanges,
+    ) -> Result<Folded, StoreError> {
         let id = records[0].event.session_id.as_str();
         let key = keys::session(id);
         let stored = self
@@ -212,16 +209,12 @@ impl Store {
             Some((st, k)) => (Some(st), k),
             None => (None, vec![]),
         };
-        let index_removed = old_keys
-            .iter()
-            .filter(|k| !new_keys.contains(k))
-            .cloned()
-            .collect();
-        let index_added = new_keys
-            .iter()
-            .filter(|k| !old_keys.contains(k))
-            .cloned()
-            .collect();
+        for k in old_keys.iter().filter(|k| !new_keys.contains(k)) {
+            index.remove(k);
+        }
+        for k in new_keys.iter().filter(|k| !old_keys.contains(k)) {
+            index.insert(k);
+        }
         Ok(Folded {
             counts,
             write: Some(SessionWrite {
@@ -230,8 +223,6 @@ impl Store {
                 history: (keys::history(id, first), encode(&history)),
                 history_dropped,
                 status: (status_before, now.session.status),
-                index_removed,
-                index_added,
             }),
         })
     }
