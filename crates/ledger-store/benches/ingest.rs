@@ -15,7 +15,12 @@ use ledger_core::Defaults;
 use ledger_gen::{GenConfig, Generator};
 use ledger_store::{Record, Store};
 
+/// mimalloc's `purge_delay` option, set as the `session-ledger` binary sets it.
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
 fn main() {
+    // SAFETY: sets one of mimalloc's global options; any value is valid.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
     let args: Vec<usize> = std::env::args()
         .skip(1)
         .filter_map(|a| a.parse().ok())
