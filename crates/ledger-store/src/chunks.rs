@@ -17,20 +17,27 @@
 //! chunk with the greatest key `≤ P + E`; when there is none, to a new chunk
 //! under `P` itself. Chunks are never empty and never over [`CHUNK_MAX`].
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ops::Bound;
 
 use crate::keys;
-use crate::store::StoreError;
+use crate::store::{corrupt, StoreError};
 
 /// Most entries in one chunk; a fuller chunk is split when it is written.
 pub const CHUNK_MAX: usize = 64;
 
-fn corrupt(key: &[u8], reason: &str) -> StoreError {
-    StoreError::Corrupt {
-        key: String::from_utf8_lossy(key).into_owned(),
-        reason: reason.to_string(),
-    }
+/// The stored chunk covering `entry` under `prefix` (the greatest chunk key
+/// `≤ prefix + entry`), with its value; `None` when every chunk key is greater.
+fn covering(
+    tree: &sled::Tree,
+    prefix: &[u8],
+    entry: &[u8],
+) -> Result<Option<(sled::IVec, sled::IVec)>, StoreError> {
+    let probe = [prefix, entry].concat();
+    Ok(tree
+        .range(prefix.to_vec()..=probe)
+        .next_back()
+        .transpose()?)
 }
 
 /// Decodes a chunk value into its entries.
@@ -118,8 +125,8 @@ impl IndexChanges {
 
     /// Adds the chunk writes these changes imply to `batch`, reading the
     /// current chunks from `tree` (indexes split between two threads when
-    /// there are many changes). Returns the number of chunks written.
-    pub fn write(self, tree: &sled::Tree, batch: &mut sled::Batch) -> Result<usize, StoreError> {
+    /// there are many changes).
+    pub fn write(self, tree: &sled::Tree, batch: &mut sled::Batch) -> Result<(), StoreError> {
         let groups: Vec<_> = self.by_prefix.into_iter().collect();
         let total: usize = groups.iter().map(|(_, c)| c.len()).sum();
         let writes = if total < 1024 {
@@ -143,14 +150,13 @@ impl IndexChanges {
                 Ok::<_, StoreError>(w)
             })?
         };
-        let n = writes.len();
         for (k, v) in writes {
             match v {
                 Some(v) => batch.insert(k, v),
                 None => batch.remove(k),
             }
         }
-        Ok(n)
+        Ok(())
     }
 }
 
@@ -169,9 +175,8 @@ fn plan(
         let mut changes = changes.into_iter().peekable();
         while let Some((first, _)) = changes.peek() {
             // The chunk covering `first`, and where the next one starts.
-            let mut probe = prefix.clone();
-            probe.extend_from_slice(first);
-            let found = tree.range(prefix.clone()..=probe).next_back().transpose()?;
+            let found = covering(tree, &prefix, first)?;
+            let existed = found.is_some();
             let (ckey, entries) = match found {
                 Some((k, v)) => {
                     let e = decode(&k, &v)?;
@@ -182,8 +187,7 @@ fn plan(
             let after = (Bound::Excluded(ckey.clone()), bound_end(&end));
             let next = tree.range::<Vec<u8>, _>(after).next().transpose()?;
             let next_key = next.map(|(k, _)| k.to_vec());
-            let existed = !entries.is_empty();
-            let mut set: BTreeMap<Vec<u8>, ()> = entries.into_iter().map(|e| (e, ())).collect();
+            let mut set: BTreeSet<Vec<u8>> = entries.into_iter().collect();
             while let Some((e, _)) = changes.peek() {
                 if let Some(n) = &next_key {
                     if n[prefix.len()..] <= e[..] {
@@ -192,7 +196,7 @@ fn plan(
                 }
                 let (e, insert) = changes.next().expect("peeked");
                 if insert {
-                    set.insert(e, ());
+                    set.insert(e);
                 } else {
                     set.remove(&e);
                 }
@@ -203,7 +207,7 @@ fn plan(
                 }
                 continue;
             }
-            let all: Vec<Vec<u8>> = set.into_keys().collect();
+            let all: Vec<Vec<u8>> = set.into_iter().collect();
             for (i, part) in all.chunks(CHUNK_MAX).enumerate() {
                 let key = if i == 0 {
                     ckey.clone()
@@ -259,10 +263,7 @@ impl Scan {
             ),
             (Bound::Included(e) | Bound::Excluded(e), false) => {
                 // Start at the chunk covering `e`.
-                let start = tree
-                    .range(prefix.to_vec()..=at(e))
-                    .next_back()
-                    .transpose()?
+                let start = covering(tree, prefix, e)?
                     .map(|(k, _)| k.to_vec())
                     .unwrap_or_else(|| prefix.to_vec());
                 Box::new(tree.range::<Vec<u8>, _>((Bound::Included(start), end)))

@@ -124,9 +124,10 @@ pub fn deadline(at: i64, id: &str, status: Status, partition: i32) -> Vec<u8> {
     k
 }
 
-/// Inverse of [`deadline`]: (deadline, session id, status due, partition).
-pub fn split_deadline(key: &[u8]) -> Option<(i64, String, Status, i32)> {
-    let rest = key.get(BY_DEADLINE.len()..)?;
+/// Inverse of [`deadline`], given the entry after the `ix` tag (as the
+/// deadline index chunks hold it): (deadline, session id, status due,
+/// partition).
+pub fn split_deadline(rest: &[u8]) -> Option<(i64, String, Status, i32)> {
     if rest.len() < 8 + 5 {
         return None;
     }
@@ -209,7 +210,7 @@ mod tests {
         );
         let d = deadline(-7, "sess_x", Status::Abandoned, 258);
         assert_eq!(
-            split_deadline(&d),
+            split_deadline(&d[BY_DEADLINE.len()..]),
             Some((-7, "sess_x".to_string(), Status::Abandoned, 258))
         );
         assert!(deadline(5, "zz", Status::Expired, 0) < deadline(6, "a", Status::Expired, 0));

@@ -32,7 +32,7 @@ pub enum StoreError {
     Format { found: u64, want: u64 },
 }
 
-fn corrupt(key: &[u8], e: impl std::fmt::Display) -> StoreError {
+pub(crate) fn corrupt(key: &[u8], e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt {
         key: String::from_utf8_lossy(key).into_owned(),
         reason: e.to_string(),
@@ -331,10 +331,8 @@ impl Store {
                 break;
             }
             let e = e?;
-            let mut k = keys::BY_DEADLINE.to_vec();
-            k.extend_from_slice(&e);
             let (at, id, status, partition) =
-                keys::split_deadline(&k).ok_or_else(|| corrupt(&k, "bad deadline entry"))?;
+                keys::split_deadline(&e).ok_or_else(|| corrupt(&e, "bad deadline entry"))?;
             if at > to {
                 break;
             }
