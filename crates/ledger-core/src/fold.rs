@@ -4,10 +4,13 @@
 //! Deterministic: the result depends only on the prior state, the event and
 //! the configured defaults. Time comes from the event's `time`.
 
+use std::collections::BTreeSet;
+
 use crate::config::{Defaults, TimeoutPatch};
 use crate::event::{ActivityData, CreatedData, Event, EventData, EventKind};
+use crate::limits::{is_secret_key, redact_object, Limit, MAX_CONTACT_IDS, MAX_PENDING, MAX_TAGS};
 use crate::session::{
-    deadline, id_hash, LatestActivity, PendingStep, Session, Status, MAX_PENDING, RECENT_IDS,
+    deadline, id_hash, LatestActivity, PendingStep, Session, Status, RECENT_IDS,
     UNLIMITED_EXPIRY_MS,
 };
 
@@ -27,6 +30,9 @@ pub enum Outcome {
     IgnoredTerminal,
     /// A renewal at or past `created_at + max_duration`.
     RejectedRenewal,
+    /// The event would have pushed the session past a per-session bound
+    /// (`crate::limits`): nothing changed.
+    RejectedLimit(Limit),
 }
 
 impl Outcome {
@@ -44,6 +50,7 @@ impl Outcome {
             Outcome::IgnoredSecondCreated => "ignored_second_created",
             Outcome::IgnoredTerminal => "ignored_terminal",
             Outcome::RejectedRenewal => "rejected_renewal",
+            Outcome::RejectedLimit(_) => "rejected_limit",
         }
     }
 }
@@ -64,13 +71,14 @@ pub fn apply(state: Option<Session>, ev: &Event, defaults: &Defaults) -> (Sessio
     let t = ev.time_ms;
     let outcome = match &ev.data {
         EventData::Created(d) => created(&mut s, ev, d, defaults),
-        EventData::Activity(d) => match s.status {
-            Status::Pending => {
+        EventData::Activity(d) => match (s.status, over_limit(&s, d)) {
+            (Status::Pending | Status::Active, Some(limit)) => Outcome::RejectedLimit(limit),
+            (Status::Pending, None) => {
                 aggregate(&mut s, ev, d);
-                queue(&mut s, PendingStep::Activity(t));
+                s.pending.push(PendingStep::Activity(t));
                 Outcome::Applied
             }
-            Status::Active => {
+            (Status::Active, None) => {
                 let o = activity(&mut s, t);
                 if o == Outcome::Applied {
                     aggregate(&mut s, ev, d);
@@ -83,16 +91,16 @@ pub fn apply(state: Option<Session>, ev: &Event, defaults: &Defaults) -> (Sessio
             timeout,
             expires_at_ms,
         } => match s.status {
+            Status::Pending if s.pending.len() >= MAX_PENDING => {
+                Outcome::RejectedLimit(Limit::PendingEvents)
+            }
             Status::Pending => {
                 s.last_active_at = s.last_active_at.max(t);
-                queue(
-                    &mut s,
-                    PendingStep::Renewed {
-                        at_ms: t,
-                        timeout: *timeout,
-                        expires_at_ms: *expires_at_ms,
-                    },
-                );
+                s.pending.push(PendingStep::Renewed {
+                    at_ms: t,
+                    timeout: *timeout,
+                    expires_at_ms: *expires_at_ms,
+                });
                 Outcome::Applied
             }
             Status::Active => renewed(&mut s, t, timeout.as_ref(), *expires_at_ms),
@@ -143,9 +151,24 @@ fn terminal_status(kind: EventKind) -> Status {
     }
 }
 
-fn queue(s: &mut Session, step: PendingStep) {
-    if s.pending.len() < MAX_PENDING {
-        s.pending.push(step);
+/// The per-session bound an activity would exceed, if any: the pending queue
+/// of a shell, or the distinct tags or contact ids.
+fn over_limit(s: &Session, d: &ActivityData) -> Option<Limit> {
+    fn grows_past(have: &BTreeSet<String>, add: &[String], max: usize) -> bool {
+        if have.len() + add.len() <= max {
+            return false;
+        }
+        let new: BTreeSet<&String> = add.iter().filter(|v| !have.contains(*v)).collect();
+        have.len() + new.len() > max
+    }
+    if s.status == Status::Pending && s.pending.len() >= MAX_PENDING {
+        Some(Limit::PendingEvents)
+    } else if grows_past(&s.tags, &d.tags, MAX_TAGS) {
+        Some(Limit::Tags)
+    } else if grows_past(&s.contact_ids, &d.contact_ids, MAX_CONTACT_IDS) {
+        Some(Limit::ContactIds)
+    } else {
+        None
     }
 }
 
@@ -254,8 +277,8 @@ fn aggregate(s: &mut Session, ev: &Event, d: &ActivityData) {
             .saturating_add(u.completion_tokens);
     }
     if let Some(b) = d.billing {
-        s.billing.input_cost += b.input_cost;
-        s.billing.output_cost += b.output_cost;
+        s.billing.input_cost = saturating_sum(s.billing.input_cost, b.input_cost);
+        s.billing.output_cost = saturating_sum(s.billing.output_cost, b.output_cost);
     }
     if d.trace_id.is_some() {
         s.traces_count += 1;
@@ -277,6 +300,12 @@ fn aggregate(s: &mut Session, ev: &Event, d: &ActivityData) {
     }
 }
 
+/// `a + b`, saturated to the finite range: running cost sums never become
+/// ±infinity (which JSON cannot carry).
+pub fn saturating_sum(a: f64, b: f64) -> f64 {
+    (a + b).clamp(f64::MIN, f64::MAX)
+}
+
 /// `created`: fills the session (or the pending shell) in, then replays the
 /// shell's queued lifecycle events in receive order.
 fn created(s: &mut Session, ev: &Event, d: &CreatedData, defaults: &Defaults) -> Outcome {
@@ -292,9 +321,15 @@ fn created(s: &mut Session, ev: &Event, d: &CreatedData, defaults: &Defaults) ->
     s.project_id = d.project_id.clone();
     s.external_id = d.external_id.clone();
     s.session_type = d.session_type.unwrap_or_default();
+    // Free-form maps never keep secret-named keys (`token`, `password`, …).
     s.labels = d.labels.clone();
+    s.labels.retain(|k, _| !is_secret_key(k));
     s.metadata = d.metadata.clone().unwrap_or_default();
+    redact_object(&mut s.metadata);
     s.actor = d.actor.clone();
+    if let Some(actor) = s.actor.as_mut() {
+        redact_object(actor);
+    }
     s.organization_id = d.organization_id.clone();
     if s.last_active_organization_id.is_none() {
         s.last_active_organization_id = d.organization_id.clone();
@@ -313,8 +348,18 @@ fn created(s: &mut Session, ev: &Event, d: &CreatedData, defaults: &Defaults) ->
         _ => rule_expiry(s, t, t),
     };
     // Replay the shell's lifecycle events against a clock that starts at `t`;
-    // their aggregates (including their `last_active_at`) already counted.
-    let seen_active_at = s.last_active_at;
+    // their aggregates already counted. The shell's own `last_active_at`
+    // comes from its activities and renewals only (never from a terminal
+    // event, nor from the time a terminal event opened the shell).
+    let seen_active_at = s
+        .pending
+        .iter()
+        .filter_map(|p| match p {
+            PendingStep::Activity(at) | PendingStep::Renewed { at_ms: at, .. } => Some(*at),
+            PendingStep::Terminal { .. } => None,
+        })
+        .max()
+        .unwrap_or(t);
     s.last_active_at = t;
     s.abandon_at = t + s.timeout.abandon_after_ms();
     for step in std::mem::take(&mut s.pending) {
@@ -341,9 +386,9 @@ fn created(s: &mut Session, ev: &Event, d: &CreatedData, defaults: &Defaults) ->
             }
         }
     }
+    // `abandon_at = last_active_at + abandon_after` holds for every session,
+    // including one the replay closed.
     s.last_active_at = s.last_active_at.max(seen_active_at);
-    if s.status == Status::Active {
-        s.abandon_at = s.last_active_at + s.timeout.abandon_after_ms();
-    }
+    s.abandon_at = s.last_active_at + s.timeout.abandon_after_ms();
     Outcome::Applied
 }

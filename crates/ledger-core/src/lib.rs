@@ -8,6 +8,7 @@
 pub mod config;
 pub mod event;
 pub mod fold;
+pub mod limits;
 pub mod session;
 pub mod time;
 
@@ -18,4 +19,5 @@ pub use event::{
     MAX_EVENT_BYTES,
 };
 pub use fold::{apply, Outcome};
+pub use limits::Limit;
 pub use session::{Session, Status, UNLIMITED_EXPIRY_MS};

@@ -14,9 +14,6 @@ pub const UNLIMITED_EXPIRY_MS: i64 = 253_402_300_799_000;
 /// How many recent event ids a session remembers for de-duplication.
 pub const RECENT_IDS: usize = 64;
 
-/// How many pre-`created` lifecycle events a pending shell keeps for replay.
-pub const MAX_PENDING: usize = 256;
-
 /// Lifecycle status. `Pending` = events seen, `created` not yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -227,9 +224,9 @@ impl Session {
             .saturating_add(self.usage.completion_tokens)
     }
 
-    /// Total cost (input + output).
+    /// Total cost (input + output), saturated to the finite range.
     pub fn total_cost(&self) -> f64 {
-        self.billing.input_cost + self.billing.output_cost
+        crate::fold::saturating_sum(self.billing.input_cost, self.billing.output_cost)
     }
 }
 

@@ -397,6 +397,13 @@ impl Ingestor {
             m.count("duplicate", report.events.duplicate);
             m.count("ignored", report.events.ignored);
             m.count("rejected", report.events.rejected);
+            m.count("limited", report.events.limited);
+            if report.events.limited > 0 {
+                tracing::warn!(
+                    events = report.events.limited,
+                    "events rejected for exceeding a per-session limit (kept in each session's history)"
+                );
+            }
             m.count("dead_lettered", report.events.dead_lettered);
             m.batch_seconds.observe(started.elapsed().as_secs_f64());
             // Informational commit for lag tooling; the store is the truth.
@@ -461,7 +468,9 @@ fn decode_message(m: &BorrowedMessage<'_>) -> Result<ledger_core::Event, String>
             .find(|h| h.key == name)
             .and_then(|h| h.value)
     };
-    decode_record(m.key(), m.payload(), header).map_err(|e| e.to_string())
+    let event = decode_record(m.key(), m.payload(), header).map_err(|e| e.to_string())?;
+    ledger_core::limits::check_event(&event).map_err(|e| format!("over a limit: {e}"))?;
+    Ok(event)
 }
 
 /// The dead letter of a record that failed to decode: same key, payload

@@ -22,7 +22,8 @@ pub struct PartitionLabel {
 pub struct Metrics {
     /// Records read from the topic.
     pub consumed: Counter,
-    /// Records by outcome: applied, duplicate, ignored, rejected, dead_lettered.
+    /// Records by outcome: applied, duplicate, ignored, rejected, limited,
+    /// dead_lettered.
     pub events: Family<OutcomeLabel, Counter>,
     /// Seconds to decode, dead-letter, fold and store one batch.
     pub batch_seconds: Histogram,

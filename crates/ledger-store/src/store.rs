@@ -85,6 +85,9 @@ pub struct EventCounts {
     pub ignored: u64,
     /// Renewals rejected past the maximum duration.
     pub rejected: u64,
+    /// Events rejected because they would have pushed their session past a
+    /// per-session bound (`ledger_core::limits`).
+    pub limited: u64,
     /// Records that failed to decode and went to the dead-letter topic.
     pub dead_lettered: u64,
 }
@@ -96,6 +99,7 @@ impl EventCounts {
             Outcome::Duplicate => self.duplicate += 1,
             Outcome::IgnoredSecondCreated | Outcome::IgnoredTerminal => self.ignored += 1,
             Outcome::RejectedRenewal => self.rejected += 1,
+            Outcome::RejectedLimit(_) => self.limited += 1,
         }
     }
 
@@ -104,6 +108,7 @@ impl EventCounts {
         self.duplicate += o.duplicate;
         self.ignored += o.ignored;
         self.rejected += o.rejected;
+        self.limited += o.limited;
         self.dead_lettered += o.dead_lettered;
     }
 }
@@ -128,6 +133,7 @@ impl Stats {
             ("events.duplicate".into(), self.events.duplicate),
             ("events.ignored".into(), self.events.ignored),
             ("events.rejected".into(), self.events.rejected),
+            ("events.limited".into(), self.events.limited),
             ("events.dead_lettered".into(), self.events.dead_lettered),
         ];
         for s in Status::ALL {
@@ -143,6 +149,7 @@ impl Stats {
             "events.duplicate" => self.events.duplicate = v,
             "events.ignored" => self.events.ignored = v,
             "events.rejected" => self.events.rejected = v,
+            "events.limited" => self.events.limited = v,
             "events.dead_lettered" => self.events.dead_lettered = v,
             other => {
                 if let Some(s) = other.strip_prefix("status.").and_then(Status::parse) {
