@@ -96,10 +96,8 @@ impl Auth {
                     .or_else(|| v.strip_prefix("bearer "))
             });
         let key = bearer.or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()));
-        let key = key
-            .map(str::trim)
-            .filter(|k| !k.is_empty())
-            .ok_or(AuthFailure::Missing)?;
+        // The key is compared exactly as presented: no trimming.
+        let key = key.filter(|k| !k.is_empty()).ok_or(AuthFailure::Missing)?;
         self.by_hash
             .get(&hash_key(key))
             .map(|k| k.scope.clone())

@@ -59,7 +59,13 @@ fn reached(state: &AppState, want: &BTreeMap<i32, i64>) -> bool {
     }
 }
 
+/// The consistency token, for authenticated callers only: an anonymous or
+/// wrongly keyed request is answered (its 401, by the handler, in the view's
+/// envelope) at once, without waiting and without `x-ledger-offsets`.
 pub async fn consistency(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if state.auth.check(req.headers()).is_err() {
+        return next.run(req).await;
+    }
     let wait_for = req
         .headers()
         .get("x-ledger-wait-for")
@@ -101,6 +107,9 @@ pub async fn consistency(State(state): State<AppState>, req: Request, next: Next
         caught_up = Some(ok);
     }
     let mut resp = next.run(req).await;
+    if resp.status() == axum::http::StatusCode::UNAUTHORIZED {
+        return resp;
+    }
     if let Ok(offsets) = state.store.offsets(&state.topic) {
         let token: Vec<String> = offsets.iter().map(|(p, o)| format!("{p}={o}")).collect();
         if let Ok(v) = HeaderValue::from_str(&token.join(",")) {

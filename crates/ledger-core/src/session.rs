@@ -217,6 +217,19 @@ impl Session {
         }
     }
 
+    /// ms until expiry at `now` (Unix ms), 0 once past (elizaOS's
+    /// `timeRemaining`).
+    pub fn time_remaining(&self, now: i64) -> i64 {
+        (self.expires_at - now).max(0)
+    }
+
+    /// elizaOS's `isNearExpiration`: `0 < timeRemaining ≤` the session's own
+    /// warning threshold.
+    pub fn is_near_expiration(&self, now: i64) -> bool {
+        let remaining = self.time_remaining(now);
+        remaining > 0 && remaining <= self.timeout.warning_threshold_ms()
+    }
+
     /// Total tokens (prompt + completion).
     pub fn total_tokens(&self) -> u64 {
         self.usage

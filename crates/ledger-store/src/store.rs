@@ -6,11 +6,13 @@ use std::ops::Bound;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use ledger_core::time::MINUTE_MS;
 use ledger_core::{Defaults, Event, Outcome, Session, Status};
 use serde::{Deserialize, Serialize};
 
 use crate::chunks::{self, Scan};
 use crate::keys;
+use crate::query::Filter;
 
 /// The on-disk layout this build reads and writes (the `m` format key).
 /// 2: index entries packed into chunks.
@@ -119,6 +121,9 @@ pub struct Stats {
     pub sessions: u64,
     pub by_status: BTreeMap<Status, u64>,
     pub events: EventCounts,
+    /// The largest `warning_threshold_minutes` of any session written: an
+    /// upper bound (never lowered) that bounds the near-expiry scan.
+    pub max_warning_minutes: u64,
 }
 
 impl Stats {
@@ -135,6 +140,7 @@ impl Stats {
             ("events.rejected".into(), self.events.rejected),
             ("events.limited".into(), self.events.limited),
             ("events.dead_lettered".into(), self.events.dead_lettered),
+            ("max_warning_minutes".into(), self.max_warning_minutes),
         ];
         for s in Status::ALL {
             v.push((format!("status.{}", s.as_str()), self.status(s)));
@@ -151,6 +157,7 @@ impl Stats {
             "events.rejected" => self.events.rejected = v,
             "events.limited" => self.events.limited = v,
             "events.dead_lettered" => self.events.dead_lettered = v,
+            "max_warning_minutes" => self.max_warning_minutes = v,
             other => {
                 if let Some(s) = other.strip_prefix("status.").and_then(Status::parse) {
                     self.by_status.insert(s, v);
@@ -356,6 +363,27 @@ impl Store {
         Ok(self.deadlines(from + 1, to, usize::MAX)?.len() as u64)
     }
 
+    /// Sessions `f` matches that are live at `now` (Unix ms) and near their
+    /// expiry by their own warning threshold (elizaOS's `isNearExpiration`).
+    /// Reads the deadline index up to the largest warning threshold stored
+    /// and loads only the sessions found there.
+    pub fn count_near_expiration(&self, f: &Filter, now: i64) -> Result<u64, StoreError> {
+        let warn = self
+            .stats()
+            .max_warning_minutes
+            .max(u64::from(self.defaults().warning_threshold_minutes));
+        let to = now.saturating_add(i64::try_from(warn).unwrap_or(i64::MAX).saturating_mul(MINUTE_MS));
+        let mut n = 0;
+        for (id, ..) in self.deadlines(now.saturating_add(1), to, usize::MAX)? {
+            if let Some(s) = self.get(&id)? {
+                if f.matches(&s, now) && s.status_at(now) == Status::Active && s.is_near_expiration(now) {
+                    n += 1;
+                }
+            }
+        }
+        Ok(n)
+    }
+
     /// Bytes the store occupies on disk.
     pub fn size_on_disk(&self) -> u64 {
         self.inner.db.size_on_disk().unwrap_or(0)
@@ -412,6 +440,9 @@ impl Store {
             want.extend(keys::index_keys(&s.session, s.partition));
             stats.sessions += 1;
             *stats.by_status.entry(s.session.status).or_default() += 1;
+            stats.max_warning_minutes = stats
+                .max_warning_minutes
+                .max(u64::from(s.session.timeout.warning_threshold_minutes));
         }
         let index = self.index_chunks()?;
         for (i, c) in index.iter().enumerate() {
@@ -440,6 +471,12 @@ impl Store {
             problems.push(format!("stray index entry {}", hex::encode(k)));
         }
         let stored = self.stats();
+        if stored.max_warning_minutes < stats.max_warning_minutes {
+            problems.push(format!(
+                "max_warning_minutes {} below a session's {}",
+                stored.max_warning_minutes, stats.max_warning_minutes
+            ));
+        }
         if stored.sessions != stats.sessions {
             problems.push(format!(
                 "sessions counter {} != recount {}",

@@ -32,6 +32,8 @@ struct SessionWrite {
     history_dropped: Vec<Vec<u8>>,
     /// Status before the batch (`None`: a new session) and after it.
     status: (Option<Status>, Status),
+    /// The session's warning threshold, minutes.
+    warning_minutes: u32,
 }
 
 /// Below this many sessions a batch is folded on the calling thread alone.
@@ -107,6 +109,9 @@ impl Store {
                 Some(before) => *stats.by_status.entry(before).or_default() -= 1,
             }
             *stats.by_status.entry(w.status.1).or_default() += 1;
+            stats.max_warning_minutes = stats
+                .max_warning_minutes
+                .max(u64::from(w.warning_minutes));
             for k in w.history_dropped {
                 batch.remove(k);
             }
@@ -223,6 +228,7 @@ impl Store {
                 history: (keys::history(id, first), encode(&history)),
                 history_dropped,
                 status: (status_before, now.session.status),
+                warning_minutes: now.session.timeout.warning_threshold_minutes,
             }),
         })
     }

@@ -19,6 +19,7 @@ use super::{
     apply_scope, authorize, int_param, load_visible, page_start, params, store_error,
     with_next_cursor,
 };
+use crate::auth::Scope;
 use crate::error::{ApiError, View};
 use crate::state::AppState;
 
@@ -56,19 +57,17 @@ struct TimeoutConfigInfo {
 
 /// elizaOS's `SessionInfo`, as of `now` (Unix ms).
 pub fn session_info(s: &Session, now: i64) -> SessionInfo<'_> {
-    let remaining = (s.expires_at - now).max(0);
-    let warn = s.timeout.warning_threshold_ms();
     SessionInfo {
         agent_id: s.agent_id.as_deref().unwrap_or_default(),
         channel_id: s.channel_id.as_deref().unwrap_or_default(),
         created_at: format_iso_ms(s.sort_at()),
         expires_at: format_iso_ms(s.expires_at),
-        is_near_expiration: remaining > 0 && remaining <= warn,
+        is_near_expiration: s.is_near_expiration(now),
         last_activity: format_iso_ms(s.last_active_at),
         metadata: &s.metadata,
         renewal_count: s.renewal_count,
         session_id: &s.id,
-        time_remaining: remaining,
+        time_remaining: s.time_remaining(now),
         timeout_config: TimeoutConfigInfo {
             auto_renew: s.timeout.auto_renew,
             max_duration_minutes: s.timeout.max_duration_minutes,
@@ -99,6 +98,42 @@ fn bad(msg: String, now: i64) -> ApiError {
     ApiError::new(V, StatusCode::BAD_REQUEST, "INVALID_PARAMETER", msg, now)
 }
 
+/// Sessions a list without `limit` returns: elizaOS's `listSessions()` sends
+/// no parameters and expects every live session (DESIGN.md §7).
+pub const LIST_MAX: usize = 1_000;
+
+/// The scope's own filter: admin sees every session, a scoped key only its
+/// user's or workspace's (aggregates included).
+fn scope_filter(scope: &Scope) -> Filter {
+    match scope {
+        Scope::Admin => Filter::default(),
+        Scope::User(u) => Filter {
+            user_id: Some(u.clone()),
+            ..Default::default()
+        },
+        Scope::Workspace(w) => Filter {
+            workspace_id: Some(w.clone()),
+            ..Default::default()
+        },
+    }
+}
+
+/// Created sessions and the live ones among them, within the scope.
+fn scoped_counts(state: &AppState, scope: &Scope, now: i64) -> Result<(u64, u64), ApiError> {
+    let err = |e| store_error(e, V, now);
+    let mut f = scope_filter(scope);
+    let all = if *scope == Scope::Admin {
+        let stats = state.store.stats();
+        stats.sessions - stats.status(Status::Pending)
+    } else {
+        // A scope names a user or workspace, which only created sessions carry.
+        state.store.count(&f, now).map_err(err)?
+    };
+    f.status = Some(Status::Active);
+    let active = state.store.count(&f, now).map_err(err)?;
+    Ok((all, active))
+}
+
 /// `GET /api/messaging/sessions?agentId&userId&channelId…&limit&cursor`
 pub async fn list(
     State(state): State<AppState>,
@@ -108,7 +143,7 @@ pub async fn list(
     let now = state.now();
     let scope = authorize(&state, &headers, V)?;
     let p = params(q, V, now)?;
-    let limit = int_param(&p, "limit", 100, 1, 500).map_err(|m| bad(m, now))?;
+    let limit = int_param(&p, "limit", LIST_MAX, 1, LIST_MAX).map_err(|m| bad(m, now))?;
     let mut f = Filter {
         user_id: p.get("userId").cloned(),
         agent_id: p.get("agentId").cloned(),
@@ -125,18 +160,7 @@ pub async fn list(
         .list(&f, Order::NewestFirst, &start, limit, now)
         .map_err(err)?;
     let total = state.store.count(&f, now).map_err(err)?;
-    let stats = state.store.stats();
-    let all = stats.sessions - stats.status(Status::Pending);
-    let active = state
-        .store
-        .count(
-            &Filter {
-                status: Some(Status::Active),
-                ..Default::default()
-            },
-            now,
-        )
-        .map_err(err)?;
+    let (all, active) = scoped_counts(&state, &scope, now)?;
     let body = ListBody {
         sessions: page.items.iter().map(|s| session_info(s, now)).collect(),
         stats: ListStats {
@@ -198,20 +222,12 @@ pub async fn health(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let now = state.now();
-    authorize(&state, &headers, V)?;
-    let err = |e| store_error(e, V, now);
-    let active = state
+    let scope = authorize(&state, &headers, V)?;
+    let (_, active) = scoped_counts(&state, &scope, now)?;
+    let soon = state
         .store
-        .count(
-            &Filter {
-                status: Some(Status::Active),
-                ..Default::default()
-            },
-            now,
-        )
-        .map_err(err)?;
-    let warn = state.store.defaults().warning_threshold_ms();
-    let soon = state.store.count_deadlines(now, now + warn).map_err(err)?;
+        .count_near_expiration(&scope_filter(&scope), now)
+        .map_err(|e| store_error(e, V, now))?;
     Ok(Json(json!({
         "status": "healthy",
         "activeSessions": active,

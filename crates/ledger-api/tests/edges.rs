@@ -1,0 +1,324 @@
+//! Defects found at the edges by an outside acceptance run, each pinned over
+//! real HTTP against a real sled store: elizaOS's `expiringSoon` and scoped
+//! aggregates, authentication before the consistency wait, exact key
+//! comparison, finite cost sums, RFC 3339 times past year 9999, secret-named
+//! keys, and elizaOS's parameterless list.
+
+use std::sync::Arc;
+
+mod support;
+
+use ledger_api::{hash_key, ApiKey, AppState, Auth, Scope};
+use ledger_core::time::format_iso_ms;
+use ledger_core::{decode_structured, Defaults, Event};
+use ledger_store::Store;
+use serde_json::{json, Value};
+
+const NOW: i64 = 1_795_000_000_000;
+const MIN: i64 = 60_000;
+const ADMIN: &str = "admin-secret";
+const U1: &str = "u1-secret";
+const LONELY: &str = "lonely-secret";
+const WS: &str = "ws-secret";
+
+fn ev(id: &str, kind: &str, subject: &str, at: i64, data: Value) -> Event {
+    let v = json!({"specversion":"1.0","id":id,"source":"/t","type":format!("session.{kind}"),
+        "subject":subject,"time":format_iso_ms(at),"data":data});
+    decode_structured(v.to_string().as_bytes()).unwrap()
+}
+
+fn created(sid: &str, user: &str, at: i64, timeout: Value) -> Event {
+    ev(
+        &format!("{sid}-c"),
+        "created",
+        sid,
+        at,
+        json!({"user_id":user,"agent_id":"agent-1","workspace_id":"ws-1","timeout":timeout}),
+    )
+}
+
+struct Fixture {
+    server: support::Served,
+    _dir: tempfile::TempDir,
+}
+
+fn fixture(events: Vec<Event>) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Defaults::default()).unwrap();
+    support::load(&store, "session-events", events);
+    let key = |name: &str, secret: &str, scope| ApiKey {
+        name: name.into(),
+        sha256: hash_key(secret),
+        scope,
+    };
+    let auth = Auth::new(vec![
+        key("admin", ADMIN, Scope::Admin),
+        key("u1", U1, Scope::User("u1".into())),
+        key("lonely", LONELY, Scope::User("nobody".into())),
+        key("ws", WS, Scope::Workspace("ws-2".into())),
+    ]);
+    let state = AppState::new(
+        store,
+        "session-events",
+        auth,
+        Arc::new(|| NOW),
+        Default::default(),
+    );
+    Fixture {
+        server: support::serve(state),
+        _dir: dir,
+    }
+}
+
+fn get(f: &Fixture, path: &str, headers: &[(&str, &str)]) -> reqwest::blocking::Response {
+    let mut req = reqwest::blocking::Client::new().get(format!("{}{path}", f.server.base));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    req.send().unwrap()
+}
+
+fn json_as(f: &Fixture, path: &str, key: &str) -> Value {
+    let r = get(f, path, &[("x-api-key", key)]);
+    assert_eq!(r.status(), 200, "{path}");
+    r.json().unwrap()
+}
+
+/// Sessions around NOW: two near their expiry by their own warning threshold
+/// (one only by a per-session threshold of 60 min), two whose abandonment
+/// (not expiry) is minutes away, one far from both.
+fn deadline_mix() -> Vec<Event> {
+    let t = NOW - MIN;
+    vec![
+        created("near-default", "u1", t, json!({"timeout_minutes":4})),
+        created(
+            "near-own",
+            "u1",
+            t,
+            json!({"timeout_minutes":31,"warning_threshold_minutes":60}),
+        ),
+        created(
+            "abandons-a",
+            "u2",
+            t,
+            json!({"timeout_minutes":600,"abandon_after_minutes":3}),
+        ),
+        created(
+            "abandons-b",
+            "u2",
+            t,
+            json!({"timeout_minutes":600,"abandon_after_minutes":4}),
+        ),
+        created("far", "u2", t, json!({"timeout_minutes":11})),
+    ]
+}
+
+/// Fold bug D: `expiringSoon` counts the live sessions whose own
+/// `isNearExpiration` is true — per-session thresholds, expiry only.
+#[test]
+fn expiring_soon_equals_the_sessions_near_their_own_expiry() {
+    let f = fixture(deadline_mix());
+    let list = json_as(&f, "/api/messaging/sessions", ADMIN);
+    let sessions = list["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 5);
+    let mut near: Vec<&str> = sessions
+        .iter()
+        .filter(|s| s["isNearExpiration"] == true)
+        .map(|s| s["sessionId"].as_str().unwrap())
+        .collect();
+    near.sort();
+    assert_eq!(near, ["near-default", "near-own"]);
+    let health = json_as(&f, "/api/messaging/sessions/health", ADMIN);
+    assert_eq!(health["expiringSoon"], 2, "{health}");
+    assert_eq!(health["activeSessions"], 5);
+}
+
+/// Defect 4: a scoped key's aggregates count only its scope — even a key
+/// whose user has no session sees zeros, not the fleet's totals.
+#[test]
+fn aggregates_are_scoped_to_the_key() {
+    let mut events = deadline_mix();
+    events.push(ev(
+        "far-end",
+        "ended",
+        "far",
+        NOW - MIN / 2,
+        json!({"reason":"logout"}),
+    ));
+    let f = fixture(events);
+
+    let admin = json_as(&f, "/api/messaging/sessions", ADMIN);
+    assert_eq!(
+        admin["stats"],
+        json!({"totalSessions":5,"activeSessions":4,"expiredSessions":1})
+    );
+
+    let lonely = json_as(&f, "/api/messaging/sessions", LONELY);
+    assert_eq!(lonely["sessions"], json!([]));
+    assert_eq!(lonely["total"], 0);
+    assert_eq!(
+        lonely["stats"],
+        json!({"totalSessions":0,"activeSessions":0,"expiredSessions":0})
+    );
+    let health = json_as(&f, "/api/messaging/sessions/health", LONELY);
+    assert_eq!(health["activeSessions"], 0);
+    assert_eq!(health["expiringSoon"], 0);
+
+    let u1 = json_as(&f, "/api/messaging/sessions", U1);
+    assert_eq!(u1["total"], 2);
+    assert_eq!(
+        u1["stats"],
+        json!({"totalSessions":2,"activeSessions":2,"expiredSessions":0})
+    );
+    let health = json_as(&f, "/api/messaging/sessions/health", U1);
+    assert_eq!(health["activeSessions"], 2);
+    assert_eq!(health["expiringSoon"], 2);
+
+    let ws = json_as(&f, "/api/messaging/sessions/health", WS);
+    assert_eq!(ws["activeSessions"], 0, "workspace ws-2 has no session");
+}
+
+/// Defect 5: authentication comes before the consistency wait; no offsets
+/// reach an anonymous or wrongly keyed caller.
+#[test]
+fn the_consistency_wait_and_offsets_are_for_authenticated_callers_only() {
+    let f = fixture(deadline_mix());
+    let far_ahead = [("x-ledger-wait-for", "0=999999999"), ("x-ledger-wait-ms", "5000")];
+    for key in [None, Some("wrong-key")] {
+        let mut h = far_ahead.to_vec();
+        if let Some(k) = key {
+            h.push(("x-api-key", k));
+        }
+        for path in ["/api/messaging/sessions", "/v1/sessions", "/users/session/api"] {
+            let r = get(&f, path, &h);
+            assert_eq!(r.status(), 401, "{path} {key:?}");
+            assert!(r.headers().get("x-ledger-offsets").is_none(), "{path}");
+            assert!(
+                r.headers().get("x-ledger-caught-up").is_none(),
+                "{path}: an unauthenticated request must not wait"
+            );
+        }
+    }
+    let r = get(
+        &f,
+        "/api/messaging/sessions",
+        &[("x-api-key", ADMIN), ("x-ledger-wait-for", "0=5")],
+    );
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-ledger-offsets"], "0=5");
+    assert_eq!(r.headers()["x-ledger-caught-up"], "true");
+}
+
+/// Defect 11: the presented key is compared exactly, not trimmed.
+#[test]
+fn api_keys_are_compared_exactly() {
+    let f = fixture(deadline_mix());
+    let ok = get(&f, "/v1/sessions", &[("authorization", &format!("Bearer {ADMIN}"))]);
+    assert_eq!(ok.status(), 200);
+    for presented in [format!("Bearer  {ADMIN}"), format!("Bearer {ADMIN}\t.")] {
+        let r = get(&f, "/v1/sessions", &[("authorization", &presented)]);
+        assert_eq!(r.status(), 401, "`{presented}` is not the key");
+    }
+}
+
+/// Defects 8 and 10: cost sums stay finite (never `null`), times past year
+/// 9999 clamp to 9999-12-31T23:59:59.999Z, and secret-named keys of free-form
+/// maps are neither stored nor served.
+#[test]
+fn sums_stay_finite_times_stay_rfc3339_and_secrets_stay_out() {
+    let far = ledger_core::time::parse_rfc3339_ms("9999-12-31T23:00:00Z").unwrap();
+    let f = fixture(vec![
+        ev(
+            "big-c",
+            "created",
+            "big",
+            NOW - MIN,
+            json!({"user_id":"u1","external_id":"x","metadata":{"plan":"pro","password":"hunter2"},
+                   "labels":{"team":"a","Authorization":"Bearer abc"},"actor":{"sub":"a","token":"t"}}),
+        ),
+        ev(
+            "big-a1",
+            "activity",
+            "big",
+            NOW - MIN / 2,
+            json!({"billing":{"input_cost":1.0e308,"output_cost":1.0e308}}),
+        ),
+        ev(
+            "big-a2",
+            "activity",
+            "big",
+            NOW - MIN / 3,
+            json!({"billing":{"input_cost":1.0e308,"output_cost":-1.0}}),
+        ),
+        ev(
+            "late-c",
+            "created",
+            "late",
+            far,
+            json!({"user_id":"u1","timeout":{"timeout_minutes":120}}),
+        ),
+    ]);
+    let orq: Value = reqwest::blocking::Client::new()
+        .get(format!("{}/v2/traces/sessions/big", f.server.base))
+        .bearer_auth(ADMIN)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let billing = &orq["billing"];
+    for k in ["input_cost", "output_cost", "total_cost"] {
+        assert!(billing[k].is_f64(), "{k} is a number, got {billing}");
+    }
+    assert_eq!(billing["input_cost"].as_f64(), Some(f64::MAX));
+    assert_eq!(billing["total_cost"].as_f64(), Some(f64::MAX));
+
+    let late = json_as(&f, "/api/messaging/sessions/late", ADMIN);
+    assert_eq!(late["expiresAt"], "9999-12-31T23:59:59.999Z");
+    assert_eq!(late["createdAt"], "9999-12-31T23:00:00.000Z");
+    let wing: Value = json_as(&f, "/users/session/token/late", ADMIN);
+    assert_eq!(wing["expiration"], "9999-12-31T23:59:59.999Z");
+
+    let big = json_as(&f, "/api/messaging/sessions/big", ADMIN);
+    assert_eq!(big["metadata"], json!({"plan":"pro"}));
+    let clerk = json_as(&f, "/v1/sessions/big", ADMIN);
+    assert_eq!(clerk["actor"], json!({"sub":"a"}));
+    let wing = json_as(&f, "/users/session/token/big", ADMIN);
+    assert_eq!(wing["labels"], json!({"team":"a"}));
+    for body in [big.to_string(), clerk.to_string(), wing.to_string()] {
+        for secret in ["hunter2", "Bearer abc", "password", "token\""] {
+            assert!(!body.contains(secret), "{secret} served in {body}");
+        }
+    }
+}
+
+/// DESIGN.md §7: elizaOS's `listSessions()` sends no parameters and gets
+/// every live session up to 1,000, then a cursor for the rest.
+#[test]
+fn the_eliza_list_without_parameters_returns_every_live_session_up_to_1000() {
+    let events: Vec<Event> = (0..1_050)
+        .map(|i| {
+            created(
+                &format!("live-{i:04}"),
+                "u9",
+                NOW - MIN - i,
+                json!({"timeout_minutes":600}),
+            )
+        })
+        .collect();
+    let f = fixture(events);
+    let r = get(&f, "/api/messaging/sessions", &[("x-api-key", ADMIN)]);
+    assert_eq!(r.status(), 200);
+    let cursor = r.headers()["x-next-cursor"].to_str().unwrap().to_string();
+    let body: Value = r.json().unwrap();
+    assert_eq!(body["sessions"].as_array().unwrap().len(), 1_000);
+    assert_eq!(body["total"], 1_050);
+    assert_eq!(body["sessions"][0]["sessionId"], "live-0000");
+    let rest = json_as(
+        &f,
+        &format!("/api/messaging/sessions?cursor={cursor}"),
+        ADMIN,
+    );
+    let rest = rest["sessions"].as_array().unwrap();
+    assert_eq!(rest.len(), 50);
+    assert_eq!(rest[49]["sessionId"], "live-1049");
+}
