@@ -1,6 +1,7 @@
 //! Effective configuration: TOML file, then environment, then flags.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context;
 use ledger_core::Defaults;
@@ -33,6 +34,32 @@ pub struct KafkaSection {
     /// Longest time filling one batch while `batch_max` or more records
     /// behind, ms.
     pub batch_wait_behind_ms: u64,
+    /// A partition behind its high watermark that yields no record for this
+    /// long is reported stalled (log, `ledger_stalled_partitions`, `/readyz`), ms.
+    pub stall_after_ms: u64,
+    /// A stalled partition whose next record the broker, while answering,
+    /// does not deliver for this long (a record over the broker's fetch
+    /// limit) has that offset skipped with a dead letter saying why, ms.
+    /// `0` = never skip, only report.
+    pub skip_unfetchable_after_ms: u64,
+}
+
+impl KafkaSection {
+    /// The consumer's settings: the one conversion from this section.
+    pub fn ingest_config(&self) -> ledger_kafka::IngestConfig {
+        ledger_kafka::IngestConfig {
+            brokers: self.brokers.clone(),
+            topic: self.topic.clone(),
+            group_id: self.group_id.clone(),
+            batch_max: self.batch_max,
+            batch_wait: Duration::from_millis(self.batch_wait_ms),
+            batch_wait_behind: Duration::from_millis(self.batch_wait_behind_ms),
+            dead_letter: true,
+            stall_after: Duration::from_millis(self.stall_after_ms),
+            skip_unfetchable_after: (self.skip_unfetchable_after_ms > 0)
+                .then(|| Duration::from_millis(self.skip_unfetchable_after_ms)),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -87,6 +114,8 @@ impl Default for KafkaSection {
             batch_max: 50_000,
             batch_wait_ms: 50,
             batch_wait_behind_ms: 1_000,
+            stall_after_ms: 30_000,
+            skip_unfetchable_after_ms: 120_000,
         }
     }
 }

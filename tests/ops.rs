@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
-use ledger_core::{apply, decode_structured, Defaults, Event, EventKind, Outcome, Status};
+use ledger_core::{apply, decode_structured, Defaults, Event, EventKind, Status};
 use ledger_gen::{generate, GenConfig};
 use ledger_kafka::publish::RawRecord;
 use rand::Rng;
@@ -249,13 +249,7 @@ fn outcomes(events: &[Event]) -> BTreeMap<&'static str, u64> {
     for e in events {
         let (s, o) = apply(m.remove(&e.session_id), e, &d);
         m.insert(e.session_id.clone(), s);
-        let name = match o {
-            Outcome::Applied | Outcome::ClosedAtDeadline(_) => "applied",
-            Outcome::Duplicate => "duplicate",
-            Outcome::IgnoredSecondCreated | Outcome::IgnoredTerminal => "ignored",
-            Outcome::RejectedRenewal => "rejected",
-        };
-        *c.entry(name).or_default() += 1;
+        *c.entry(o.bucket()).or_default() += 1;
     }
     c
 }

@@ -20,10 +20,8 @@ pub fn rebuild(cfg: Config) -> anyhow::Result<()> {
     let ingest = Ingestor::new(
         IngestConfig {
             group_id: format!("{}-rebuild", cfg.kafka.group_id),
-            batch_max: cfg.kafka.batch_max,
-            batch_wait_behind: std::time::Duration::from_millis(cfg.kafka.batch_wait_behind_ms),
             dead_letter: false,
-            ..IngestConfig::new(&cfg.kafka.brokers, &cfg.kafka.topic)
+            ..cfg.kafka.ingest_config()
         },
         store.clone(),
         Metrics::default(),

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use ledger_api::{ApiKey, AppState, Auth, Scope};
-use ledger_kafka::{IngestConfig, Ingestor, Metrics, Reaper, ReaperConfig};
+use ledger_api::{ApiKey, AppState, Auth, IngestHealth, Scope};
+use ledger_kafka::{Ingestor, Metrics, Reaper, ReaperConfig};
 use ledger_store::Store;
 use prometheus_client::registry::Registry;
 
@@ -72,29 +72,9 @@ pub async fn run(
         .with_context(|| format!("opening store {}", cfg.store.path.display()))?;
     let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry);
-    let dlq = ledger_kafka::dlq_topic(&cfg.kafka.topic);
-    let ensure = ledger_kafka::admin_create_topic(&cfg.kafka.brokers, &dlq, 1);
-    match tokio::time::timeout(Duration::from_secs(5), ensure).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, topic = %dlq, "could not ensure the dead-letter topic exists")
-        }
-        Err(_) => tracing::warn!(topic = %dlq, "timed out ensuring the dead-letter topic exists"),
-    }
-    let ingest = Ingestor::new(
-        IngestConfig {
-            brokers: cfg.kafka.brokers.clone(),
-            topic: cfg.kafka.topic.clone(),
-            group_id: cfg.kafka.group_id.clone(),
-            batch_max: cfg.kafka.batch_max,
-            batch_wait: Duration::from_millis(cfg.kafka.batch_wait_ms),
-            batch_wait_behind: Duration::from_millis(cfg.kafka.batch_wait_behind_ms),
-            dead_letter: true,
-        },
-        store.clone(),
-        metrics.clone(),
-    )
-    .spawn();
+    // The dead-letter topic is created when the first dead letter needs it
+    // (the broker may not be up yet).
+    let ingest = Ingestor::new(cfg.kafka.ingest_config(), store.clone(), metrics.clone()).spawn();
     let reaper_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let reaper = cfg.reaper.enabled.then(|| {
         Reaper::new(
@@ -114,6 +94,11 @@ pub async fn run(
     let mut state = AppState::new(store.clone(), &cfg.kafka.topic, auth, clock, registry);
     let progress = ingest.progress.clone();
     state.ready = Arc::new(move || progress.ready());
+    let progress = ingest.progress.clone();
+    state.health = Arc::new(move || IngestHealth {
+        failure: progress.failure(),
+        problems: progress.problems(),
+    });
     state.applied = ingest.applied.clone();
     let listener = tokio::net::TcpListener::bind(&cfg.http.listen)
         .await
@@ -121,7 +106,29 @@ pub async fn run(
     let addr = listener.local_addr()?;
     println!("listening on http://{addr}");
     tracing::info!(%addr, topic = %cfg.kafka.topic, "serving");
-    ledger_api::serve(listener, state, shutdown).await?;
+    // A consumer that stops (a store write failed: disk full, I/O error)
+    // stops the process with an error, so a supervisor restarts it; the
+    // restart resumes from the stored offsets with nothing lost.
+    let progress = ingest.progress.clone();
+    let consumer_died = async move {
+        loop {
+            if let Some(why) = progress.failure() {
+                return why;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    let (died_tx, died_rx) = tokio::sync::oneshot::channel();
+    let stop = async move {
+        tokio::select! {
+            () = shutdown => {}
+            why = consumer_died => {
+                tracing::error!(error = %why, "stopping: the consumer has stopped and the data served would go stale");
+                let _ = died_tx.send(why);
+            }
+        }
+    };
+    ledger_api::serve(listener, state, stop).await?;
     reaper_stop.store(true, Ordering::Release);
     let stopped = tokio::task::spawn_blocking(move || {
         if let Some(r) = reaper {
@@ -132,6 +139,9 @@ pub async fn run(
     .await?;
     if let Err(e) = stopped {
         tracing::error!(error = %e, "consumer ended with an error");
+    }
+    if let Ok(why) = died_rx.await {
+        anyhow::bail!("the consumer stopped: {why}");
     }
     store.flush()?;
     tracing::info!("stopped cleanly");

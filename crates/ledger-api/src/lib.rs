@@ -14,9 +14,9 @@ mod views;
 
 pub use auth::{hash_key, ApiKey, Auth, Scope};
 pub use error::{ApiError, View};
-pub use state::{AppState, HttpMetrics};
+pub use state::{AppState, HttpMetrics, IngestHealth};
 
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::Router;
 
 /// Largest request body accepted, bytes.
@@ -27,8 +27,7 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/v1/sessions", get(views::clerk::list))
         .route("/v1/sessions/{id}", get(views::clerk::get_one))
-        .route("/v2/traces/sessions/query", post(views::orq::query))
-        .route("/v2/traces/sessions/{id}", get(views::orq::get_one))
+        .merge(views::orq::routes())
         .route("/users/session/api", get(views::wingspan::list))
         .route("/users/session/api/{id}", get(views::wingspan::get_api))
         .route("/users/session/token/{id}", get(views::wingspan::get_token))

@@ -1,7 +1,8 @@
 //! Request middleware: latency metrics, and the consistency token.
 //!
 //! Every API response carries `x-ledger-offsets: <partition>=<next offset>,…`
-//! — the positions the store has applied. A request with
+//! — the positions the store has applied AND flushed to disk, so a crash
+//! never takes an announced position back. A request with
 //! `x-ledger-wait-for: <partition>=<offset>,…` waits (at most
 //! `x-ledger-wait-ms`, default and cap 5000 ms) until the store has applied
 //! those offsets; the response says `x-ledger-caught-up: true|false`.
@@ -51,7 +52,7 @@ fn parse_offsets(v: &str) -> Option<BTreeMap<i32, i64>> {
 }
 
 fn reached(state: &AppState, want: &BTreeMap<i32, i64>) -> bool {
-    match state.store.offsets(&state.topic) {
+    match state.store.durable_offsets(&state.topic) {
         Ok(have) => want
             .iter()
             .all(|(p, o)| have.get(p).is_some_and(|h| h >= o)),
@@ -110,7 +111,7 @@ pub async fn consistency(State(state): State<AppState>, req: Request, next: Next
     if resp.status() == axum::http::StatusCode::UNAUTHORIZED {
         return resp;
     }
-    if let Ok(offsets) = state.store.offsets(&state.topic) {
+    if let Ok(offsets) = state.store.durable_offsets(&state.topic) {
         let token: Vec<String> = offsets.iter().map(|(p, o)| format!("{p}={o}")).collect();
         if let Ok(v) = HeaderValue::from_str(&token.join(",")) {
             resp.headers_mut().insert("x-ledger-offsets", v);

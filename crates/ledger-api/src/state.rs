@@ -48,6 +48,16 @@ impl HttpMetrics {
     }
 }
 
+/// What ingestion says about itself, for `/healthz` and `/readyz`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IngestHealth {
+    /// Why the consumer stopped, if it did: what is served no longer updates.
+    pub failure: Option<String>,
+    /// Conditions holding ingestion back (a stalled partition, failing dead
+    /// letters); empty when healthy.
+    pub problems: Vec<String>,
+}
+
 /// Everything a handler needs. Cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
@@ -59,6 +69,8 @@ pub struct AppState {
     pub clock: Arc<dyn Fn() -> i64 + Send + Sync>,
     /// Whether ingestion has caught up to the high watermarks seen at start.
     pub ready: Arc<dyn Fn() -> bool + Send + Sync>,
+    /// Ingestion's own health (a stopped consumer, stalled partitions).
+    pub health: Arc<dyn Fn() -> IngestHealth + Send + Sync>,
     /// Bumped after every applied batch (wakes consistency waits).
     pub applied: watch::Receiver<u64>,
     /// Process start, Unix ms.
@@ -87,6 +99,7 @@ impl AppState {
             auth: Arc::new(auth),
             clock,
             ready: Arc::new(|| true),
+            health: Arc::new(IngestHealth::default),
             applied: rx,
             started_ms,
             registry: Arc::new(registry),

@@ -41,6 +41,19 @@ impl Outcome {
         matches!(self, Outcome::Applied | Outcome::ClosedAtDeadline(_))
     }
 
+    /// The counter an outcome is counted in (the store's event counts and
+    /// the `ledger_events{outcome}` metric): applied, duplicate, ignored,
+    /// rejected or limited.
+    pub fn bucket(self) -> &'static str {
+        match self {
+            Outcome::Applied | Outcome::ClosedAtDeadline(_) => "applied",
+            Outcome::Duplicate => "duplicate",
+            Outcome::IgnoredSecondCreated | Outcome::IgnoredTerminal => "ignored",
+            Outcome::RejectedRenewal => "rejected",
+            Outcome::RejectedLimit(_) => "limited",
+        }
+    }
+
     /// A short stable name, used in metrics and the event history.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -47,6 +47,14 @@ pub struct IngestConfig {
     /// Produce undecodable records to `<topic>.dlq` (off for rebuilds, which
     /// replay records that were dead-lettered already).
     pub dead_letter: bool,
+    /// A partition behind its high watermark that yields no record for this
+    /// long is reported stalled (log, metric, `/readyz`).
+    pub stall_after: Duration,
+    /// A stalled partition whose next record the broker does not deliver
+    /// for this long while it answers (a record over the broker's fetch
+    /// limit) has that offset skipped with a dead letter saying why.
+    /// `None`: never skip, only report.
+    pub skip_unfetchable_after: Option<Duration>,
 }
 
 impl IngestConfig {
@@ -59,6 +67,8 @@ impl IngestConfig {
             batch_wait: Duration::from_millis(50),
             batch_wait_behind: Duration::from_secs(1),
             dead_letter: true,
+            stall_after: Duration::from_secs(30),
+            skip_unfetchable_after: Some(Duration::from_secs(120)),
         }
     }
 }
@@ -79,9 +89,41 @@ pub struct PartitionProgress {
 pub struct Progress {
     partitions: RwLock<BTreeMap<i32, PartitionProgress>>,
     ready: AtomicBool,
+    /// Why the consumer thread ended, if it ended with an error.
+    failure: std::sync::Mutex<Option<String>>,
+    /// Conditions that keep ingestion from progressing, by kind
+    /// (`dlq`, `partition <p>`).
+    problems: std::sync::Mutex<BTreeMap<String, String>>,
 }
 
 impl Progress {
+    /// Why the consumer ended, if it failed: ingestion has stopped.
+    pub fn failure(&self) -> Option<String> {
+        self.failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// What currently keeps ingestion from progressing (empty when healthy).
+    pub fn problems(&self) -> Vec<String> {
+        self.problems
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Sets or clears the problem of a kind; whether it is new.
+    fn set_problem(&self, kind: &str, problem: Option<String>) -> bool {
+        let mut map = self.problems.lock().unwrap_or_else(|p| p.into_inner());
+        match problem {
+            Some(p) => map.insert(kind.to_string(), p).is_none(),
+            None => map.remove(kind).is_none(),
+        }
+    }
+
     /// Whether every partition reached the high watermark seen at start.
     pub fn ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
@@ -209,9 +251,19 @@ impl Ingestor {
         let progress = Arc::new(Progress::default());
         let (tx, rx) = watch::channel(0u64);
         let (s, p) = (stop.clone(), progress.clone());
+        let up = self.metrics.consumer_up.clone();
+        up.set(1);
         let thread = std::thread::Builder::new()
             .name("ingest".into())
-            .spawn(move || self.run(&s, &p, &tx))
+            .spawn(move || {
+                let r = self.run(&s, &p, &tx);
+                up.set(0);
+                if let Err(e) = &r {
+                    tracing::error!(error = %e, "the consumer stopped: ingestion has halted");
+                    *p.failure.lock().unwrap_or_else(|x| x.into_inner()) = Some(e.to_string());
+                }
+                r
+            })
             .expect("spawn ingest thread");
         IngestHandle {
             stop,
@@ -315,6 +367,11 @@ impl Ingestor {
         self.publish_progress(progress, &next, &start_high, &consumer);
         let mut last_meta = Instant::now();
         let mut batches = 0u64;
+        // When each partition last yielded a record (or was caught up).
+        let mut last_record: BTreeMap<i32, Instant> = BTreeMap::new();
+        // The last consumer error: a skip needs a broker that answered
+        // without error for the whole skip window.
+        let mut last_error = Instant::now();
         while !stop.load(Ordering::Acquire) {
             let started = Instant::now();
             let mut records: Vec<Record> = Vec::new();
@@ -339,6 +396,7 @@ impl Ingestor {
                     None => break,
                     Some(Err(e)) => {
                         self.metrics.errors.inc();
+                        last_error = Instant::now();
                         tracing::warn!(error = %e, "consumer error");
                         break;
                     }
@@ -360,6 +418,13 @@ impl Ingestor {
                     }
                 }
             }
+            for &p in batch_next.keys() {
+                last_record.insert(p, Instant::now());
+            }
+            if self.watch_stalls(&consumer, &rt, &dlq, progress, &next, &mut last_record, last_error)? {
+                next = self.assign(&consumer, &partitions)?;
+                continue;
+            }
             if batch_next.is_empty() {
                 self.publish_progress(progress, &next, &start_high, &consumer);
                 if last_meta.elapsed() > Duration::from_secs(30) {
@@ -377,11 +442,7 @@ impl Ingestor {
             // offsets that skip them are stored.
             let dead_count = dead.len() as u64;
             if dead_count > 0 && self.cfg.dead_letter {
-                let sent = rt.block_on(dlq.send_all(dead, |_| {}));
-                if let Err(e) = sent {
-                    self.metrics.errors.inc();
-                    tracing::error!(error = %e, "dead-letter delivery failed; rewinding to stored offsets");
-                    std::thread::sleep(Duration::from_secs(1));
+                if self.dead_letter_all(&rt, &dlq, progress, dead).is_err() {
                     next = self.assign(&consumer, &partitions)?;
                     continue;
                 }
@@ -390,6 +451,9 @@ impl Ingestor {
             let report = self
                 .store
                 .apply_batch(&self.cfg.topic, &records, &offsets, dead_count)?;
+            // Announced offsets (the consistency token) are durable ones: the
+            // batch is flushed before readers are told it is applied.
+            self.store.flush()?;
             next.extend(batch_next.iter().map(|(p, o)| (*p, *o)));
             let m = &self.metrics;
             m.consumed.inc_by(records.len() as u64 + dead_count);
@@ -420,6 +484,137 @@ impl Ingestor {
         }
         tracing::info!("consumer stopped after the batch in flight");
         Ok(())
+    }
+
+    /// Produces dead letters and awaits their delivery. The dead-letter topic
+    /// is created on demand: when a delivery fails, the topic is ensured (it
+    /// may not have existed — the broker was not up at start, or it was
+    /// deleted) and the delivery retried once. A failure after that is
+    /// reported (log, `ledger_dlq_failures`, `/readyz`) and returned: the
+    /// batch waits, healthy records included, until dead-lettering works.
+    fn dead_letter_all(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        dlq: &Publisher,
+        progress: &Progress,
+        letters: Vec<RawRecord>,
+    ) -> Result<(), KafkaError> {
+        let topic = dlq_topic(&self.cfg.topic);
+        let first = rt.block_on(dlq.send_all(letters.clone(), |_| {}));
+        let Err(e) = first else {
+            progress.set_problem("dlq", None);
+            return Ok(());
+        };
+        tracing::info!(error = %e, %topic, "dead-letter delivery failed; ensuring the topic exists");
+        let ensure = crate::admin_create_topic(&self.cfg.brokers, &topic, 1);
+        match rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), ensure).await }) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, %topic, "could not create the dead-letter topic"),
+            Err(_) => tracing::warn!(%topic, "timed out creating the dead-letter topic"),
+        }
+        match rt.block_on(dlq.send_all(letters, |_| {})) {
+            Ok(_) => {
+                progress.set_problem("dlq", None);
+                Ok(())
+            }
+            Err(e) => {
+                self.metrics.errors.inc();
+                self.metrics.dlq_failures.inc();
+                tracing::error!(error = %e, %topic, "dead-letter delivery failed; ingestion waits, rewinding to stored offsets");
+                progress.set_problem(
+                    "dlq",
+                    Some(format!("dead-lettering to `{topic}` fails ({e}); ingestion waits")),
+                );
+                std::thread::sleep(Duration::from_secs(1));
+                Err(e)
+            }
+        }
+    }
+
+    /// Finds partitions behind their high watermark that yield no record:
+    /// reports them after `stall_after` (log, metric, `/readyz`); after
+    /// `skip_unfetchable_after`, while the broker answers, moves past the
+    /// offset the broker does not deliver — a dead letter records the skip
+    /// and its reason, stored with the new offset. Returns whether offsets
+    /// were stored (the caller reassigns).
+    fn watch_stalls(
+        &self,
+        c: &LedgerConsumer,
+        rt: &tokio::runtime::Runtime,
+        dlq: &Publisher,
+        progress: &Progress,
+        next: &BTreeMap<i32, i64>,
+        last_record: &mut BTreeMap<i32, Instant>,
+        last_error: Instant,
+    ) -> Result<bool, KafkaError> {
+        let mut stalled = 0;
+        let mut moved = false;
+        for (&p, &n) in next {
+            let behind = c.context().high(p).is_some_and(|h| h > n);
+            let since = *last_record.entry(p).or_insert_with(Instant::now);
+            if !behind {
+                last_record.insert(p, Instant::now());
+                progress.set_problem(&format!("partition {p}"), None);
+                continue;
+            }
+            let quiet = since.elapsed();
+            if quiet < self.cfg.stall_after {
+                continue;
+            }
+            stalled += 1;
+            let kind = format!("partition {p}");
+            let problem = format!(
+                "partition {p} yields no record at offset {n} while behind its high watermark"
+            );
+            if progress.set_problem(&kind, Some(problem)) {
+                tracing::error!(partition = p, offset = n, seconds = quiet.as_secs(), "partition stalled");
+            }
+            let Some(skip) = self.cfg.skip_unfetchable_after else {
+                continue;
+            };
+            if quiet.min(last_error.elapsed()) < skip {
+                continue;
+            }
+            // Only a broker that answers, with a record at `n`, is told to skip
+            // it: an outage never costs a record.
+            let Ok((low, high)) = c.fetch_watermarks(&self.cfg.topic, p, Duration::from_secs(5))
+            else {
+                continue;
+            };
+            let position = c
+                .position()
+                .ok()
+                .and_then(|tpl| tpl.find_partition(&self.cfg.topic, p).map(|e| e.offset()));
+            let (to, dead) = match position {
+                // The client moved past records it did not deliver (control
+                // markers, compaction gaps): nothing is lost.
+                Some(Offset::Offset(o)) if o > n => (o.min(high), 0),
+                _ if n >= low && n < high => {
+                    if self.cfg.dead_letter {
+                        let reason = format!(
+                            "unfetchable: the broker delivered no record at this offset for {} s while answering (larger than its fetch limit?); skipped",
+                            quiet.as_secs()
+                        );
+                        let marker = skipped_letter(&self.cfg.topic, p, n, &reason);
+                        if self.dead_letter_all(rt, dlq, progress, vec![marker]).is_err() {
+                            continue;
+                        }
+                    }
+                    tracing::error!(partition = p, offset = n, "skipped an unfetchable record (dead letter written)");
+                    self.metrics.skipped.inc();
+                    (n + 1, 1)
+                }
+                _ => continue,
+            };
+            self.store.apply_batch(&self.cfg.topic, &[], &[(p, to)], dead)?;
+            self.store.flush()?;
+            self.metrics.count("dead_lettered", dead);
+            last_record.insert(p, Instant::now());
+            progress.set_problem(&kind, None);
+            moved = true;
+        }
+        self.metrics.stalled.set(stalled);
+        Ok(moved)
     }
 
     fn publish_progress(
@@ -471,6 +666,30 @@ fn decode_message(m: &BorrowedMessage<'_>) -> Result<ledger_core::Event, String>
     let event = decode_record(m.key(), m.payload(), header).map_err(|e| e.to_string())?;
     ledger_core::limits::check_event(&event).map_err(|e| format!("over a limit: {e}"))?;
     Ok(event)
+}
+
+/// The dead letter of an offset skipped because the broker never delivered
+/// its record: no key or payload (none could be read), where and why.
+fn skipped_letter(topic: &str, partition: i32, offset: i64, reason: &str) -> RawRecord {
+    let (p, o) = (partition.to_string(), offset.to_string());
+    let mut headers = OwnedHeaders::new();
+    for (k, v) in [
+        ("dlq.reason", reason),
+        ("dlq.topic", topic),
+        ("dlq.partition", p.as_str()),
+        ("dlq.offset", o.as_str()),
+    ] {
+        headers = headers.insert(Header {
+            key: k,
+            value: Some(v),
+        });
+    }
+    RawRecord {
+        key: None,
+        payload: vec![],
+        headers: Some(headers),
+        partition: None,
+    }
 }
 
 /// The dead letter of a record that failed to decode: same key, payload

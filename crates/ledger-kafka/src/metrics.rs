@@ -33,6 +33,14 @@ pub struct Metrics {
     pub errors: Counter,
     /// Events the reaper published.
     pub reaped: Counter,
+    /// 1 while the consumer thread runs, 0 once it has stopped.
+    pub consumer_up: Gauge,
+    /// Failed dead-letter deliveries (each holds its batch back).
+    pub dlq_failures: Counter,
+    /// Partitions behind their high watermark that yield no record.
+    pub stalled: Gauge,
+    /// Offsets skipped because the broker never delivered their record.
+    pub skipped: Counter,
 }
 
 impl Default for Metrics {
@@ -44,6 +52,10 @@ impl Default for Metrics {
             lag: Family::default(),
             errors: Counter::default(),
             reaped: Counter::default(),
+            consumer_up: Gauge::default(),
+            dlq_failures: Counter::default(),
+            stalled: Gauge::default(),
+            skipped: Counter::default(),
         }
     }
 }
@@ -74,6 +86,26 @@ impl Metrics {
             "reaped_events",
             "Expired/abandoned events published by the reaper",
             m.reaped.clone(),
+        );
+        r.register(
+            "consumer_up",
+            "1 while the consumer runs, 0 once it has stopped",
+            m.consumer_up.clone(),
+        );
+        r.register(
+            "dlq_failures",
+            "Failed dead-letter deliveries (each holds its batch back)",
+            m.dlq_failures.clone(),
+        );
+        r.register(
+            "stalled_partitions",
+            "Partitions behind their high watermark that yield no record",
+            m.stalled.clone(),
+        );
+        r.register(
+            "skipped_records",
+            "Offsets skipped because the broker never delivered their record",
+            m.skipped.clone(),
         );
         m
     }

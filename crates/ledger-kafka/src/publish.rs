@@ -25,6 +25,7 @@ pub struct Publisher {
 }
 
 /// A record to produce: key, payload, optional headers and partition.
+#[derive(Clone)]
 pub struct RawRecord {
     pub key: Option<Vec<u8>>,
     pub payload: Vec<u8>,

@@ -32,6 +32,8 @@ pub enum StoreError {
     BadCursor,
     #[error("the store is in format {found}; this build reads format {want}: rebuild it from the topic (`session-ledger rebuild`)")]
     Format { found: u64, want: u64 },
+    #[error("the store at {path} is damaged ({reason}); refusing to start on it: rebuild it from the topic (`session-ledger rebuild`)")]
+    Damaged { path: String, reason: String },
 }
 
 pub(crate) fn corrupt(key: &[u8], e: impl std::fmt::Display) -> StoreError {
@@ -186,6 +188,9 @@ pub(crate) struct Inner {
     /// equal to the tree by every applied batch (every API response reads
     /// them).
     pub(crate) offsets: Mutex<HashMap<String, BTreeMap<i32, i64>>>,
+    /// The offsets known to be on disk: those at open, then the applied ones
+    /// as of the start of the last completed flush. Never ahead of `offsets`.
+    pub(crate) durable: Mutex<HashMap<String, BTreeMap<i32, i64>>>,
     pub(crate) defaults: Defaults,
 }
 
@@ -198,15 +203,45 @@ pub struct Store {
 
 impl Store {
     /// Opens (or creates) the store in `dir` with the given timeout defaults.
+    ///
+    /// A store whose files are damaged — sled's data file missing, emptied or
+    /// unreadable, or data without the format key every store writes at
+    /// creation — is refused with [`StoreError::Damaged`] (the way out is a
+    /// rebuild), never silently re-ingested from offset 0.
     pub fn open(dir: impl AsRef<Path>, defaults: Defaults) -> Result<Self, StoreError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(512 * 1024 * 1024)
-            .mode(sled::Mode::HighThroughput)
-            .flush_every_ms(Some(500))
-            .open()?;
-        let tree = db.open_tree("ledger")?;
-        match tree.get(keys::FORMAT)? {
+        let dir = dir.as_ref();
+        let damaged = |reason: &str| StoreError::Damaged {
+            path: dir.display().to_string(),
+            reason: reason.to_string(),
+        };
+        // sled writes `conf` and `db` when it creates a store.
+        let existed = dir.join("conf").exists();
+        let data_len = std::fs::metadata(dir.join("db")).map_or(0, |m| m.len());
+        if existed && data_len == 0 {
+            return Err(damaged("its data file is missing or empty"));
+        }
+        // sled 0.34 panics on some truncated files: a refusal, not a crash.
+        let opened = std::panic::catch_unwind(|| {
+            let db = sled::Config::new()
+                .path(dir)
+                .cache_capacity(512 * 1024 * 1024)
+                .mode(sled::Mode::HighThroughput)
+                .flush_every_ms(Some(500))
+                .open()?;
+            let tree = db.open_tree("ledger")?;
+            let format = tree.get(keys::FORMAT)?;
+            Ok::<_, sled::Error>((db, tree, format))
+        });
+        let (db, tree, format) = match opened {
+            Ok(Ok(x)) => x,
+            Ok(Err(sled::Error::Corruption { .. })) => {
+                return Err(damaged("sled reports corruption"))
+            }
+            Ok(Err(e)) if existed => return Err(damaged(&format!("sled cannot open it: {e}"))),
+            Ok(Err(e)) => return Err(e.into()),
+            Err(_) => return Err(damaged("sled could not read its files")),
+        };
+        match format {
             Some(v) => {
                 let found = decode_u64(keys::FORMAT, &v)?;
                 if found != FORMAT {
@@ -223,8 +258,13 @@ impl Store {
                     want: FORMAT,
                 })
             }
+            None if existed => {
+                return Err(damaged("its data holds no format key: emptied or truncated"))
+            }
             None => {
+                // Flushed at once: from here on, a store without it is damaged.
                 tree.insert(keys::FORMAT, &FORMAT.to_be_bytes()[..])?;
+                tree.flush()?;
             }
         }
         let mut stats = Stats::default();
@@ -249,6 +289,7 @@ impl Store {
                 tree,
                 write: Mutex::new(()),
                 stats: Mutex::new(stats),
+                durable: Mutex::new(offsets.clone()),
                 offsets: Mutex::new(offsets),
                 defaults,
             }),
@@ -259,10 +300,31 @@ impl Store {
         &self.inner.defaults
     }
 
-    /// Forces everything written so far to disk.
+    /// Forces everything written so far to disk; the offsets applied until
+    /// then become durable ([`Store::durable_offsets`]).
     pub fn flush(&self) -> Result<(), StoreError> {
+        let applied = self
+            .inner
+            .offsets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         self.inner.tree.flush()?;
+        *self.inner.durable.lock().unwrap_or_else(|p| p.into_inner()) = applied;
         Ok(())
+    }
+
+    /// Next offsets of `topic` known to be on disk, by partition: what a
+    /// crash cannot roll back. The consistency token announces these.
+    pub fn durable_offsets(&self, topic: &str) -> Result<BTreeMap<i32, i64>, StoreError> {
+        Ok(self
+            .inner
+            .durable
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(topic)
+            .cloned()
+            .unwrap_or_default())
     }
 
     /// The stored record of a session.
@@ -288,7 +350,8 @@ impl Store {
             .clone()
     }
 
-    /// Stored next offsets of `topic`, by partition.
+    /// Applied next offsets of `topic`, by partition (they may be ahead of
+    /// what is on disk until the next flush: see [`Store::durable_offsets`]).
     pub fn offsets(&self, topic: &str) -> Result<BTreeMap<i32, i64>, StoreError> {
         Ok(self
             .inner

@@ -266,3 +266,58 @@ fn a_store_of_another_format_is_refused_with_the_way_out() {
     drop(Store::open(fresh.path(), Defaults::default()).unwrap());
     Store::open(fresh.path(), Defaults::default()).unwrap();
 }
+
+/// Defect 3: a damaged store is refused with the way out (a rebuild) —
+/// never a panic inside sled, never a silent re-ingest from offset 0 — and
+/// durable offsets are what a flush put on disk.
+#[test]
+fn a_damaged_store_is_refused_with_the_way_out() {
+    let events = generate(GenConfig {
+        seed: 3,
+        sessions: 2_000,
+        events: 20_000,
+        ..Default::default()
+    });
+    type Damage = fn(&std::path::Path);
+    let damages: [(&str, Damage); 3] = [
+        ("truncated to half", |db| {
+            let f = std::fs::OpenOptions::new().write(true).open(db).unwrap();
+            let len = f.metadata().unwrap().len();
+            f.set_len(len / 2).unwrap();
+        }),
+        ("emptied", |db| {
+            std::fs::File::create(db).unwrap();
+        }),
+        ("data file deleted", |db| std::fs::remove_file(db).unwrap()),
+    ];
+    for (what, damage) in damages {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path(), Defaults::default()).unwrap();
+            assert!(store.durable_offsets(TOPIC).unwrap().is_empty());
+            ingest(&store, &events, 5_000);
+            assert!(
+                store.durable_offsets(TOPIC).unwrap().is_empty(),
+                "applied but not flushed: nothing durable to announce yet"
+            );
+            store.flush().unwrap();
+            assert_eq!(
+                store.durable_offsets(TOPIC).unwrap(),
+                store.offsets(TOPIC).unwrap()
+            );
+        }
+        damage(&dir.path().join("db"));
+        match Store::open(dir.path(), Defaults::default()) {
+            Err(e @ ledger_store::StoreError::Damaged { .. }) => {
+                let msg = e.to_string();
+                assert!(msg.contains("session-ledger rebuild"), "{what}: {msg}");
+            }
+            Err(e) => panic!("{what}: not reported as damaged: {e}"),
+            Ok(s) => panic!(
+                "{what}: opened with {} sessions and offsets {:?}",
+                s.stats().sessions,
+                s.offsets(TOPIC).unwrap()
+            ),
+        }
+    }
+}

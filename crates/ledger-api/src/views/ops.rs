@@ -12,20 +12,36 @@ use crate::state::AppState;
 /// The OpenAPI document served at `/openapi.yaml` (the file in `schemas/`).
 pub const OPENAPI: &str = include_str!("../../../../schemas/openapi.yaml");
 
-pub async fn healthz() -> Json<serde_json::Value> {
-    Json(json!({"status": "ok"}))
+/// Liveness: 503 once the consumer has stopped (what is served no longer
+/// updates; restart the process).
+pub async fn healthz(State(state): State<AppState>) -> Response {
+    match (state.health)().failure {
+        None => Json(json!({"status": "ok"})).into_response(),
+        Some(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "consumer stopped", "error": why})),
+        )
+            .into_response(),
+    }
 }
 
+/// Readiness: 200 once caught up with nothing holding ingestion back.
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    if (state.ready)() {
-        (StatusCode::OK, Json(json!({"status": "ready"}))).into_response()
+    let health = (state.health)();
+    let (status, body) = if let Some(why) = health.failure {
+        ("consumer stopped", json!([why]))
+    } else if !health.problems.is_empty() {
+        ("degraded", json!(health.problems))
+    } else if !(state.ready)() {
+        ("catching up", json!([]))
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "catching up"})),
-        )
-            .into_response()
-    }
+        return (StatusCode::OK, Json(json!({"status": "ready"}))).into_response();
+    };
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({"status": status, "problems": body})),
+    )
+        .into_response()
 }
 
 pub async fn metrics(State(state): State<AppState>) -> Response {

@@ -23,6 +23,7 @@ pub fn load(store: &Store, topic: &str, events: Vec<Event>) {
         let next = chunk.last().expect("non-empty chunk").offset + 1;
         store.apply_batch(topic, chunk, &[(0, next)], 0).unwrap();
     }
+    store.flush().unwrap();
 }
 
 /// A server running on its own 2-worker runtime (stops when dropped).
