@@ -18,11 +18,18 @@ fn demo_serves_all_four_views_with_no_setup() {
             "--events",
             "3000",
         ])
-        .env("LEDGER_LOG", "warn,rdkafka=off")
+        .env("LEDGER_LOG", "info,rdkafka=off")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let log = std::thread::spawn(move || {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut text).unwrap();
+        text
+    });
+    let started_ms = chrono::Utc::now().timestamp_millis();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut printed = vec![];
     let base = loop {
@@ -55,6 +62,14 @@ fn demo_serves_all_four_views_with_no_setup() {
     let clerk = get("/v1/sessions?limit=5");
     assert_eq!(clerk.as_array().unwrap().len(), 5);
     assert_eq!(clerk[0]["object"], "session");
+    // The generated stream ends at the demo's start: no time in the future.
+    let newest = get("/v1/sessions?limit=500");
+    for s in newest.as_array().unwrap() {
+        for k in ["created_at", "last_active_at", "updated_at"] {
+            let t = s[k].as_i64().unwrap();
+            assert!(t <= started_ms + 60_000, "{k} {t} is in the future of {started_ms}");
+        }
+    }
     let user = clerk[0]["user_id"].as_str().unwrap().to_string();
     let r = reqwest::blocking::Client::new()
         .post(format!("{base}/v2/traces/sessions/query"))
@@ -74,4 +89,12 @@ fn demo_serves_all_four_views_with_no_setup() {
         libc::kill(child.id() as i32, libc::SIGTERM);
     }
     assert!(child.wait().unwrap().success());
+    let log = log.join().unwrap();
+    assert!(log.contains(" INFO "), "logs captured: {log}");
+    assert!(!log.contains('\x1b'), "no colour codes when stderr is not a terminal:\n{log}");
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(" WARN ") && !l.contains("authentication is DISABLED"))
+        .collect();
+    assert!(warnings.is_empty(), "a first run warns of nothing but the demo's open auth: {warnings:?}");
 }

@@ -38,10 +38,13 @@ pub async fn run(port: u16, sessions: usize, events: usize) -> anyhow::Result<()
         start: None,
         out: None,
     };
-    let gen = Generator::new(gen_config(&opts)?);
+    // The stream ends now: no time a first-time user sees is in the future.
+    let mut events: Vec<_> = Generator::new(gen_config(&opts)?).collect();
+    let last = events.iter().map(|e| e.time_ms).max().unwrap_or_default();
+    ledger_gen::shift(&mut events, chrono::Utc::now().timestamp_millis() - last);
     let publisher = Publisher::new(&brokers, &cfg.kafka.topic)?;
     let sent = publisher
-        .send_all(gen.map(|e| RawRecord::event(&e)), |_| {})
+        .send_all(events.iter().map(RawRecord::event), |_| {})
         .await?;
     println!("demo: in-process Kafka at {brokers}; published {sent} generated events");
     println!("demo: store in {}", dir.display());

@@ -92,6 +92,24 @@ const TERMINALS: &[EventKind] = &[
     EventKind::Replaced,
 ];
 
+/// Moves every time in `events` (event times and explicit expiries) by
+/// `by_ms`, so a generated stream can end at a chosen instant.
+pub fn shift(events: &mut [Event], by_ms: i64) {
+    for e in events {
+        e.time_ms += by_ms;
+        if let Some(x) = e.created_expires_at_ms.as_mut() {
+            *x += by_ms;
+        }
+        if let EventData::Renewed {
+            expires_at_ms: Some(x),
+            ..
+        } = &mut e.data
+        {
+            *x += by_ms;
+        }
+    }
+}
+
 /// The event stream described by a config.
 pub struct Generator {
     cfg: GenConfig,
