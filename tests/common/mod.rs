@@ -148,6 +148,9 @@ pub struct Server {
     pub base: String,
     pub data: PathBuf,
     pub stderr_log: PathBuf,
+    /// The API key `applied` reads with (servers without `--no-auth`): the
+    /// consistency token goes to authenticated callers only.
+    pub key: Option<String>,
 }
 
 impl Server {
@@ -189,6 +192,7 @@ impl Server {
             base,
             data: data.to_path_buf(),
             stderr_log: log,
+            key: None,
         }
     }
 
@@ -198,8 +202,11 @@ impl Server {
 
     /// Sum of the applied offsets the server reports.
     pub fn applied(&self) -> i64 {
-        let r = reqwest::blocking::get(self.url("/v1/sessions?limit=1"));
-        let Ok(r) = r else { return -1 };
+        let mut req = reqwest::blocking::Client::new().get(self.url("/v1/sessions?limit=1"));
+        if let Some(k) = &self.key {
+            req = req.bearer_auth(k);
+        }
+        let Ok(r) = req.send() else { return -1 };
         r.headers()
             .get("x-ledger-offsets")
             .and_then(|v| v.to_str().ok())

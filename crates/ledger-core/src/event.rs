@@ -37,6 +37,11 @@ pub enum DecodeError {
     BadData { kind: &'static str, reason: String },
     #[error("record key `{key}` does not match subject `{subject}`")]
     KeyMismatch { key: String, subject: String },
+    #[error("unsupported content-type `{content_type}`: {reason}")]
+    ContentType {
+        content_type: String,
+        reason: &'static str,
+    },
 }
 
 /// The nine session event types.
@@ -309,20 +314,96 @@ pub fn decode_binary<'a>(
     )
 }
 
-/// Decodes one Kafka record: binary mode when a `ce_specversion` header is
-/// present, structured mode otherwise. A key, when present, must be UTF-8 and
-/// equal the event's subject (the session id), which keeps a session's events
-/// on one partition.
+/// How a Kafka record carries its CloudEvent (the CloudEvents Kafka protocol
+/// binding, §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContentMode {
+    /// The value is the whole event (JSON event format).
+    Structured,
+    /// Attributes in `ce_*` headers, `datacontenttype` in `content-type`, the
+    /// value is `data`.
+    Binary,
+}
+
+/// The media type of a `content-type` value: its part before any parameter,
+/// trimmed and lowercased (media types are case-insensitive).
+fn media_type(content_type: &str) -> String {
+    content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// Whether a media type is JSON: `application/json`, `text/json` or any
+/// `…/…+json`.
+fn is_json_media_type(media: &str) -> bool {
+    matches!(media, "application/json" | "text/json") || media.ends_with("+json")
+}
+
+/// The content mode of a record, from its headers, per the Kafka protocol
+/// binding: *structured* when `content-type` starts with
+/// `application/cloudevents` (then any `ce_*` headers are ignored), else
+/// *binary* when `ce_specversion` is present, else structured (a JSON
+/// envelope without headers, as most producers write it). Header names are
+/// the binding's, lowercase and case-sensitive. Event formats other than JSON
+/// and batches are rejected.
+pub fn content_mode<'a>(
+    header: impl Fn(&str) -> Option<&'a [u8]>,
+) -> Result<ContentMode, DecodeError> {
+    if let Some(ct) = header("content-type") {
+        let ct = std::str::from_utf8(ct).map_err(|_| DecodeError::Utf8("content-type"))?;
+        let media = media_type(ct);
+        if media.starts_with("application/cloudevents") {
+            return match media.as_str() {
+                "application/cloudevents+json" | "application/cloudevents" => {
+                    Ok(ContentMode::Structured)
+                }
+                m if m.starts_with("application/cloudevents-batch") => {
+                    Err(DecodeError::ContentType {
+                        content_type: ct.to_string(),
+                        reason: "batched content mode is not supported on Kafka",
+                    })
+                }
+                _ => Err(DecodeError::ContentType {
+                    content_type: ct.to_string(),
+                    reason: "structured mode supports only the JSON event format",
+                }),
+            };
+        }
+    }
+    if header("ce_specversion").is_some() {
+        Ok(ContentMode::Binary)
+    } else {
+        Ok(ContentMode::Structured)
+    }
+}
+
+/// Decodes one Kafka record in the content mode its headers select (see
+/// [`content_mode`]). In binary mode a `content-type`, when present, must be a
+/// JSON media type. A key, when present, must be UTF-8 and equal the event's
+/// subject (the session id), which keeps a session's events on one partition.
 pub fn decode_record<'a>(
     key: Option<&[u8]>,
     payload: Option<&[u8]>,
     header: impl Fn(&str) -> Option<&'a [u8]>,
 ) -> Result<Event, DecodeError> {
     let payload = payload.unwrap_or_default();
-    let event = if header("ce_specversion").is_some() {
-        decode_binary(header, payload)?
-    } else {
-        decode_structured(payload)?
+    let event = match content_mode(&header)? {
+        ContentMode::Structured => decode_structured(payload)?,
+        ContentMode::Binary => {
+            if let Some(ct) = header("content-type") {
+                let ct = std::str::from_utf8(ct).map_err(|_| DecodeError::Utf8("content-type"))?;
+                if !is_json_media_type(&media_type(ct)) {
+                    return Err(DecodeError::ContentType {
+                        content_type: ct.to_string(),
+                        reason: "binary-mode data must be JSON",
+                    });
+                }
+            }
+            decode_binary(header, payload)?
+        }
     };
     if let Some(k) = key {
         let k = std::str::from_utf8(k).map_err(|_| DecodeError::Utf8("key"))?;

@@ -3,12 +3,15 @@
 
 use std::path::PathBuf;
 
-use ledger_core::{decode_structured, EventKind};
+use ledger_core::{decode_record, decode_structured, EventKind};
 use serde_json::Value;
 
 fn schemas() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../schemas")
 }
+
+/// A named change to a valid event.
+type Mutation = Box<dyn Fn(&mut Value)>;
 
 fn validator() -> jsonschema::Validator {
     let text = std::fs::read_to_string(schemas().join("session-event.schema.json")).unwrap();
@@ -48,7 +51,7 @@ fn invalid_events_fail_schema_and_decoder_alike() {
         &std::fs::read_to_string(schemas().join("samples/created.json")).unwrap(),
     )
     .unwrap();
-    let mutations: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+    let mutations: Vec<(&str, Mutation)> = vec![
         (
             "no user_id",
             Box::new(|e| {
@@ -84,5 +87,38 @@ fn invalid_events_fail_schema_and_decoder_alike() {
             decode_structured(e.to_string().as_bytes()).is_err(),
             "decoder accepted: {name}"
         );
+    }
+}
+
+/// Kafka protocol binding: a record whose `content-type` is the CloudEvents
+/// JSON format is in structured mode even when `ce_*` headers are present
+/// (here naming another event): every sample decodes from the value alone.
+#[test]
+fn structured_content_type_beats_ce_headers() {
+    let headers: [(&str, &[u8]); 7] = [
+        (
+            "content-type",
+            b"application/cloudevents+json; charset=utf-8",
+        ),
+        ("ce_specversion", b"1.0"),
+        ("ce_id", b"from-headers"),
+        ("ce_source", b"/headers"),
+        ("ce_type", b"session.ended"),
+        ("ce_subject", b"other-session"),
+        ("ce_time", b"2030-01-01T00:00:00Z"),
+    ];
+    let header = |n: &str| headers.iter().find(|(k, _)| *k == n).map(|(_, v)| *v);
+    for kind in EventKind::ALL {
+        let name = kind.type_name().trim_start_matches("session.");
+        let text = std::fs::read_to_string(schemas().join("samples").join(format!("{name}.json")))
+            .unwrap();
+        let want = decode_structured(text.as_bytes()).unwrap();
+        let got = decode_record(
+            Some(want.session_id.as_bytes()),
+            Some(text.as_bytes()),
+            header,
+        )
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(got, want, "{name}");
     }
 }
