@@ -67,7 +67,10 @@ fn demo_serves_all_four_views_with_no_setup() {
     for s in newest.as_array().unwrap() {
         for k in ["created_at", "last_active_at", "updated_at"] {
             let t = s[k].as_i64().unwrap();
-            assert!(t <= started_ms + 60_000, "{k} {t} is in the future of {started_ms}");
+            assert!(
+                t <= started_ms + 60_000,
+                "{k} {t} is in the future of {started_ms}"
+            );
         }
     }
     let user = clerk[0]["user_id"].as_str().unwrap().to_string();
@@ -91,10 +94,16 @@ fn demo_serves_all_four_views_with_no_setup() {
     assert!(child.wait().unwrap().success());
     let log = log.join().unwrap();
     assert!(log.contains(" INFO "), "logs captured: {log}");
-    assert!(!log.contains('\x1b'), "no colour codes when stderr is not a terminal:\n{log}");
+    assert!(
+        !log.contains('\x1b'),
+        "no colour codes when stderr is not a terminal:\n{log}"
+    );
     let warnings: Vec<&str> = log
         .lines()
         .filter(|l| l.contains(" WARN ") && !l.contains("authentication is DISABLED"))
         .collect();
-    assert!(warnings.is_empty(), "a first run warns of nothing but the demo's open auth: {warnings:?}");
+    assert!(
+        warnings.is_empty(),
+        "a first run warns of nothing but the demo's open auth: {warnings:?}"
+    );
 }

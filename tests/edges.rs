@@ -99,11 +99,7 @@ fn a_failing_store_write_stops_serve_loudly_and_a_restart_loses_nothing() {
     let brokers = broker();
     let topic = topic(&brokers, "disk-full", 3);
     let evs = events(12, 20_000, 120_000);
-    let sent = publish(
-        &brokers,
-        &topic,
-        evs.iter().map(RawRecord::event).collect(),
-    ) as i64;
+    let sent = publish(&brokers, &topic, evs.iter().map(RawRecord::event).collect()) as i64;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("store");
     let log = dir.path().join("serve.log");
@@ -190,7 +186,12 @@ fn a_record_the_broker_never_delivers_is_reported_then_skipped_with_a_reason() {
         &brokers,
         &topic,
         &dir.path().join("store"),
-        &["--no-auth", "--no-reaper", "--config", config.to_str().unwrap()],
+        &[
+            "--no-auth",
+            "--no-reaper",
+            "--config",
+            config.to_str().unwrap(),
+        ],
     );
     let mut saw_degraded = false;
     let start = Instant::now();
@@ -199,12 +200,18 @@ fn a_record_the_broker_never_delivers_is_reported_then_skipped_with_a_reason() {
         if status == 503 && body.contains("degraded") && body.contains("partition 0") {
             saw_degraded = true;
         }
-        assert!(start.elapsed() < Duration::from_secs(120), "never got past the record");
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "never got past the record"
+        );
         std::thread::sleep(Duration::from_millis(250));
     }
     assert!(saw_degraded, "the stall showed in /readyz before the skip");
     let (_, metrics) = get(&server, "/metrics");
-    assert!(metrics.contains("ledger_skipped_records_total 1"), "{metrics}");
+    assert!(
+        metrics.contains("ledger_skipped_records_total 1"),
+        "{metrics}"
+    );
     let dlq = read_topic(&brokers, &ledger_kafka::dlq_topic(&topic));
     assert_eq!(dlq.len(), 1);
     assert_eq!(dlq[0].headers["dlq.offset"], "200");

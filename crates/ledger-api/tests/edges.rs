@@ -183,13 +183,20 @@ fn aggregates_are_scoped_to_the_key() {
 #[test]
 fn the_consistency_wait_and_offsets_are_for_authenticated_callers_only() {
     let f = fixture(deadline_mix());
-    let far_ahead = [("x-ledger-wait-for", "0=999999999"), ("x-ledger-wait-ms", "5000")];
+    let far_ahead = [
+        ("x-ledger-wait-for", "0=999999999"),
+        ("x-ledger-wait-ms", "5000"),
+    ];
     for key in [None, Some("wrong-key")] {
         let mut h = far_ahead.to_vec();
         if let Some(k) = key {
             h.push(("x-api-key", k));
         }
-        for path in ["/api/messaging/sessions", "/v1/sessions", "/users/session/api"] {
+        for path in [
+            "/api/messaging/sessions",
+            "/v1/sessions",
+            "/users/session/api",
+        ] {
             let r = get(&f, path, &h);
             assert_eq!(r.status(), 401, "{path} {key:?}");
             assert!(r.headers().get("x-ledger-offsets").is_none(), "{path}");
@@ -213,7 +220,11 @@ fn the_consistency_wait_and_offsets_are_for_authenticated_callers_only() {
 #[test]
 fn api_keys_are_compared_exactly() {
     let f = fixture(deadline_mix());
-    let ok = get(&f, "/v1/sessions", &[("authorization", &format!("Bearer {ADMIN}"))]);
+    let ok = get(
+        &f,
+        "/v1/sessions",
+        &[("authorization", &format!("Bearer {ADMIN}"))],
+    );
     assert_eq!(ok.status(), 200);
     for presented in [format!("Bearer  {ADMIN}"), format!("Bearer {ADMIN}\t.")] {
         let r = get(&f, "/v1/sessions", &[("authorization", &presented)]);

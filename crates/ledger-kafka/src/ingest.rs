@@ -229,6 +229,14 @@ pub fn consumer_config(brokers: &str, group_id: &str) -> ClientConfig {
     c
 }
 
+/// How long partitions have been quiet: when each last yielded a record (or
+/// was caught up), and the last consumer error (a skip needs a broker that
+/// answered without error for the whole skip window).
+struct Quiet {
+    last_record: BTreeMap<i32, Instant>,
+    last_error: Instant,
+}
+
 /// The consumer loop.
 pub struct Ingestor {
     cfg: IngestConfig,
@@ -367,11 +375,10 @@ impl Ingestor {
         self.publish_progress(progress, &next, &start_high, &consumer);
         let mut last_meta = Instant::now();
         let mut batches = 0u64;
-        // When each partition last yielded a record (or was caught up).
-        let mut last_record: BTreeMap<i32, Instant> = BTreeMap::new();
-        // The last consumer error: a skip needs a broker that answered
-        // without error for the whole skip window.
-        let mut last_error = Instant::now();
+        let mut quiet = Quiet {
+            last_record: BTreeMap::new(),
+            last_error: Instant::now(),
+        };
         while !stop.load(Ordering::Acquire) {
             let started = Instant::now();
             let mut records: Vec<Record> = Vec::new();
@@ -396,7 +403,7 @@ impl Ingestor {
                     None => break,
                     Some(Err(e)) => {
                         self.metrics.errors.inc();
-                        last_error = Instant::now();
+                        quiet.last_error = Instant::now();
                         tracing::warn!(error = %e, "consumer error");
                         break;
                     }
@@ -419,9 +426,9 @@ impl Ingestor {
                 }
             }
             for &p in batch_next.keys() {
-                last_record.insert(p, Instant::now());
+                quiet.last_record.insert(p, Instant::now());
             }
-            if self.watch_stalls(&consumer, &rt, &dlq, progress, &next, &mut last_record, last_error)? {
+            if self.watch_stalls(&consumer, &rt, &dlq, progress, &next, &mut quiet)? {
                 next = self.assign(&consumer, &partitions)?;
                 continue;
             }
@@ -441,11 +448,12 @@ impl Ingestor {
             // Dead letters first: their delivery must be certain before the
             // offsets that skip them are stored.
             let dead_count = dead.len() as u64;
-            if dead_count > 0 && self.cfg.dead_letter {
-                if self.dead_letter_all(&rt, &dlq, progress, dead).is_err() {
-                    next = self.assign(&consumer, &partitions)?;
-                    continue;
-                }
+            if dead_count > 0
+                && self.cfg.dead_letter
+                && self.dead_letter_all(&rt, &dlq, progress, dead).is_err()
+            {
+                next = self.assign(&consumer, &partitions)?;
+                continue;
             }
             let offsets: Vec<(i32, i64)> = batch_next.iter().map(|(p, o)| (*p, *o)).collect();
             let report = self
@@ -509,7 +517,9 @@ impl Ingestor {
         let ensure = crate::admin_create_topic(&self.cfg.brokers, &topic, 1);
         match rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), ensure).await }) {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, %topic, "could not create the dead-letter topic"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, %topic, "could not create the dead-letter topic")
+            }
             Err(_) => tracing::warn!(%topic, "timed out creating the dead-letter topic"),
         }
         match rt.block_on(dlq.send_all(letters, |_| {})) {
@@ -523,7 +533,9 @@ impl Ingestor {
                 tracing::error!(error = %e, %topic, "dead-letter delivery failed; ingestion waits, rewinding to stored offsets");
                 progress.set_problem(
                     "dlq",
-                    Some(format!("dead-lettering to `{topic}` fails ({e}); ingestion waits")),
+                    Some(format!(
+                        "dead-lettering to `{topic}` fails ({e}); ingestion waits"
+                    )),
                 );
                 std::thread::sleep(Duration::from_secs(1));
                 Err(e)
@@ -544,9 +556,10 @@ impl Ingestor {
         dlq: &Publisher,
         progress: &Progress,
         next: &BTreeMap<i32, i64>,
-        last_record: &mut BTreeMap<i32, Instant>,
-        last_error: Instant,
+        q: &mut Quiet,
     ) -> Result<bool, KafkaError> {
+        let last_error = q.last_error;
+        let last_record = &mut q.last_record;
         let mut stalled = 0;
         let mut moved = false;
         for (&p, &n) in next {
@@ -567,7 +580,12 @@ impl Ingestor {
                 "partition {p} yields no record at offset {n} while behind its high watermark"
             );
             if progress.set_problem(&kind, Some(problem)) {
-                tracing::error!(partition = p, offset = n, seconds = quiet.as_secs(), "partition stalled");
+                tracing::error!(
+                    partition = p,
+                    offset = n,
+                    seconds = quiet.as_secs(),
+                    "partition stalled"
+                );
             }
             let Some(skip) = self.cfg.skip_unfetchable_after else {
                 continue;
@@ -596,17 +614,25 @@ impl Ingestor {
                             quiet.as_secs()
                         );
                         let marker = skipped_letter(&self.cfg.topic, p, n, &reason);
-                        if self.dead_letter_all(rt, dlq, progress, vec![marker]).is_err() {
+                        if self
+                            .dead_letter_all(rt, dlq, progress, vec![marker])
+                            .is_err()
+                        {
                             continue;
                         }
                     }
-                    tracing::error!(partition = p, offset = n, "skipped an unfetchable record (dead letter written)");
+                    tracing::error!(
+                        partition = p,
+                        offset = n,
+                        "skipped an unfetchable record (dead letter written)"
+                    );
                     self.metrics.skipped.inc();
                     (n + 1, 1)
                 }
                 _ => continue,
             };
-            self.store.apply_batch(&self.cfg.topic, &[], &[(p, to)], dead)?;
+            self.store
+                .apply_batch(&self.cfg.topic, &[], &[(p, to)], dead)?;
             self.store.flush()?;
             self.metrics.count("dead_lettered", dead);
             last_record.insert(p, Instant::now());

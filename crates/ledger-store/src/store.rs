@@ -259,7 +259,9 @@ impl Store {
                 })
             }
             None if existed => {
-                return Err(damaged("its data holds no format key: emptied or truncated"))
+                return Err(damaged(
+                    "its data holds no format key: emptied or truncated",
+                ))
             }
             None => {
                 // Flushed at once: from here on, a store without it is damaged.
@@ -435,11 +437,18 @@ impl Store {
             .stats()
             .max_warning_minutes
             .max(u64::from(self.defaults().warning_threshold_minutes));
-        let to = now.saturating_add(i64::try_from(warn).unwrap_or(i64::MAX).saturating_mul(MINUTE_MS));
+        let to = now.saturating_add(
+            i64::try_from(warn)
+                .unwrap_or(i64::MAX)
+                .saturating_mul(MINUTE_MS),
+        );
         let mut n = 0;
         for (id, ..) in self.deadlines(now.saturating_add(1), to, usize::MAX)? {
             if let Some(s) = self.get(&id)? {
-                if f.matches(&s, now) && s.status_at(now) == Status::Active && s.is_near_expiration(now) {
+                if f.matches(&s, now)
+                    && s.status_at(now) == Status::Active
+                    && s.is_near_expiration(now)
+                {
                     n += 1;
                 }
             }
