@@ -109,9 +109,7 @@ impl Store {
                 Some(before) => *stats.by_status.entry(before).or_default() -= 1,
             }
             *stats.by_status.entry(w.status.1).or_default() += 1;
-            stats.max_warning_minutes = stats
-                .max_warning_minutes
-                .max(u64::from(w.warning_minutes));
+            stats.max_warning_minutes = stats.max_warning_minutes.max(u64::from(w.warning_minutes));
             for k in w.history_dropped {
                 batch.remove(k);
             }
