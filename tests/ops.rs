@@ -249,7 +249,7 @@ fn outcomes(events: &[Event]) -> BTreeMap<&'static str, u64> {
     for e in events {
         let (s, o) = apply(m.remove(&e.session_id), e, &d);
         m.insert(e.session_id.clone(), s);
-        *c.entry(o.bucket()).or_default() += 1;
+        *c.entry(o.bucket().as_str()).or_default() += 1;
     }
     c
 }

@@ -111,7 +111,7 @@ fn store(sessions: usize) -> (Store, i64, Vec<String>) {
                     Record {
                         partition: 0,
                         offset: offset - 1,
-                        event: ledger_kafka::reaper::reap_event(id, *status, *at),
+                        event: ledger_core::reap_event(id, *status, *at),
                     }
                 })
                 .collect();

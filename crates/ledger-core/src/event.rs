@@ -91,10 +91,21 @@ impl EventKind {
     }
 
     pub fn is_terminal(self) -> bool {
-        !matches!(
-            self,
-            EventKind::Created | EventKind::Activity | EventKind::Renewed
-        )
+        self.terminal_status().is_some()
+    }
+
+    /// The status a terminal event sets; `None` for the others.
+    pub fn terminal_status(self) -> Option<crate::session::Status> {
+        use crate::session::Status;
+        match self {
+            EventKind::Expired => Some(Status::Expired),
+            EventKind::Abandoned => Some(Status::Abandoned),
+            EventKind::Ended => Some(Status::Ended),
+            EventKind::Revoked => Some(Status::Revoked),
+            EventKind::Removed => Some(Status::Removed),
+            EventKind::Replaced => Some(Status::Replaced),
+            EventKind::Created | EventKind::Activity | EventKind::Renewed => None,
+        }
     }
 }
 

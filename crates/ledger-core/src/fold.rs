@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 
 use crate::config::{Defaults, TimeoutPatch};
-use crate::event::{ActivityData, CreatedData, Event, EventData, EventKind};
+use crate::event::{ActivityData, CreatedData, Event, EventData};
 use crate::limits::{is_secret_key, redact_object, Limit, MAX_CONTACT_IDS, MAX_PENDING, MAX_TAGS};
 use crate::session::{
     deadline, id_hash, LatestActivity, PendingStep, Session, Status, RECENT_IDS,
@@ -42,15 +42,14 @@ impl Outcome {
     }
 
     /// The counter an outcome is counted in (the store's event counts and
-    /// the `ledger_events{outcome}` metric): applied, duplicate, ignored,
-    /// rejected or limited.
-    pub fn bucket(self) -> &'static str {
+    /// the `ledger_events{outcome}` metric).
+    pub fn bucket(self) -> Bucket {
         match self {
-            Outcome::Applied | Outcome::ClosedAtDeadline(_) => "applied",
-            Outcome::Duplicate => "duplicate",
-            Outcome::IgnoredSecondCreated | Outcome::IgnoredTerminal => "ignored",
-            Outcome::RejectedRenewal => "rejected",
-            Outcome::RejectedLimit(_) => "limited",
+            Outcome::Applied | Outcome::ClosedAtDeadline(_) => Bucket::Applied,
+            Outcome::Duplicate => Bucket::Duplicate,
+            Outcome::IgnoredSecondCreated | Outcome::IgnoredTerminal => Bucket::Ignored,
+            Outcome::RejectedRenewal => Bucket::Rejected,
+            Outcome::RejectedLimit(_) => Bucket::Limited,
         }
     }
 
@@ -66,6 +65,48 @@ impl Outcome {
             Outcome::RejectedLimit(_) => "rejected_limit",
         }
     }
+}
+
+/// The counters consumed records are counted in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Bucket {
+    /// Changed a session (including closes at a deadline).
+    Applied,
+    /// A recent duplicate id.
+    Duplicate,
+    /// A second `created`, or an event on a terminal session.
+    Ignored,
+    /// A renewal past the maximum duration.
+    Rejected,
+    /// Over a per-session bound.
+    Limited,
+}
+
+impl Bucket {
+    /// Its name in metrics: `ledger_events{outcome="…"}`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Bucket::Applied => "applied",
+            Bucket::Duplicate => "duplicate",
+            Bucket::Ignored => "ignored",
+            Bucket::Rejected => "rejected",
+            Bucket::Limited => "limited",
+        }
+    }
+}
+
+/// Folds events, in order, into the sessions they make (by session id): the
+/// reference every projection of the same sequence must equal.
+pub fn replay<'a>(
+    events: impl IntoIterator<Item = &'a Event>,
+    defaults: &Defaults,
+) -> std::collections::BTreeMap<String, Session> {
+    let mut sessions = std::collections::BTreeMap::new();
+    for e in events {
+        let prior = sessions.remove(&e.session_id);
+        sessions.insert(e.session_id.clone(), apply(prior, e, defaults).0);
+    }
+    sessions
 }
 
 /// Folds one event into its session's state (`None` = never seen).
@@ -120,7 +161,8 @@ pub fn apply(state: Option<Session>, ev: &Event, defaults: &Defaults) -> (Sessio
             _ => Outcome::IgnoredTerminal,
         },
         EventData::Terminal(d) => {
-            let status = terminal_status(ev.kind);
+            // Terminal data comes with a terminal type (the decoder's rule).
+            let status = ev.kind.terminal_status().unwrap_or(Status::Ended);
             match s.status {
                 Status::Pending => {
                     if !s
@@ -149,19 +191,6 @@ pub fn apply(state: Option<Session>, ev: &Event, defaults: &Defaults) -> (Sessio
         _ => {}
     }
     (s, outcome)
-}
-
-fn terminal_status(kind: EventKind) -> Status {
-    match kind {
-        EventKind::Expired => Status::Expired,
-        EventKind::Abandoned => Status::Abandoned,
-        EventKind::Ended => Status::Ended,
-        EventKind::Revoked => Status::Revoked,
-        EventKind::Removed => Status::Removed,
-        EventKind::Replaced => Status::Replaced,
-        // Not reachable for terminal data; treated as ended.
-        EventKind::Created | EventKind::Activity | EventKind::Renewed => Status::Ended,
-    }
 }
 
 /// The per-session bound an activity would exceed, if any: the pending queue
@@ -206,10 +235,7 @@ fn close_if_past_deadline(s: &mut Session, t: i64) -> Option<Outcome> {
     if t >= at {
         s.status = status;
         s.ended_at = Some(at);
-        s.end_reason = Some(match status {
-            Status::Expired => "timeout".to_string(),
-            _ => "inactivity".to_string(),
-        });
+        s.end_reason = status.deadline_reason().map(str::to_string);
         Some(Outcome::ClosedAtDeadline(status))
     } else {
         None

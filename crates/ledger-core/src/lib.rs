@@ -9,6 +9,7 @@ pub mod config;
 pub mod event;
 pub mod fold;
 pub mod limits;
+pub mod reap;
 pub mod session;
 pub mod time;
 
@@ -18,6 +19,7 @@ pub use event::{
     DecodeError, Device, Event, EventData, EventKind, RenewedData, TerminalData, Usage,
     MAX_EVENT_BYTES,
 };
-pub use fold::{apply, Outcome};
+pub use fold::{apply, replay, Bucket, Outcome};
 pub use limits::Limit;
+pub use reap::reap_event;
 pub use session::{Session, Status, UNLIMITED_EXPIRY_MS};

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::config::{TimeoutConfig, TimeoutPatch};
-use crate::event::{Billing, Device, SessionType, Usage};
+use crate::event::{Billing, Device, EventKind, SessionType, Usage};
 
 /// Expiry shown for `unlimited` sessions: 9999-12-31T23:59:59Z, in Unix ms.
 pub const UNLIMITED_EXPIRY_MS: i64 = 253_402_300_799_000;
@@ -64,6 +64,29 @@ impl Status {
 
     pub fn is_terminal(self) -> bool {
         !matches!(self, Status::Pending | Status::Active)
+    }
+
+    /// The event type that sets this status (`Active`/`Pending`: `created`).
+    pub fn terminal_kind(self) -> EventKind {
+        match self {
+            Status::Expired => EventKind::Expired,
+            Status::Abandoned => EventKind::Abandoned,
+            Status::Ended => EventKind::Ended,
+            Status::Revoked => EventKind::Revoked,
+            Status::Removed => EventKind::Removed,
+            Status::Replaced => EventKind::Replaced,
+            Status::Pending | Status::Active => EventKind::Created,
+        }
+    }
+
+    /// The end reason of a session closed by a time deadline with this
+    /// status: `timeout` (expired), `inactivity` (abandoned).
+    pub fn deadline_reason(self) -> Option<&'static str> {
+        match self {
+            Status::Expired => Some("timeout"),
+            Status::Abandoned => Some("inactivity"),
+            _ => None,
+        }
     }
 }
 
@@ -265,7 +288,7 @@ pub fn id_hash(id: &str) -> u64 {
 }
 
 /// Serializes free-form JSON members as JSON text, so that sessions also
-/// encode in compact non-self-describing formats (the store uses postcard).
+/// encode in compact formats that are not self-describing.
 mod json_text {
     use serde::{de::DeserializeOwned, Deserialize, Deserializer, Serialize, Serializer};
 

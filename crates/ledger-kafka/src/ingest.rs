@@ -16,7 +16,7 @@ use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use ledger_core::decode_record;
+use ledger_core::{decode_record, Bucket};
 use ledger_store::{Record, Store};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
@@ -465,11 +465,15 @@ impl Ingestor {
             next.extend(batch_next.iter().map(|(p, o)| (*p, *o)));
             let m = &self.metrics;
             m.consumed.inc_by(records.len() as u64 + dead_count);
-            m.count("applied", report.events.applied);
-            m.count("duplicate", report.events.duplicate);
-            m.count("ignored", report.events.ignored);
-            m.count("rejected", report.events.rejected);
-            m.count("limited", report.events.limited);
+            for b in [
+                Bucket::Applied,
+                Bucket::Duplicate,
+                Bucket::Ignored,
+                Bucket::Rejected,
+                Bucket::Limited,
+            ] {
+                m.count(b.as_str(), report.events.get(b));
+            }
             if report.events.limited > 0 {
                 tracing::warn!(
                     events = report.events.limited,

@@ -1,11 +1,11 @@
-//! The reaper: publishes `session.expired` / `session.abandoned` for active
-//! sessions past their deadline, back to the event topic.
+//! The reaper: publishes the events that close active sessions past their
+//! deadline, back to the event topic. It decides nothing: the store says what
+//! is due and `ledger_core::reap_event` what event closes it (time = the
+//! deadline, a deterministic id, so a second reaper's copy is a duplicate).
 //!
 //! Only partitions this instance owns in the reaper's consumer group are
 //! reaped (the group's assignment is the ownership; its partitions are paused,
-//! nothing is consumed). Each event has time = the deadline and a
-//! deterministic id (UUIDv5 of session id, type and deadline), so if two
-//! instances ever both reap a session the store ignores the duplicate.
+//! nothing is consumed).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,18 +13,13 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use ledger_core::event::TerminalData;
-use ledger_core::{Event, EventData, EventKind, Status};
+use ledger_core::reap_event;
 use ledger_store::Store;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
 use crate::publish::RawRecord;
 use crate::{KafkaError, Metrics, Publisher};
-
-/// Namespace of reaper event ids (UUIDv5).
-pub const REAPER_NAMESPACE: uuid::Uuid =
-    uuid::Uuid::from_u128(0x6a1f_3c2e_9b7d_4e51_8f0a_2d4c_6b8e_1f37);
 
 /// Reaper settings.
 #[derive(Debug, Clone)]
@@ -37,34 +32,6 @@ pub struct ReaperConfig {
     pub interval: Duration,
     /// Most events published per tick.
     pub max_per_tick: usize,
-}
-
-/// The deterministic reaper event for a session past `deadline`.
-pub fn reap_event(session_id: &str, status: Status, deadline_ms: i64) -> Event {
-    let kind = if status == Status::Abandoned {
-        EventKind::Abandoned
-    } else {
-        EventKind::Expired
-    };
-    let name = format!("{session_id}|{}|{deadline_ms}", kind.type_name());
-    Event {
-        id: uuid::Uuid::new_v5(&REAPER_NAMESPACE, name.as_bytes()).to_string(),
-        source: "/session-ledger/reaper".into(),
-        kind,
-        session_id: session_id.to_string(),
-        time_ms: deadline_ms,
-        created_expires_at_ms: None,
-        data: EventData::Terminal(TerminalData {
-            reason: Some(
-                if kind == EventKind::Expired {
-                    "timeout"
-                } else {
-                    "inactivity"
-                }
-                .into(),
-            ),
-        }),
-    }
 }
 
 pub struct Reaper {

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use ledger_core::time::MINUTE_MS;
-use ledger_core::{Defaults, Event, Outcome, Session, Status};
+use ledger_core::{Bucket, Defaults, Event, Outcome, Session, Status};
 use serde::{Deserialize, Serialize};
 
 use crate::chunks::{self, Scan};
@@ -97,13 +97,29 @@ pub struct EventCounts {
 }
 
 impl EventCounts {
+    /// Counts an outcome in the counter core assigns it ([`Outcome::bucket`]).
     pub(crate) fn count(&mut self, o: Outcome) {
-        match o {
-            Outcome::Applied | Outcome::ClosedAtDeadline(_) => self.applied += 1,
-            Outcome::Duplicate => self.duplicate += 1,
-            Outcome::IgnoredSecondCreated | Outcome::IgnoredTerminal => self.ignored += 1,
-            Outcome::RejectedRenewal => self.rejected += 1,
-            Outcome::RejectedLimit(_) => self.limited += 1,
+        *self.get_mut(o.bucket()) += 1;
+    }
+
+    fn get_mut(&mut self, b: Bucket) -> &mut u64 {
+        match b {
+            Bucket::Applied => &mut self.applied,
+            Bucket::Duplicate => &mut self.duplicate,
+            Bucket::Ignored => &mut self.ignored,
+            Bucket::Rejected => &mut self.rejected,
+            Bucket::Limited => &mut self.limited,
+        }
+    }
+
+    /// The count of a bucket.
+    pub fn get(&self, b: Bucket) -> u64 {
+        match b {
+            Bucket::Applied => self.applied,
+            Bucket::Duplicate => self.duplicate,
+            Bucket::Ignored => self.ignored,
+            Bucket::Rejected => self.rejected,
+            Bucket::Limited => self.limited,
         }
     }
 
