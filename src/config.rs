@@ -105,17 +105,20 @@ fn admin() -> String {
     "admin".into()
 }
 
+/// The defaults are the consumer's own (`IngestConfig::new`): one place.
 impl Default for KafkaSection {
     fn default() -> Self {
+        let d = ledger_kafka::IngestConfig::new("127.0.0.1:9092", "session-events");
+        let ms = |d: Duration| d.as_millis() as u64;
         Self {
-            brokers: "127.0.0.1:9092".into(),
-            topic: "session-events".into(),
-            group_id: "session-ledger".into(),
-            batch_max: 50_000,
-            batch_wait_ms: 50,
-            batch_wait_behind_ms: 1_000,
-            stall_after_ms: 30_000,
-            skip_unfetchable_after_ms: 120_000,
+            brokers: d.brokers,
+            topic: d.topic,
+            group_id: d.group_id,
+            batch_max: d.batch_max,
+            batch_wait_ms: ms(d.batch_wait),
+            batch_wait_behind_ms: ms(d.batch_wait_behind),
+            stall_after_ms: ms(d.stall_after),
+            skip_unfetchable_after_ms: d.skip_unfetchable_after.map_or(0, ms),
         }
     }
 }

@@ -229,6 +229,27 @@ pub fn consumer_config(brokers: &str, group_id: &str) -> ClientConfig {
     c
 }
 
+/// A running consumer's connections and positions.
+struct Connected {
+    rt: tokio::runtime::Runtime,
+    consumer: LedgerConsumer,
+    dlq: Publisher,
+    partitions: Vec<i32>,
+    /// Next offset to apply, by partition (= the stored offsets).
+    next: BTreeMap<i32, i64>,
+    start_high: BTreeMap<i32, i64>,
+    quiet: Quiet,
+}
+
+/// One polled batch: decoded records, dead letters, and each partition's
+/// offset after its last record.
+struct Batch {
+    started: Instant,
+    records: Vec<Record>,
+    dead: Vec<RawRecord>,
+    next: BTreeMap<i32, i64>,
+}
+
 /// How long partitions have been quiet: when each last yielded a record (or
 /// was caught up), and the last consumer error (a skip needs a broker that
 /// answered without error for the whole skip window).
@@ -333,12 +354,56 @@ impl Ingestor {
         Ok(next)
     }
 
+    /// The loop: fill a batch, watch for stalls, dead-letter, store, announce.
     fn run(
         self,
         stop: &AtomicBool,
         progress: &Progress,
         applied: &watch::Sender<u64>,
     ) -> Result<(), KafkaError> {
+        let Some(mut k) = self.connect(stop)? else {
+            return Ok(());
+        };
+        let c = &k.consumer;
+        self.publish_progress(progress, &k.next, &k.start_high, c);
+        let (mut last_meta, mut batches) = (Instant::now(), 0u64);
+        while !stop.load(Ordering::Acquire) {
+            let batch = self.fill_batch(c, &k.next, &mut k.quiet);
+            if self.watch_stalls(c, &k.rt, &k.dlq, progress, &k.next, &mut k.quiet)? {
+                k.next = self.assign(c, &k.partitions)?;
+                continue;
+            }
+            if batch.next.is_empty() {
+                self.publish_progress(progress, &k.next, &k.start_high, c);
+                if last_meta.elapsed() > Duration::from_secs(30) {
+                    last_meta = Instant::now();
+                    self.refresh_partitions(c, stop, &mut k.partitions, &mut k.next)?;
+                }
+                continue;
+            }
+            // Dead letters first: their delivery must be certain before the
+            // offsets that skip them are stored.
+            let dead = batch.dead.len() as u64;
+            if dead > 0
+                && self.cfg.dead_letter
+                && (self.dead_letter_all(&k.rt, &k.dlq, progress, batch.dead)).is_err()
+            {
+                k.next = self.assign(c, &k.partitions)?;
+                continue;
+            }
+            self.store_batch(c, &batch.records, &batch.next, dead, batch.started)?;
+            k.next.extend(batch.next);
+            batches += 1;
+            self.publish_progress(progress, &k.next, &k.start_high, c);
+            let _ = applied.send(batches);
+        }
+        tracing::info!("consumer stopped after the batch in flight");
+        Ok(())
+    }
+
+    /// The consumer assigned at the stored offsets, the dead-letter producer,
+    /// the start watermarks; `None` when stopped before the broker answered.
+    fn connect(&self, stop: &AtomicBool) -> Result<Option<Connected>, KafkaError> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -348,23 +413,47 @@ impl Ingestor {
             producer_config(&self.cfg.brokers),
             &dlq_topic(&self.cfg.topic),
         )?;
-        let mut partitions = match self.partitions(&consumer, stop) {
+        let partitions = match self.partitions(&consumer, stop) {
             Ok(p) => p,
-            Err(_) if stop.load(Ordering::Acquire) => return Ok(()),
+            Err(_) if stop.load(Ordering::Acquire) => return Ok(None),
             Err(e) => return Err(e),
         };
-        let mut next = self.assign(&consumer, &partitions)?;
-        // High watermarks at start: /readyz turns ready once they are reached.
+        let next = self.assign(&consumer, &partitions)?;
+        let Some(start_high) = self.start_watermarks(&consumer, &partitions, stop) else {
+            return Ok(None);
+        };
+        Ok(Some(Connected {
+            rt,
+            consumer,
+            dlq,
+            partitions,
+            next,
+            start_high,
+            quiet: Quiet {
+                last_record: BTreeMap::new(),
+                last_error: Instant::now(),
+            },
+        }))
+    }
+
+    /// High watermarks at start (`/readyz` turns ready once they are
+    /// reached); `None` when stopped while the broker does not answer.
+    fn start_watermarks(
+        &self,
+        c: &LedgerConsumer,
+        partitions: &[i32],
+        stop: &AtomicBool,
+    ) -> Option<BTreeMap<i32, i64>> {
         let mut start_high = BTreeMap::new();
-        for &p in &partitions {
+        for &p in partitions {
             let high = loop {
-                match consumer.fetch_watermarks(&self.cfg.topic, p, Duration::from_secs(5)) {
+                match c.fetch_watermarks(&self.cfg.topic, p, Duration::from_secs(5)) {
                     Ok((_, h)) => break h,
                     Err(e) => {
                         self.metrics.errors.inc();
                         tracing::warn!(partition = p, error = %e, "watermark request failed; retrying");
                         if stop.load(Ordering::Acquire) {
-                            return Ok(());
+                            return None;
                         }
                         std::thread::sleep(Duration::from_millis(500));
                     }
@@ -372,129 +461,132 @@ impl Ingestor {
             };
             start_high.insert(p, high);
         }
-        self.publish_progress(progress, &next, &start_high, &consumer);
-        let mut last_meta = Instant::now();
-        let mut batches = 0u64;
-        let mut quiet = Quiet {
-            last_record: BTreeMap::new(),
-            last_error: Instant::now(),
+        Some(start_high)
+    }
+
+    /// Polls one batch: up to `batch_max` records, for up to `batch_wait`
+    /// (`batch_wait_behind` while that many records behind). Records already
+    /// applied (a rewind's prefetch) are passed over; undecodable ones become
+    /// dead letters.
+    fn fill_batch(
+        &self,
+        c: &LedgerConsumer,
+        next: &BTreeMap<i32, i64>,
+        quiet: &mut Quiet,
+    ) -> Batch {
+        let started = Instant::now();
+        let mut b = Batch {
+            started,
+            records: Vec::new(),
+            dead: Vec::new(),
+            next: BTreeMap::new(),
         };
-        while !stop.load(Ordering::Acquire) {
-            let started = Instant::now();
-            let mut records: Vec<Record> = Vec::new();
-            let mut dead: Vec<RawRecord> = Vec::new();
-            let mut batch_next = BTreeMap::new();
-            let behind: i64 = next
-                .iter()
-                .map(|(&p, &n)| consumer.context().high(p).map_or(0, |h| (h - n).max(0)))
-                .sum();
-            let wait = if behind >= self.cfg.batch_max as i64 {
-                self.cfg.batch_wait_behind
-            } else {
-                self.cfg.batch_wait
-            };
-            let deadline = started + wait;
-            while records.len() + dead.len() < self.cfg.batch_max {
-                let now = Instant::now();
-                if now >= deadline {
+        let behind: i64 = next
+            .iter()
+            .map(|(&p, &n)| c.context().high(p).map_or(0, |h| (h - n).max(0)))
+            .sum();
+        let wait = if behind >= self.cfg.batch_max as i64 {
+            self.cfg.batch_wait_behind
+        } else {
+            self.cfg.batch_wait
+        };
+        let deadline = started + wait;
+        while b.records.len() + b.dead.len() < self.cfg.batch_max {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            match c.poll(deadline - now) {
+                None => break,
+                Some(Err(e)) => {
+                    self.metrics.errors.inc();
+                    quiet.last_error = Instant::now();
+                    tracing::warn!(error = %e, "consumer error");
                     break;
                 }
-                match consumer.poll(deadline - now) {
-                    None => break,
-                    Some(Err(e)) => {
-                        self.metrics.errors.inc();
-                        quiet.last_error = Instant::now();
-                        tracing::warn!(error = %e, "consumer error");
-                        break;
+                Some(Ok(m)) => {
+                    let p = m.partition();
+                    let expected = b.next.get(&p).or(next.get(&p)).copied().unwrap_or(0);
+                    if m.offset() < expected {
+                        continue;
                     }
-                    Some(Ok(m)) => {
-                        let p = m.partition();
-                        let expected = batch_next.get(&p).or(next.get(&p)).copied().unwrap_or(0);
-                        if m.offset() < expected {
-                            continue; // already applied (a rewind's prefetch)
-                        }
-                        batch_next.insert(p, m.offset() + 1);
-                        match decode_message(&m) {
-                            Ok(event) => records.push(Record {
-                                event,
-                                partition: p,
-                                offset: m.offset(),
-                            }),
-                            Err(reason) => dead.push(dead_letter(&m, &self.cfg.topic, &reason)),
-                        }
+                    b.next.insert(p, m.offset() + 1);
+                    match decode_message(&m) {
+                        Ok(event) => b.records.push(Record {
+                            event,
+                            partition: p,
+                            offset: m.offset(),
+                        }),
+                        Err(reason) => b.dead.push(dead_letter(&m, &self.cfg.topic, &reason)),
                     }
                 }
             }
-            for &p in batch_next.keys() {
-                quiet.last_record.insert(p, Instant::now());
-            }
-            if self.watch_stalls(&consumer, &rt, &dlq, progress, &next, &mut quiet)? {
-                next = self.assign(&consumer, &partitions)?;
-                continue;
-            }
-            if batch_next.is_empty() {
-                self.publish_progress(progress, &next, &start_high, &consumer);
-                if last_meta.elapsed() > Duration::from_secs(30) {
-                    last_meta = Instant::now();
-                    if let Ok(ps) = self.partitions(&consumer, stop) {
-                        if ps.len() != partitions.len() {
-                            partitions = ps;
-                            next = self.assign(&consumer, &partitions)?;
-                        }
-                    }
-                }
-                continue;
-            }
-            // Dead letters first: their delivery must be certain before the
-            // offsets that skip them are stored.
-            let dead_count = dead.len() as u64;
-            if dead_count > 0
-                && self.cfg.dead_letter
-                && self.dead_letter_all(&rt, &dlq, progress, dead).is_err()
-            {
-                next = self.assign(&consumer, &partitions)?;
-                continue;
-            }
-            let offsets: Vec<(i32, i64)> = batch_next.iter().map(|(p, o)| (*p, *o)).collect();
-            let report = self
-                .store
-                .apply_batch(&self.cfg.topic, &records, &offsets, dead_count)?;
-            // Announced offsets (the consistency token) are durable ones: the
-            // batch is flushed before readers are told it is applied.
-            self.store.flush()?;
-            next.extend(batch_next.iter().map(|(p, o)| (*p, *o)));
-            let m = &self.metrics;
-            m.consumed.inc_by(records.len() as u64 + dead_count);
-            for b in [
-                Bucket::Applied,
-                Bucket::Duplicate,
-                Bucket::Ignored,
-                Bucket::Rejected,
-                Bucket::Limited,
-            ] {
-                m.count(b.as_str(), report.events.get(b));
-            }
-            if report.events.limited > 0 {
-                tracing::warn!(
-                    events = report.events.limited,
-                    "events rejected for exceeding a per-session limit (kept in each session's history)"
-                );
-            }
-            m.count("dead_lettered", report.events.dead_lettered);
-            m.batch_seconds.observe(started.elapsed().as_secs_f64());
-            // Informational commit for lag tooling; the store is the truth.
-            let mut tpl = TopicPartitionList::new();
-            for (p, o) in &batch_next {
-                let _ = tpl.add_partition_offset(&self.cfg.topic, *p, Offset::Offset(*o));
-            }
-            if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
-                tracing::debug!(error = %e, "offset commit failed (informational only)");
-            }
-            batches += 1;
-            self.publish_progress(progress, &next, &start_high, &consumer);
-            let _ = applied.send(batches);
         }
-        tracing::info!("consumer stopped after the batch in flight");
+        for &p in b.next.keys() {
+            quiet.last_record.insert(p, Instant::now());
+        }
+        b
+    }
+
+    /// Reassigns when the topic's partition count changed.
+    fn refresh_partitions(
+        &self,
+        c: &LedgerConsumer,
+        stop: &AtomicBool,
+        partitions: &mut Vec<i32>,
+        next: &mut BTreeMap<i32, i64>,
+    ) -> Result<(), KafkaError> {
+        if let Ok(ps) = self.partitions(c, stop) {
+            if ps.len() != partitions.len() {
+                *partitions = ps;
+                *next = self.assign(c, partitions)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies a batch with its next offsets in one store write, flushes it
+    /// (announced offsets are durable ones), counts it, and commits the
+    /// offsets to Kafka for lag tooling (informational; the store is the truth).
+    fn store_batch(
+        &self,
+        c: &LedgerConsumer,
+        records: &[Record],
+        batch_next: &BTreeMap<i32, i64>,
+        dead: u64,
+        started: Instant,
+    ) -> Result<(), KafkaError> {
+        let offsets: Vec<(i32, i64)> = batch_next.iter().map(|(p, o)| (*p, *o)).collect();
+        let report = self
+            .store
+            .apply_batch(&self.cfg.topic, records, &offsets, dead)?;
+        self.store.flush()?;
+        let m = &self.metrics;
+        m.consumed.inc_by(records.len() as u64 + dead);
+        for b in [
+            Bucket::Applied,
+            Bucket::Duplicate,
+            Bucket::Ignored,
+            Bucket::Rejected,
+            Bucket::Limited,
+        ] {
+            m.count(b.as_str(), report.events.get(b));
+        }
+        if report.events.limited > 0 {
+            tracing::warn!(
+                events = report.events.limited,
+                "events rejected for exceeding a per-session limit (kept in each session's history)"
+            );
+        }
+        m.count("dead_lettered", report.events.dead_lettered);
+        m.batch_seconds.observe(started.elapsed().as_secs_f64());
+        let mut tpl = TopicPartitionList::new();
+        for (p, o) in batch_next {
+            let _ = tpl.add_partition_offset(&self.cfg.topic, *p, Offset::Offset(*o));
+        }
+        if let Err(e) = c.commit(&tpl, CommitMode::Async) {
+            tracing::debug!(error = %e, "offset commit failed (informational only)");
+        }
         Ok(())
     }
 
