@@ -19,7 +19,10 @@ fn main() -> std::process::ExitCode {
     // later: every batch frees and reallocates about the same working set,
     // and re-faulting it cost ~15% of the store path (peak RSS unchanged).
     // SAFETY: sets one of mimalloc's global options; any value is valid.
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+    #[allow(unsafe_code)]
+    unsafe {
+        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1)
+    };
     let cli = cli::Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("LEDGER_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rdkafka=warn"));

@@ -88,9 +88,7 @@ fn demo_serves_all_four_views_with_no_setup() {
     assert!(r.json::<Value>().unwrap().is_array());
     let eliza = get("/api/messaging/sessions?limit=2");
     assert!(eliza["stats"]["totalSessions"].as_u64().unwrap() > 0);
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
-    }
+    sigterm(child.id());
     assert!(child.wait().unwrap().success());
     let log = log.join().unwrap();
     assert!(log.contains(" INFO "), "logs captured: {log}");
@@ -106,4 +104,13 @@ fn demo_serves_all_four_views_with_no_setup() {
         warnings.is_empty(),
         "a first run warns of nothing but the demo's open auth: {warnings:?}"
     );
+}
+
+/// Sends SIGTERM to a process (through `kill`: no unsafe code in the tests).
+fn sigterm(pid: u32) {
+    let st = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success(), "kill -TERM {pid}");
 }

@@ -242,9 +242,7 @@ impl Server {
     /// SIGTERM; returns the exit status and how long the exit took.
     pub fn term(mut self) -> (std::process::ExitStatus, Duration) {
         let t = Instant::now();
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGTERM);
-        }
+        sigterm(self.child.id());
         let st = self.child.wait().unwrap();
         let log = std::fs::read_to_string(&self.stderr_log).unwrap_or_default();
         assert!(!log.contains("panicked"), "server panicked:\n{log}");
@@ -326,4 +324,13 @@ pub fn read_topic(brokers: &str, topic: &str) -> Vec<Read> {
         }
     }
     out
+}
+
+/// Sends SIGTERM to a process (through `kill`: no unsafe code in the tests).
+pub fn sigterm(pid: u32) {
+    let st = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success(), "kill -TERM {pid}");
 }
