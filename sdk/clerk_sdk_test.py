@@ -1,59 +1,74 @@
-"""Clerk's official Python SDK (clerk-backend-api) reading from the ledger.
+"""Clerk's official Python SDK (clerk-backend-api 7.0.0) reading sessions.
 
-Usage: python clerk_sdk_test.py BASE_URL API_KEY
+Usage: python clerk_sdk_test.py BASE_URL ADMIN_KEY USER_KEY USER_ID
+(USER_KEY is an API key scoped to the user USER_ID.)
 
-Every call goes through the SDK, which validates the body against its own
-pydantic models; the results are compared with the raw JSON of the same
-request. Exits non-zero on the first mismatch.
+Drives, unchanged: `sessions.list` (GET /v1/sessions) and `sessions.get`
+(GET /v1/sessions/{id}). The SDK validates every body against its pydantic
+models; the values are compared with the raw JSON of the same request and
+with what the filters promise.
 """
 
 import json
 import sys
-import urllib.request
 
+from checks import Checks, Raw
 from clerk_backend_api import Clerk, models
 from clerk_backend_api.models import ClerkErrors, QueryParamStatus, ResponseValidationError
 
-BASE, KEY = sys.argv[1], sys.argv[2]
+BASE, ADMIN, USER_KEY, USER = sys.argv[1:5]
+check = Checks("clerk-backend-api")
+raw = Raw(BASE, ADMIN)
 
 
-def raw(path):
-    req = urllib.request.Request(BASE + path, headers={"Authorization": f"Bearer {KEY}"})
-    with urllib.request.urlopen(req) as r:
-        return json.load(r)
+def trim(r):
+    """A Session in wire form without its null fields."""
+    out = {k: v for k, v in r.items() if v is not None}
+    if "latest_activity" in out:
+        out["latest_activity"] = {k: v for k, v in out["latest_activity"].items() if v is not None}
+    return out
 
 
-checks = 0
+def wire(s):
+    """An SDK Session back in wire form (what the raw JSON holds), nulls left out."""
+    return trim(s.model_dump(mode="json", by_alias=True))
 
 
-def check(cond, what):
-    global checks
-    if not cond:
-        sys.exit(f"FAILED: {what}")
-    checks += 1
-
-
-with Clerk(bearer_auth=KEY, server_url=BASE + "/v1") as clerk:
-    first = clerk.sessions.list(limit=500)
+with Clerk(bearer_auth=ADMIN, server_url=BASE + "/v1") as clerk:
+    # The SDK's sessions equal the raw JSON of the same request, field by field.
+    first = check.same(
+        "a page of 500 equals the raw JSON",
+        lambda: ([wire(s) for s in clerk.sessions.list(limit=500)], [trim(s) for s in raw.get("/v1/sessions?limit=500")]),
+    )
     check(len(first) == 500, "a full first page of 500")
-    check([s.id for s in first] == [s["id"] for s in raw("/v1/sessions?limit=500")], "list ids")
-    created = [s.created_at for s in first]
+    created = [s["created_at"] for s in first]
     check(created == sorted(created, reverse=True), "newest first")
+    for s in first:
+        check(s["created_at"] > 10**12 and s["last_active_at"] >= s["created_at"], "times in Unix ms, in order")
+        check(s["abandon_at"] > s["last_active_at"], "abandon_at after the last activity")
 
-    user = first[0].user_id
+    user = first[0]["user_id"]
     by_user = clerk.sessions.list(user_id=user, limit=500)
     check(by_user and all(s.user_id == user for s in by_user), f"user_id filter ({len(by_user)})")
-    check([s.id for s in by_user] == [s["id"] for s in raw(f"/v1/sessions?user_id={user}&limit=500")], "user_id ids")
+    newest = [s["id"] for s in first if s["user_id"] == user]
+    check([s.id for s in by_user][: len(newest)] == newest, "user_id: the user's sessions of the newest 500 come first")
+    check([s.id for s in by_user] == [s["id"] for s in raw.get(f"/v1/sessions?user_id={user}&limit=500")], "user_id ids")
 
-    client = first[0].client_id
+    client = first[0]["client_id"]
     by_client = clerk.sessions.list(client_id=client, limit=500)
     check(by_client and all(s.client_id == client for s in by_client), "client_id filter")
 
     seen = set()
     for st in QueryParamStatus:
-        got = clerk.sessions.list(status=st, limit=200)
-        check(all(s.status.value == st.value for s in got), f"status={st.value} filter")
-        check(len(got) == len(raw(f"/v1/sessions?status={st.value}&limit=200")), f"status={st.value} count")
+        got = check.same(
+            f"status={st.value} equals the raw JSON",
+            lambda: (
+                [s.id for s in clerk.sessions.list(status=st, limit=200)],
+                [s["id"] for s in raw.get(f"/v1/sessions?status={st.value}&limit=200")],
+            ),
+        )
+        statuses = {s.status.value for s in clerk.sessions.list(status=st, limit=200)}
+        check(statuses <= {st.value}, f"status={st.value} filter")
         if got:
             seen.add(st.value)
     check(len(seen) >= 3, f"several statuses present: {seen}")
@@ -65,7 +80,7 @@ with Clerk(bearer_auth=KEY, server_url=BASE + "/v1") as clerk:
     paged = []
     for off in range(0, 500, 70):
         paged += clerk.sessions.list(limit=70, offset=off)
-    check([s.id for s in paged[:500]] == [s.id for s in first], "offset paging")
+    check([s.id for s in paged[:500]] == [s["id"] for s in first], "offset paging")
 
     # paginated=true answers Clerk's documented {data, total_count}. SDK 7.0.0
     # types this operation as a bare list, so it rejects the envelope; its own
@@ -77,12 +92,15 @@ with Clerk(bearer_auth=KEY, server_url=BASE + "/v1") as clerk:
         body = json.loads(e.body)
         check(set(body) == {"data", "total_count"}, "paginated envelope")
         items = [models.Session.model_validate(s) for s in body["data"]]
-        check([s.id for s in items] == [s.id for s in first[:25]], "paginated data")
-        check(body["total_count"] >= 500, "total_count")
+        check([s.id for s in items] == [s["id"] for s in first[:25]], "paginated data")
+        check(body["total_count"] >= 1000, "total_count")
 
-    one = clerk.sessions.get(session_id=first[3].id)
-    check(one == first[3], "get equals the listed session")
-    check(one.latest_activity is None or one.latest_activity.object == "session_activity", "latest_activity")
+    one = check.same(
+        "get equals the raw JSON",
+        lambda: (wire(clerk.sessions.get(session_id=first[3]["id"])), trim(raw.get(f"/v1/sessions/{first[3]['id']}"))),
+    )
+    check(one["id"] == first[3]["id"] and one["created_at"] == first[3]["created_at"], "get equals the listed session")
+    check("latest_activity" not in one or one["latest_activity"]["object"] == "session_activity", "latest_activity")
 
     try:
         clerk.sessions.get(session_id="sess_does_not_exist")
@@ -103,4 +121,15 @@ with Clerk(bearer_auth="wrong-key", server_url=BASE + "/v1") as bad:
     except ClerkErrors as e:
         check(e.status_code == 401 and e.data.errors[0].message, "401 in Clerk's envelope")
 
-print(f"clerk-backend-api: {checks} checks passed")
+# A key scoped to one user lists that user's sessions; another user is 403.
+with Clerk(bearer_auth=USER_KEY, server_url=BASE + "/v1") as mine:
+    own = mine.sessions.list(limit=500)
+    check(own and [s.id for s in own] == [s["id"] for s in raw.get(f"/v1/sessions?user_id={USER}&limit=500")], "scoped list")
+    other = next(s for s in first if s["user_id"] != USER)
+    try:
+        mine.sessions.get(session_id=other["id"])
+        check(False, "another user's session must fail")
+    except (ClerkErrors, models.SDKError) as e:
+        check(e.status_code == 403, "403 outside the key's scope")
+
+check.done(f"{len(by_user)} sessions of {user}, statuses {sorted(seen)}")

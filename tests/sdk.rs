@@ -1,16 +1,48 @@
-//! The official clients, unchanged, against a running ledger: Clerk's Python
-//! SDK (`clerk-backend-api`) and elizaOS's `@elizaos/api-client`, installed by
-//! `scripts/sdk` (pinned, cached outside the clone). The ledger runs for real:
-//! events through the broker, a sled store, API-key auth.
+//! The official reader clients, unchanged, against one running ledger: Clerk
+//! (`clerk-backend-api`, `@clerk/backend`), orq.ai (`orq-ai-sdk` 3.x and
+//! 4.x), Wingspan (`@wingspan/users`) and elizaOS (`@elizaos/api-client`),
+//! installed by `scripts/sdk` (pinned, cached outside the clone) and driven
+//! by `sdk/*.py|mjs`. The ledger runs for real: events through the broker, a
+//! sled store, API-key auth with an admin key and a key scoped to one user.
 
 mod common;
 
-use std::process::Command;
+use std::collections::{BTreeMap, HashMap};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use common::*;
+use ledger_core::event::SessionType;
 use ledger_gen::{generate, GenConfig};
 use ledger_kafka::publish::RawRecord;
+
+const ADMIN_KEY: &str = "sk_test_ledger_sdk";
+const USER_KEY: &str = "sk_test_ledger_sdk_user";
+
+/// `scripts/sdk install`'s `name=path` lines.
+fn install_sdks() -> HashMap<String, String> {
+    let out = Command::new(root().join("scripts/sdk"))
+        .arg("install")
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "installing the SDKs failed");
+    let paths: HashMap<String, String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    for name in ["python", "python_orq3", "node_prefix"] {
+        assert!(paths.contains_key(name), "scripts/sdk printed no {name}=");
+    }
+    paths
+}
+
+fn hash(key: &str) -> String {
+    let out = Command::new(BIN).args(["hash-key", key]).output().unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
 
 #[test]
 fn official_clients_read_the_ledger_unchanged() {
@@ -26,64 +58,89 @@ fn official_clients_read_the_ledger_unchanged() {
         block: 2_000,
         ..Default::default()
     });
+    // The scoped key's user: the one with the most API sessions (Wingspan's
+    // list holds API sessions only), who also has others.
+    let mut per_user: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    for s in fold(&events).values() {
+        if let (Some(u), Some(_)) = (&s.user_id, s.created_at) {
+            let e = per_user.entry(u.clone()).or_default();
+            if s.session_type == SessionType::API {
+                e.0 += 1;
+            } else {
+                e.1 += 1;
+            }
+        }
+    }
+    let (user, _) = per_user
+        .iter()
+        .filter(|(_, (_, other))| *other > 0)
+        .max_by_key(|(u, (api, _))| (*api, std::cmp::Reverse((*u).clone())))
+        .unwrap();
     let sent = publish(
         &brokers,
         &topic,
         events.iter().map(RawRecord::event).collect(),
     ) as i64;
 
-    let key = "sk_test_ledger_sdk";
-    let out = Command::new(BIN).args(["hash-key", key]).output().unwrap();
-    let hash = String::from_utf8(out.stdout).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("ledger.toml");
     std::fs::write(
         &config,
         format!(
-            "[[auth.keys]]\nname = \"sdk\"\nsha256 = \"{}\"\nscope = \"admin\"\n",
-            hash.trim()
+            "[[auth.keys]]\nname = \"sdk\"\nsha256 = \"{}\"\nscope = \"admin\"\n\n\
+             [[auth.keys]]\nname = \"sdk-user\"\nsha256 = \"{}\"\nscope = \"user:{user}\"\n",
+            hash(ADMIN_KEY),
+            hash(USER_KEY),
         ),
     )
     .unwrap();
-    let server = Server::start(
+    let mut server = Server::start(
         &brokers,
         &topic,
         &dir.path().join("store"),
         &["--no-reaper", "--config", config.to_str().unwrap()],
     );
+    server.key = Some(ADMIN_KEY.to_string());
     server.wait_applied(sent, Duration::from_secs(300));
 
-    let install = Command::new(root().join("scripts/sdk"))
-        .arg("install")
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .unwrap();
-    assert!(install.status.success(), "installing the SDKs failed");
-    let paths = String::from_utf8(install.stdout).unwrap();
-    let mut lines = paths.lines().rev();
-    let node_prefix = lines.next().unwrap().to_string();
-    let python = lines.next().unwrap().to_string();
-
-    let clerk = Command::new(&python)
-        .arg(root().join("sdk/clerk_sdk_test.py"))
-        .args([&server.base, key])
-        .output()
-        .unwrap();
-    let eliza = Command::new("node")
-        .arg(root().join("sdk/eliza_sdk_test.mjs"))
-        .args([&server.base, key, &node_prefix])
-        .output()
-        .unwrap();
-    for (name, out) in [
-        ("clerk-backend-api", &clerk),
-        ("@elizaos/api-client", &eliza),
-    ] {
+    let sdk = install_sdks();
+    let sdk_dir = root().join("sdk");
+    let args = [server.base.as_str(), ADMIN_KEY, USER_KEY, user.as_str()];
+    let python = |venv: &str, script: &str| {
+        Command::new(&sdk[venv])
+            .arg(sdk_dir.join(script))
+            .args(args)
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .output()
+            .unwrap()
+    };
+    let node = |script: &str| {
+        Command::new("node")
+            .arg(sdk_dir.join(script))
+            .args(args)
+            .arg(&sdk["node_prefix"])
+            .output()
+            .unwrap()
+    };
+    let runs: Vec<(&str, Output)> = vec![
+        ("clerk-backend-api", python("python", "clerk_sdk_test.py")),
+        ("@clerk/backend", node("clerk_js_sdk_test.mjs")),
+        ("orq-ai-sdk 3.x", python("python_orq3", "orq3_sdk_test.py")),
+        ("orq-ai-sdk 4.x", python("python", "orq4_sdk_test.py")),
+        ("@wingspan/users", node("wingspan_sdk_test.mjs")),
+        ("@elizaos/api-client", node("eliza_sdk_test.mjs")),
+    ];
+    let mut failed = vec![];
+    for (name, out) in &runs {
         eprintln!(
             "{name}: {}{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        assert!(out.status.success(), "{name} test failed");
+        if !out.status.success() {
+            failed.push(*name);
+        }
     }
+    assert!(failed.is_empty(), "SDK tests failed: {failed:?}");
     assert!(server.term().0.success());
 }

@@ -72,10 +72,11 @@ fn call(
 ) -> (u16, String) {
     let c = reqwest::blocking::Client::new();
     let url = format!("http://{}{path}", f.server.addr);
-    let mut req = if method == "POST" {
-        c.post(url)
-    } else {
-        c.get(url)
+    let mut req = match method {
+        "POST" => c.post(url),
+        "PATCH" => c.patch(url),
+        "DELETE" => c.delete(url),
+        _ => c.get(url),
     };
     if let Some(k) = key {
         req = req.header("authorization", format!("Bearer {k}"));
@@ -365,6 +366,9 @@ fn openapi() -> Value {
     v
 }
 
+/// A conformance case: (method, path template, path, body, key).
+type Case<'a> = (&'a str, &'a str, String, Option<&'a str>, Option<&'a str>);
+
 #[test]
 fn real_responses_validate_against_the_openapi_document() {
     let f = fixture();
@@ -388,8 +392,10 @@ fn real_responses_validate_against_the_openapi_document() {
         .unwrap()
         .to_string();
     let ws = "{\"query\":{\"filters\":[{\"path\":\"/workspace_id\",\"operator\":\"is\",\"value\":\"ws_1\"}]}}";
-    // (method, template, path, body, key)
-    let mut cases: Vec<(&str, &str, String, Option<&str>, Option<&str>)> = vec![
+    const ALL_TIME: &str =
+        "{\"filters\":{\"interval\":\"SESSION_INTERVAL_ALL_TIME\"},\"limit\":10}";
+    let other = list_ids(&f, "user_1").remove(0);
+    let mut cases: Vec<Case> = vec![
         (
             "get",
             "/v1/sessions",
@@ -469,6 +475,134 @@ fn real_responses_validate_against_the_openapi_document() {
             Some(ADMIN),
         ),
         (
+            "post",
+            "/v2/traces/sessions/count",
+            "/v2/traces/sessions/count".into(),
+            Some(ws),
+            Some(ADMIN),
+        ),
+        (
+            "post",
+            "/v2/traces/sessions/count",
+            "/v2/traces/sessions/count".into(),
+            Some("{\"filters\":[{\"type\":\"string_array\",\"operator\":\"in\",\"values\":[\"user_1\"],\"path\":\"/user_id\"}]}"),
+            Some(USER),
+        ),
+        (
+            "post",
+            "/v2/traces/sessions/count",
+            "/v2/traces/sessions/count".into(),
+            Some("{\"pagination\":{\"limit\":2.5}}"),
+            Some(ADMIN),
+        ),
+        (
+            "post",
+            "/v2/traces/sessions/count",
+            "/v2/traces/sessions/count".into(),
+            Some("{}"),
+            None,
+        ),
+        (
+            "post",
+            "/v2/traces/sessions",
+            "/v2/traces/sessions".into(),
+            Some("{}"),
+            Some(ADMIN),
+        ),
+        (
+            "post",
+            "/v2/traces/sessions",
+            "/v2/traces/sessions".into(),
+            Some("{}"),
+            None,
+        ),
+        (
+            "post",
+            "/v2/sessions/query",
+            "/v2/sessions/query".into(),
+            Some(ALL_TIME),
+            Some(ADMIN),
+        ),
+        (
+            "post",
+            "/v2/sessions/query",
+            "/v2/sessions/query".into(),
+            Some(ALL_TIME),
+            Some(USER),
+        ),
+        (
+            "post",
+            "/v2/sessions/query",
+            "/v2/sessions/query".into(),
+            Some("{\"filters\":{}}"),
+            Some(ADMIN),
+        ),
+        (
+            "post",
+            "/v2/sessions/query",
+            "/v2/sessions/query".into(),
+            Some(ALL_TIME),
+            None,
+        ),
+        (
+            "post",
+            "/v2/sessions/count",
+            "/v2/sessions/count".into(),
+            Some(ALL_TIME),
+            Some(ADMIN),
+        ),
+        (
+            "post",
+            "/v2/sessions/count",
+            "/v2/sessions/count".into(),
+            Some("{\"filters\":{\"interval\":\"SESSION_INTERVAL_FOREVER\"}}"),
+            Some(ADMIN),
+        ),
+        (
+            "post",
+            "/v2/sessions/count",
+            "/v2/sessions/count".into(),
+            Some(ALL_TIME),
+            None,
+        ),
+        (
+            "get",
+            "/v2/sessions/tags",
+            "/v2/sessions/tags".into(),
+            None,
+            Some(ADMIN),
+        ),
+        (
+            "get",
+            "/v2/sessions/tags",
+            "/v2/sessions/tags".into(),
+            None,
+            None,
+        ),
+        (
+            "get",
+            "/v2/sessions/{id}",
+            "/v2/sessions/nope".into(),
+            None,
+            Some(ADMIN),
+        ),
+        ("get", "/v2/sessions/{id}", "/v2/sessions/nope".into(), None, None),
+        (
+            "get",
+            "/v2/sessions/{id}",
+            format!("/v2/sessions/{other}"),
+            None,
+            Some(USER),
+        ),
+        (
+            "post",
+            "/v2/sessions",
+            "/v2/sessions".into(),
+            Some("{}"),
+            Some(ADMIN),
+        ),
+        ("post", "/v2/sessions", "/v2/sessions".into(), Some("{}"), None),
+        (
             "get",
             "/users/session/api",
             "/users/session/api?userId=user_3".into(),
@@ -547,6 +681,7 @@ fn real_responses_validate_against_the_openapi_document() {
         for (t, p) in [
             ("/v1/sessions/{id}", "/v1/sessions/"),
             ("/v2/traces/sessions/{id}", "/v2/traces/sessions/"),
+            ("/v2/sessions/{id}", "/v2/sessions/"),
             ("/users/session/api/{id}", "/users/session/api/"),
             ("/users/session/token/{id}", "/users/session/token/"),
             ("/api/messaging/sessions/{id}", "/api/messaging/sessions/"),
@@ -563,10 +698,20 @@ fn real_responses_validate_against_the_openapi_document() {
             cases.push(("get", t, format!("{p}{id}{suffix}"), None, Some(ADMIN)));
         }
     }
+    // Writes on a session are refused in both orq generations.
+    for (t, p) in [
+        ("/v2/traces/sessions/{id}", "/v2/traces/sessions/"),
+        ("/v2/sessions/{id}", "/v2/sessions/"),
+    ] {
+        for m in ["patch", "delete"] {
+            cases.push((m, t, format!("{p}{}", ids[0]), Some("{}"), Some(ADMIN)));
+            cases.push((m, t, format!("{p}{}", ids[0]), None, None));
+        }
+    }
     let mut covered = std::collections::BTreeSet::new();
     let mut statuses = std::collections::BTreeSet::new();
     for (method, template, path, body, key) in &cases {
-        let m = if *method == "post" { "POST" } else { "GET" };
+        let m = &method.to_uppercase();
         let (status, text) = call(&f, m, path, *key, *body);
         let op = &spec["paths"][template][method];
         assert!(
@@ -613,4 +758,442 @@ fn real_responses_validate_against_the_openapi_document() {
     for s in [200, 400, 401, 403, 404, 422] {
         assert!(statuses.contains(&s), "status {s} exercised: {statuses:?}");
     }
+}
+
+/// A JSON call: status and parsed body.
+fn json_call(
+    f: &Fixture,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let body = body.map(|b| b.to_string());
+    let (status, text) = call(f, method, path, key, body.as_deref());
+    let v = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{path}: not JSON: {text}"));
+    (status, v)
+}
+
+/// Every session in orq's list, newest first (the fixture has 40).
+fn orq_all(f: &Fixture) -> Vec<Value> {
+    let (s, v) = json_call(
+        f,
+        "POST",
+        "/v2/traces/sessions/query",
+        Some(ADMIN),
+        Some(serde_json::json!({"pagination": {"limit": 200}})),
+    );
+    assert_eq!(s, 200);
+    assert_eq!(v["has_more"], false);
+    v["data"].as_array().unwrap().clone()
+}
+
+fn ids_of(data: &Value) -> Vec<String> {
+    data.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn orq_v3_count_and_top_level_filters() {
+    use serde_json::json;
+    let f = fixture();
+    let all = orq_all(&f);
+    assert_eq!(all.len(), 40);
+    let count = |body: Value, key: &str| {
+        let (s, v) = json_call(
+            &f,
+            "POST",
+            "/v2/traces/sessions/count",
+            Some(key),
+            Some(body),
+        );
+        assert_eq!(s, 200, "{v}");
+        v["count"].as_u64().unwrap()
+    };
+    // Pages through the 3.x SDK's body (floats for numbers, as it sends them).
+    let query_all = |mut body: Value| {
+        let mut got: Vec<String> = vec![];
+        loop {
+            let mut pg = json!({"limit": 7.0});
+            if let Some(l) = got.last() {
+                pg["lastId"] = json!(l);
+            }
+            body["pagination"] = pg;
+            let (s, v) = json_call(
+                &f,
+                "POST",
+                "/v2/traces/sessions/query",
+                Some(ADMIN),
+                Some(body.clone()),
+            );
+            assert_eq!(s, 200, "{v}");
+            got.extend(ids_of(&v["data"]));
+            if v["has_more"] == false {
+                return got;
+            }
+        }
+    };
+    assert_eq!(count(json!({}), ADMIN), 40);
+    assert_eq!(count(json!({"filters": []}), ADMIN), 40);
+    let where_ = |p: &dyn Fn(&Value) -> bool| -> Vec<String> {
+        all.iter()
+            .filter(|s| p(s))
+            .map(|s| s["_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let tag = all.iter().find_map(|s| s["tags"][0].as_str()).unwrap();
+    let cases: Vec<(Value, Vec<String>)> = vec![
+        (
+            json!([{"type": "string", "operator": "equals", "value": "ws_1", "path": "/workspace_id"}]),
+            where_(&|s| s["workspace_id"] == "ws_1"),
+        ),
+        (
+            json!([{"type": "string", "operator": "contains", "value": "ext-1", "path": "/external_id"}]),
+            where_(&|s| s["external_id"].as_str().unwrap().contains("ext-1")),
+        ),
+        (
+            json!([{"type": "string_array", "operator": "in", "values": ["ws_1", "ws_2"], "path": "/workspace_id"}]),
+            where_(&|s| s["workspace_id"] == "ws_1" || s["workspace_id"] == "ws_2"),
+        ),
+        (
+            json!([{"type": "search", "value": tag.to_uppercase(), "searchPaths": ["/tags"]}]),
+            where_(&|s| s["tags"].as_array().unwrap().iter().any(|t| t == tag)),
+        ),
+        (
+            json!([{"type": "id", "id": all[5]["_id"], "path": "/_id"}]),
+            vec![all[5]["_id"].as_str().unwrap().to_string()],
+        ),
+        (
+            json!([
+                {"type": "string", "operator": "equals", "value": "ws_1", "path": "/workspace_id"},
+                {"type": "string_array", "operator": "in", "values": [tag], "path": "/tags"}
+            ]),
+            where_(&|s| {
+                s["workspace_id"] == "ws_1"
+                    && s["tags"].as_array().unwrap().iter().any(|t| t == tag)
+            }),
+        ),
+    ];
+    for (filters, want) in cases {
+        assert!(!want.is_empty() && want.len() < 40, "{filters}: {want:?}");
+        let body = json!({"filters": filters});
+        assert_eq!(query_all(body.clone()), want, "query {filters}");
+        assert_eq!(count(body, ADMIN), want.len() as u64, "count {filters}");
+    }
+    // Top-level filters and `query.filters` both apply.
+    let both = json!({
+        "filters": [{"type": "string", "operator": "equals", "value": "ws_1", "path": "/workspace_id"}],
+        "query": {"operator": "or", "filters": [{"operator": "is", "path": "/tags", "value": tag}]}
+    });
+    let want = where_(&|s| {
+        s["workspace_id"] == "ws_1" && s["tags"].as_array().unwrap().iter().any(|t| t == tag)
+    });
+    assert_eq!(query_all(both.clone()), want);
+    assert_eq!(count(both, ADMIN), want.len() as u64);
+    // A scoped key counts its own sessions only.
+    assert_eq!(
+        count(json!({}), USER),
+        list_ids(&f, SCOPED_USER).len() as u64
+    );
+    // Numbers that are not whole are refused.
+    let (s, v) = json_call(
+        &f,
+        "POST",
+        "/v2/traces/sessions/query",
+        Some(ADMIN),
+        Some(json!({"pagination": {"limit": 2.5}})),
+    );
+    assert_eq!(s, 400);
+    assert!(v["message"].as_str().unwrap().contains("pagination.limit"));
+}
+
+#[test]
+fn orq_pagination_ids_outside_the_keys_scope_are_unknown() {
+    use serde_json::json;
+    let f = fixture();
+    let own = list_ids(&f, SCOPED_USER);
+    let other = list_ids(&f, "user_1");
+    let page = |key: &str, pagination: Value| {
+        json_call(
+            &f,
+            "POST",
+            "/v2/traces/sessions/query",
+            Some(key),
+            Some(json!({"pagination": pagination})),
+        )
+    };
+    for field in ["lastId", "firstId"] {
+        // The admin key may page from the other user's session, the scoped key
+        // from its own.
+        assert_eq!(page(ADMIN, json!({ field: other[0] })).0, 200);
+        assert_eq!(page(USER, json!({ field: own[0] })).0, 200);
+        // Another tenant's id answers exactly what an id that does not exist does.
+        let (s_other, v_other) = page(USER, json!({ field: other[0] }));
+        let (s_none, v_none) = page(USER, json!({ field: "sess_does_not_exist" }));
+        assert_eq!(s_other, 400, "{field}: {v_other}");
+        assert_eq!(s_other, s_none);
+        assert_eq!(v_other["code"], v_none["code"]);
+        assert_eq!(
+            v_other["message"]
+                .as_str()
+                .unwrap()
+                .replace(&other[0], "ID"),
+            v_none["message"]
+                .as_str()
+                .unwrap()
+                .replace("sess_does_not_exist", "ID"),
+        );
+    }
+}
+
+#[test]
+fn orq_v4_threads_read_the_same_sessions() {
+    use serde_json::json;
+    let f = fixture();
+    let all = orq_all(&f);
+    let threads = |filters: Value, limit: u64, key: &str| {
+        let mut got: Vec<Value> = vec![];
+        for page in 1.. {
+            let (s, v) = json_call(
+                &f,
+                "POST",
+                "/v2/sessions/query",
+                Some(key),
+                Some(json!({"filters": filters, "limit": limit, "page": page})),
+            );
+            assert_eq!(s, 200, "{v}");
+            assert_eq!(v["object"], "list");
+            let data = v["data"].as_array().unwrap();
+            assert!(data.len() as u64 <= limit);
+            got.extend(data.iter().cloned());
+            if v["has_more"] == false {
+                return got;
+            }
+        }
+        unreachable!()
+    };
+    let count = |filters: Value, key: &str| {
+        let (s, v) = json_call(
+            &f,
+            "POST",
+            "/v2/sessions/count",
+            Some(key),
+            Some(json!({ "filters": filters })),
+        );
+        assert_eq!(s, 200, "{v}");
+        v["count"].as_u64().unwrap()
+    };
+    // All time: the 3.x list, newest first, without `workspace_id`.
+    let every = threads(json!({"interval": "SESSION_INTERVAL_ALL_TIME"}), 9, ADMIN);
+    let want: Vec<Value> = all
+        .iter()
+        .map(|s| {
+            let mut s = s.clone();
+            s.as_object_mut().unwrap().remove("workspace_id");
+            if s["project_id"].is_null() {
+                s.as_object_mut().unwrap().remove("project_id");
+            }
+            s
+        })
+        .collect();
+    assert_eq!(every, want);
+    assert_eq!(
+        count(json!({"interval": "SESSION_INTERVAL_ALL_TIME"}), ADMIN),
+        40
+    );
+    // An activity window: updated at or after its start, started by its end.
+    let ms =
+        |s: &Value, k: &str| ledger_core::time::parse_rfc3339_ms(s[k].as_str().unwrap()).unwrap();
+    let mut updated: Vec<i64> = all.iter().map(|s| ms(s, "updated_at")).collect();
+    updated.sort();
+    let (lo, hi) = (updated[10], updated[30]);
+    let window = json!({"interval": "SESSION_INTERVAL_ALL_TIME", "start_date": lo.to_string(), "end_date": hi.to_string()});
+    let want: Vec<&str> = all
+        .iter()
+        .filter(|s| ms(s, "updated_at") >= lo && ms(s, "started_at") <= hi)
+        .map(|s| s["_id"].as_str().unwrap())
+        .collect();
+    assert!(!want.is_empty() && want.len() < 40);
+    let got = threads(window.clone(), 4, ADMIN);
+    assert_eq!(
+        got.iter()
+            .map(|s| s["_id"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        want
+    );
+    assert_eq!(count(window, ADMIN), want.len() as u64);
+    // A relative interval counts back from now.
+    let recent = threads(
+        json!({"interval": "SESSION_INTERVAL_LAST_30_MINUTES"}),
+        50,
+        ADMIN,
+    );
+    let want = all
+        .iter()
+        .filter(|s| ms(s, "updated_at") >= NOW - 30 * 60_000)
+        .count();
+    assert_eq!(recent.len(), want);
+    // Tags: every listed tag; the tag route is the union of all tags.
+    let (s, tags) = json_call(&f, "GET", "/v2/sessions/tags", Some(ADMIN), None);
+    assert_eq!(s, 200);
+    let mut union: Vec<String> = all
+        .iter()
+        .flat_map(|s| s["tags"].as_array().unwrap().iter())
+        .map(|t| t.as_str().unwrap().to_string())
+        .collect();
+    union.sort();
+    union.dedup();
+    assert_eq!(tags, json!(union));
+    let (a, b) = (&union[0], &union[1]);
+    let tagged = threads(
+        json!({"interval": "SESSION_INTERVAL_ALL_TIME", "tags": [a, b]}),
+        50,
+        ADMIN,
+    );
+    let want = all
+        .iter()
+        .filter(|s| {
+            let t = s["tags"].as_array().unwrap();
+            t.iter().any(|x| x == a.as_str()) && t.iter().any(|x| x == b.as_str())
+        })
+        .count();
+    assert_eq!(tagged.len(), want);
+    assert_eq!(
+        count(
+            json!({"interval": "SESSION_INTERVAL_ALL_TIME", "tags": [a, b]}),
+            ADMIN
+        ),
+        want as u64
+    );
+    for (k, v) in [
+        ("project_id", "proj_nope"),
+        ("client", "cursor"),
+        ("repo", "r"),
+    ] {
+        let mut filters = json!({"interval": "SESSION_INTERVAL_ALL_TIME"});
+        filters[k] = json!(v);
+        assert_eq!(count(filters, ADMIN), 0, "{k}");
+    }
+    // A scoped key sees its user's threads only.
+    let mine = threads(json!({"interval": "SESSION_INTERVAL_ALL_TIME"}), 3, USER);
+    assert_eq!(
+        mine.iter()
+            .map(|s| s["_id"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        list_ids(&f, SCOPED_USER)
+    );
+    // One thread equals its list item.
+    let (s, one) = json_call(
+        &f,
+        "GET",
+        &format!("/v2/sessions/{}", every[7]["_id"].as_str().unwrap()),
+        Some(ADMIN),
+        None,
+    );
+    assert_eq!((s, &one), (200, &every[7]));
+    // Errors carry gRPC codes, as the 4.x SDK's ErrorResponse reads them.
+    for (method, path, key, body, status, code) in [
+        ("GET", "/v2/sessions/nope", Some(ADMIN), None, 404, 5),
+        ("GET", "/v2/sessions/nope", None, None, 401, 16),
+        (
+            "POST",
+            "/v2/sessions/query",
+            Some(ADMIN),
+            Some(json!({"limit": 5})),
+            400,
+            3,
+        ),
+        (
+            "POST",
+            "/v2/sessions/query",
+            Some(ADMIN),
+            Some(json!({"filters": {"interval": "SESSION_INTERVAL_LAST_1_HOUR"}, "limit": 0})),
+            400,
+            3,
+        ),
+        (
+            "POST",
+            "/v2/sessions/count",
+            Some(ADMIN),
+            Some(
+                json!({"filters": {"interval": "SESSION_INTERVAL_ALL_TIME", "start_date": "yesterday"}}),
+            ),
+            400,
+            3,
+        ),
+    ] {
+        let (s, v) = json_call(&f, method, path, key, body);
+        assert_eq!(
+            (s, &v["code"]),
+            (status, &json!(code)),
+            "{method} {path}: {v}"
+        );
+        assert!(v["message"].is_string() && v["details"].is_array());
+    }
+    // Malformed bodies are a 400 in the envelope, never a 5xx.
+    for body in [
+        "[]",
+        "\"x\"",
+        r#"{"filters":null}"#,
+        r#"{"filters":{"interval":5}}"#,
+        r#"{"filters":{"interval":"SESSION_INTERVAL_ALL_TIME"},"page":1e30}"#,
+        r#"{"filters":{"interval":"SESSION_INTERVAL_ALL_TIME"},"limit":-1}"#,
+        r#"{"filters":{"interval":"SESSION_INTERVAL_ALL_TIME","start_date":{}}}"#,
+        r#"{"filters":{"interval":"SESSION_INTERVAL_ALL_TIME","tags":"a"}}"#,
+    ] {
+        for path in ["/v2/sessions/query", "/v2/sessions/count"] {
+            let (s, text) = call(&f, "POST", path, Some(ADMIN), Some(body));
+            let v: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!((s, &v["code"]), (400, &json!(3)), "{path} {body}: {v}");
+        }
+    }
+}
+
+#[test]
+fn orq_writes_answer_read_only_in_both_generations() {
+    let f = fixture();
+    let id = list_ids(&f, SCOPED_USER).remove(0);
+    let one3 = format!("/v2/traces/sessions/{id}");
+    let one4 = format!("/v2/sessions/{id}");
+    let c = reqwest::blocking::Client::new();
+    for (method, path, allow, grpc) in [
+        ("POST", "/v2/traces/sessions", "", false),
+        ("PATCH", one3.as_str(), "GET", false),
+        ("DELETE", one3.as_str(), "GET", false),
+        ("POST", "/v2/sessions", "", true),
+        ("PATCH", one4.as_str(), "GET", true),
+        ("DELETE", one4.as_str(), "GET", true),
+    ] {
+        let url = format!("http://{}{path}", f.server.addr);
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let r = c
+            .request(m.clone(), &url)
+            .bearer_auth(ADMIN)
+            .json(&serde_json::json!({"tags": ["x"]}))
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 405, "{method} {path}");
+        assert_eq!(r.headers()["allow"], allow, "{method} {path}");
+        let v: Value = r.json().unwrap();
+        let msg = v["message"].as_str().unwrap();
+        assert!(
+            msg.contains("read-only") && msg.contains("Kafka topic `session-events`"),
+            "{msg}"
+        );
+        if grpc {
+            assert_eq!(v["code"], 12, "{method} {path}");
+        } else {
+            assert_eq!(v["code"], "method_not_allowed", "{method} {path}");
+        }
+        // Without a key: 401 first.
+        let r = c.request(m, &url).send().unwrap();
+        assert_eq!(r.status().as_u16(), 401, "{method} {path}");
+    }
+    // Nothing changed.
+    let (s, v) = json_call(&f, "GET", &one4, Some(ADMIN), None);
+    assert_eq!(s, 200);
+    assert!(!v["tags"].as_array().unwrap().iter().any(|t| t == "x"));
 }
