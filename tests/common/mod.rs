@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use ledger_core::{apply, decode_structured, Defaults, Event, Session};
+use ledger_core::{decode_structured, Defaults, Event, Session};
 use ledger_kafka::publish::RawRecord;
 use ledger_kafka::Publisher;
 use rand::Rng;
@@ -103,16 +103,7 @@ pub fn publish(brokers: &str, topic: &str, records: Vec<RawRecord>) -> u64 {
     }
 }
 
-/// The fold of each session's events, in the order given.
-pub fn fold(events: &[Event]) -> BTreeMap<String, Session> {
-    let d = Defaults::default();
-    let mut m: BTreeMap<String, Session> = BTreeMap::new();
-    for e in events {
-        let prior = m.remove(&e.session_id);
-        m.insert(e.session_id.clone(), apply(prior, e, &d).0);
-    }
-    m
-}
+pub use ledger_testkit::fold;
 
 /// Asserts the store holds exactly the expected sessions (reports the first difference).
 pub fn assert_store_matches(dir: &Path, expected: &BTreeMap<String, Session>) {

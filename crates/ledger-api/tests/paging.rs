@@ -44,11 +44,7 @@ fn world() -> World {
         ..Default::default()
     });
     let d = Defaults::default();
-    let mut folded: BTreeMap<String, Session> = BTreeMap::new();
-    for e in &events {
-        let prior = folded.remove(&e.session_id);
-        folded.insert(e.session_id.clone(), apply(prior, e, &d).0);
-    }
+    let folded = ledger_testkit::fold(&events);
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), d).unwrap();
     support::load(&store, "t", events);

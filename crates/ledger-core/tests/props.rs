@@ -111,14 +111,7 @@ fn events(specs: &[Spec]) -> Vec<Event> {
 }
 
 fn fold_all(evs: &[Event]) -> BTreeMap<String, Session> {
-    let d = Defaults::default();
-    let mut map: BTreeMap<String, Session> = BTreeMap::new();
-    for e in evs {
-        let prior = map.remove(&e.session_id);
-        let (s, _) = apply(prior, e, &d);
-        map.insert(e.session_id.clone(), s);
-    }
-    map
+    ledger_core::replay(evs, &Defaults::default())
 }
 
 proptest! {

@@ -3,40 +3,19 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use ledger_core::{apply, Defaults, Event, Session, Status};
+use ledger_core::{Defaults, Event, Session, Status};
 use ledger_gen::{generate, GenConfig};
 use ledger_store::{Filter, Order, Record, Start, Store, HISTORY_LEN};
 
 const TOPIC: &str = "session-events";
 
 fn fold(events: &[Event]) -> BTreeMap<String, Session> {
-    let d = Defaults::default();
-    let mut m: BTreeMap<String, Session> = BTreeMap::new();
-    for e in events {
-        let prior = m.remove(&e.session_id);
-        m.insert(e.session_id.clone(), apply(prior, e, &d).0);
-    }
-    m
+    ledger_testkit::fold(events)
 }
 
 /// Applies `events` as 3 partitions (by session hash) in batches of `size`.
 fn ingest(store: &Store, events: &[Event], size: usize) {
-    let mut next: BTreeMap<i32, i64> = BTreeMap::new();
-    for chunk in events.chunks(size) {
-        let mut records = vec![];
-        for e in chunk {
-            let p = (e.session_id.bytes().map(u32::from).sum::<u32>() % 3) as i32;
-            let off = next.entry(p).or_insert(0);
-            records.push(Record {
-                event: e.clone(),
-                partition: p,
-                offset: *off,
-            });
-            *off += 1;
-        }
-        let offsets: Vec<(i32, i64)> = next.iter().map(|(p, o)| (*p, *o)).collect();
-        store.apply_batch(TOPIC, &records, &offsets, 0).unwrap();
-    }
+    ledger_testkit::load(store, TOPIC, events, size, 3);
 }
 
 fn big_stream() -> Vec<Event> {
@@ -267,9 +246,48 @@ fn a_store_of_another_format_is_refused_with_the_way_out() {
     Store::open(fresh.path(), Defaults::default()).unwrap();
 }
 
+/// Defect 7 at the store: offsets become durable (announced) only when a
+/// flush has put them on disk.
+#[test]
+fn offsets_are_durable_only_after_a_flush() {
+    let events = generate(GenConfig {
+        seed: 4,
+        sessions: 1_000,
+        events: 8_000,
+        ..Default::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Defaults::default()).unwrap();
+    assert!(store.durable_offsets(TOPIC).unwrap().is_empty());
+    let (head, tail) = events.split_at(4_000);
+    ingest(&store, head, 1_000); // flushes at the end
+    let durable = store.durable_offsets(TOPIC).unwrap();
+    assert_eq!(durable, store.offsets(TOPIC).unwrap());
+    let records: Vec<Record> = tail
+        .iter()
+        .enumerate()
+        .map(|(i, e)| Record {
+            event: e.clone(),
+            partition: 7,
+            offset: i as i64,
+        })
+        .collect();
+    let end = records.len() as i64;
+    store.apply_batch(TOPIC, &records, &[(7, end)], 0).unwrap();
+    assert_eq!(store.offsets(TOPIC).unwrap()[&7], end);
+    assert_eq!(
+        store.durable_offsets(TOPIC).unwrap(),
+        durable,
+        "applied but not flushed: not durable, not announced"
+    );
+    store.flush().unwrap();
+    assert_eq!(store.durable_offsets(TOPIC).unwrap()[&7], end);
+}
+
 /// Defect 3: a damaged store is refused with the way out (a rebuild) —
-/// never a panic inside sled, never a silent re-ingest from offset 0 — and
-/// durable offsets are what a flush put on disk.
+/// never a panic inside sled, never a silent re-ingest from offset 0. (A
+/// truncation sled can recover from, to an earlier batch boundary, is no
+/// damage: the store is consistent and ingestion resumes from its offsets.)
 #[test]
 fn a_damaged_store_is_refused_with_the_way_out() {
     let events = generate(GenConfig {
@@ -292,20 +310,11 @@ fn a_damaged_store_is_refused_with_the_way_out() {
     ];
     for (what, damage) in damages {
         let dir = tempfile::tempdir().unwrap();
-        {
+        let flushed = {
             let store = Store::open(dir.path(), Defaults::default()).unwrap();
-            assert!(store.durable_offsets(TOPIC).unwrap().is_empty());
             ingest(&store, &events, 5_000);
-            assert!(
-                store.durable_offsets(TOPIC).unwrap().is_empty(),
-                "applied but not flushed: nothing durable to announce yet"
-            );
-            store.flush().unwrap();
-            assert_eq!(
-                store.durable_offsets(TOPIC).unwrap(),
-                store.offsets(TOPIC).unwrap()
-            );
-        }
+            store.offsets(TOPIC).unwrap()
+        };
         damage(&dir.path().join("db"));
         match Store::open(dir.path(), Defaults::default()) {
             Err(e @ ledger_store::StoreError::Damaged { .. }) => {
@@ -313,6 +322,17 @@ fn a_damaged_store_is_refused_with_the_way_out() {
                 assert!(msg.contains("session-ledger rebuild"), "{what}: {msg}");
             }
             Err(e) => panic!("{what}: not reported as damaged: {e}"),
+            Ok(s) if what == "truncated to half" => {
+                assert!(
+                    s.audit().unwrap().is_empty(),
+                    "{what}: recovered inconsistent"
+                );
+                let have = s.offsets(TOPIC).unwrap();
+                assert!(
+                    have.iter().all(|(p, o)| *o <= flushed[p]),
+                    "{what}: {have:?} beyond {flushed:?}"
+                );
+            }
             Ok(s) => panic!(
                 "{what}: opened with {} sessions and offsets {:?}",
                 s.stats().sessions,

@@ -10,20 +10,7 @@ use ledger_store::{Record, Store};
 
 /// Applies `events` to `store` as partition 0 of `topic`, 5,000 per batch.
 pub fn load(store: &Store, topic: &str, events: Vec<Event>) {
-    let records: Vec<Record> = events
-        .into_iter()
-        .enumerate()
-        .map(|(i, event)| Record {
-            event,
-            partition: 0,
-            offset: i as i64,
-        })
-        .collect();
-    for chunk in records.chunks(5_000) {
-        let next = chunk.last().expect("non-empty chunk").offset + 1;
-        store.apply_batch(topic, chunk, &[(0, next)], 0).unwrap();
-    }
-    store.flush().unwrap();
+    ledger_testkit::load(store, topic, &events, 5_000, 1);
 }
 
 /// A server running on its own 2-worker runtime (stops when dropped).
