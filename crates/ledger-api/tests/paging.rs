@@ -10,7 +10,7 @@ mod support;
 
 use ledger_api::{AppState, Auth};
 use ledger_core::event::SessionType;
-use ledger_core::{apply, Defaults, Session, Status};
+use ledger_core::{Defaults, Session, Status};
 use ledger_gen::{generate, GenConfig};
 use ledger_store::Store;
 use serde_json::{json, Value};

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use ledger_api::AppState;
 use ledger_core::Event;
-use ledger_store::{Record, Store};
+use ledger_store::Store;
 
 /// Applies `events` to `store` as partition 0 of `topic`, 5,000 per batch.
 pub fn load(store: &Store, topic: &str, events: Vec<Event>) {
