@@ -114,4 +114,14 @@ pub enum Command {
     },
     /// Print the SHA-256 of an API key, for the `[[auth.keys]]` configuration.
     HashKey { key: String },
+    /// One screen on a running ledger: partitions, lag, rates, dead letters,
+    /// store size, reaper ownership, health (read from /metrics and /readyz).
+    Status {
+        /// The server's base URL.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// Refresh every this many seconds (with rates) until interrupted.
+        #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "2")]
+        watch: Option<u64>,
+    },
 }

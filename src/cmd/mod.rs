@@ -4,6 +4,7 @@ mod demo;
 mod ops;
 mod publish;
 mod serve;
+mod status;
 
 use std::sync::Arc;
 
@@ -99,6 +100,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Rebuild { common } => ops::rebuild(settings(&common)?),
         Command::Inspect { common, session_id } => ops::inspect(settings(&common)?, &session_id),
+        Command::Status { url, watch } => status::run(&url, watch),
         Command::HashKey { key } => {
             println!("{}", ledger_api::hash_key(&key));
             Ok(())

@@ -24,7 +24,7 @@ use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio::sync::watch;
 
-use crate::metrics::{Metrics, PartitionLabel};
+use crate::metrics::Metrics;
 use crate::publish::{producer_config, RawRecord};
 use crate::{dlq_topic, KafkaError, Publisher};
 
@@ -364,6 +364,9 @@ impl Ingestor {
         let Some(mut k) = self.connect(stop)? else {
             return Ok(());
         };
+        self.metrics
+            .sessions
+            .set(self.store.stats().sessions as i64);
         let c = &k.consumer;
         self.publish_progress(progress, &k.next, &k.start_high, c);
         let (mut last_meta, mut batches) = (Instant::now(), 0u64);
@@ -562,6 +565,7 @@ impl Ingestor {
             .apply_batch(&self.cfg.topic, records, &offsets, dead)?;
         self.store.flush()?;
         let m = &self.metrics;
+        m.sessions.set(self.store.stats().sessions as i64);
         m.consumed.inc_by(records.len() as u64 + dead);
         for b in [
             Bucket::Applied,
@@ -750,12 +754,10 @@ impl Ingestor {
         for (&p, &n) in next {
             let start = start_high.get(&p).copied().unwrap_or(0);
             let high = c.context().high(p).unwrap_or(start).max(start).max(n);
-            self.metrics
-                .lag
-                .get_or_create(&PartitionLabel {
-                    partition: p.to_string(),
-                })
-                .set(high - n);
+            let m = &self.metrics;
+            Metrics::partition(&m.lag, p).set(high - n);
+            Metrics::partition(&m.applied_offset, p).set(n);
+            Metrics::partition(&m.high_watermark, p).set(high);
             map.insert(
                 p,
                 PartitionProgress {

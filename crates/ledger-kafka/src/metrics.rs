@@ -41,6 +41,14 @@ pub struct Metrics {
     pub stalled: Gauge,
     /// Offsets skipped because the broker never delivered their record.
     pub skipped: Counter,
+    /// Next offset to apply, per partition (= the stored offset).
+    pub applied_offset: Family<PartitionLabel, Gauge>,
+    /// Latest high watermark seen, per partition.
+    pub high_watermark: Family<PartitionLabel, Gauge>,
+    /// Sessions in the store (pending shells included), after the last batch.
+    pub sessions: Gauge,
+    /// 1 for each partition this instance's reaper owns (may reap), else 0.
+    pub reaper_owned: Family<PartitionLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -56,6 +64,10 @@ impl Default for Metrics {
             dlq_failures: Counter::default(),
             stalled: Gauge::default(),
             skipped: Counter::default(),
+            applied_offset: Family::default(),
+            high_watermark: Family::default(),
+            sessions: Gauge::default(),
+            reaper_owned: Family::default(),
         }
     }
 }
@@ -107,7 +119,36 @@ impl Metrics {
             "Offsets skipped because the broker never delivered their record",
             m.skipped.clone(),
         );
+        r.register(
+            "applied_offset",
+            "Next offset to apply, per partition (the stored offset)",
+            m.applied_offset.clone(),
+        );
+        r.register(
+            "high_watermark",
+            "Latest high watermark seen, per partition",
+            m.high_watermark.clone(),
+        );
+        r.register(
+            "store_sessions",
+            "Sessions in the store, pending shells included",
+            m.sessions.clone(),
+        );
+        r.register(
+            "reaper_owned_partition",
+            "1 for each partition this instance's reaper owns",
+            m.reaper_owned.clone(),
+        );
         m
+    }
+
+    /// The gauge of one partition in a family.
+    pub fn partition(family: &Family<PartitionLabel, Gauge>, p: i32) -> Gauge {
+        family
+            .get_or_create(&PartitionLabel {
+                partition: p.to_string(),
+            })
+            .clone()
     }
 
     pub fn count(&self, outcome: &str, n: u64) {

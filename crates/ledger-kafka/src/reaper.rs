@@ -76,6 +76,9 @@ impl Reaper {
             .set("auto.offset.reset", "latest")
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
+            // A topic created after the reaper started is seen within 10 s
+            // (librdkafka's default is 5 min), so its partitions get owners.
+            .set("topic.metadata.refresh.interval.ms", "10000")
             .create()?;
         consumer.subscribe(&[&self.cfg.topic])?;
         let publisher = Publisher::new(&self.cfg.brokers, &self.cfg.topic)?;
@@ -101,6 +104,10 @@ impl Reaper {
                 .iter()
                 .map(|e| e.partition())
                 .collect();
+            self.metrics.reaper_owned.clear();
+            for &p in &owned {
+                Metrics::partition(&self.metrics.reaper_owned, p).set(1);
+            }
             if owned.is_empty() {
                 continue;
             }
