@@ -7,48 +7,38 @@
 //! reproducible in tests. No handler ever returns a session token.
 
 pub mod auth;
+mod ctx;
+mod dialect;
 mod error;
 mod middleware;
 mod state;
 mod views;
 
 pub use auth::{hash_key, ApiKey, Auth, Scope};
-pub use error::{ApiError, View};
+pub use dialect::{Dialect, Failure};
+pub use error::ApiError;
 pub use state::{AppState, HttpMetrics, IngestHealth};
 
-use axum::routing::get;
 use axum::Router;
 
 /// Largest request body accepted, bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// The whole HTTP surface.
+/// The whole HTTP surface: each view's routes (one folder each under
+/// `views/`), behind the consistency token, and the ledger's own routes.
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
-        .route("/v1/sessions", get(views::clerk::list))
-        .route("/v1/sessions/{id}", get(views::clerk::get_one))
+        .merge(views::clerk::routes())
         .merge(views::orq::routes())
-        .route("/users/session/api", get(views::wingspan::list))
-        .route("/users/session/api/{id}", get(views::wingspan::get_api))
-        .route("/users/session/token/{id}", get(views::wingspan::get_token))
-        .route("/api/messaging/sessions", get(views::eliza::list))
-        .route("/api/messaging/sessions/health", get(views::eliza::health))
-        .route("/api/messaging/sessions/{id}", get(views::eliza::get_one))
-        .route(
-            "/api/messaging/sessions/{id}/events",
-            get(views::eliza::events),
-        )
+        .merge(views::wingspan::routes())
+        .merge(views::eliza::routes())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::consistency,
         ));
     Router::new()
         .merge(api)
-        .route("/healthz", get(views::ops::healthz))
-        .route("/readyz", get(views::ops::readyz))
-        .route("/metrics", get(views::ops::metrics))
-        .route("/openapi.yaml", get(views::ops::openapi))
-        .fallback(views::ops::not_found)
+        .merge(views::ops::routes())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::observe,

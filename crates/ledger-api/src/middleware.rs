@@ -5,17 +5,21 @@
 //! never takes an announced position back. A request with
 //! `x-ledger-wait-for: <partition>=<offset>,…` waits (at most
 //! `x-ledger-wait-ms`, default and cap 5000 ms) until the store has applied
-//! those offsets; the response says `x-ledger-caught-up: true|false`.
+//! those offsets; the response says `x-ledger-caught-up: true|false`. A
+//! malformed `x-ledger-wait-for` is a 400 `bad_consistency_token` in the
+//! dialect of the view the path belongs to.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::HeaderValue;
+use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use crate::error::ApiError;
 use crate::state::{AppState, RouteLabels};
+use crate::views;
 
 /// Longest consistency wait, ms.
 pub const MAX_WAIT_MS: u64 = 5_000;
@@ -75,11 +79,14 @@ pub async fn consistency(State(state): State<AppState>, req: Request, next: Next
     let mut caught_up = None;
     if let Some(w) = wait_for {
         let Some(want) = parse_offsets(&w) else {
-            return (
-                axum::http::StatusCode::BAD_REQUEST,
-                axum::Json(serde_json::json!({"error": {"code": "bad_consistency_token", "message": "x-ledger-wait-for must look like `0=123,1=45`"}})),
+            return ApiError::new(
+                views::dialect_for(req.uri().path()),
+                StatusCode::BAD_REQUEST,
+                "bad_consistency_token",
+                "x-ledger-wait-for must look like `0=123,1=45`",
+                state.now(),
             )
-                .into_response();
+            .into_response();
         };
         let ms = req
             .headers()
@@ -108,7 +115,7 @@ pub async fn consistency(State(state): State<AppState>, req: Request, next: Next
         caught_up = Some(ok);
     }
     let mut resp = next.run(req).await;
-    if resp.status() == axum::http::StatusCode::UNAUTHORIZED {
+    if resp.status() == StatusCode::UNAUTHORIZED {
         return resp;
     }
     if let Ok(offsets) = state.store.durable_offsets(&state.topic) {

@@ -1,8 +1,9 @@
 //! Defects found at the edges by an outside acceptance run, each pinned over
 //! real HTTP against a real sled store: elizaOS's `expiringSoon` and scoped
 //! aggregates, authentication before the consistency wait, exact key
-//! comparison, finite cost sums, RFC 3339 times past year 9999, secret-named
-//! keys, and elizaOS's parameterless list.
+//! comparison, a malformed consistency token in each view's envelope, finite
+//! cost sums, RFC 3339 times past year 9999, secret-named keys, and
+//! elizaOS's parameterless list.
 
 use std::sync::Arc;
 
@@ -214,6 +215,49 @@ fn the_consistency_wait_and_offsets_are_for_authenticated_callers_only() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-ledger-offsets"], "0=5");
     assert_eq!(r.headers()["x-ledger-caught-up"], "true");
+}
+
+/// A malformed `x-ledger-wait-for` is a 400 `bad_consistency_token` in the
+/// envelope of the view the path belongs to, answered at once and without
+/// `x-ledger-offsets`.
+#[test]
+fn a_malformed_consistency_token_is_answered_in_the_views_envelope() {
+    let f = fixture(deadline_mix());
+    let c = reqwest::blocking::Client::new();
+    let message = "x-ledger-wait-for must look like `0=123,1=45`";
+    let bad = |method: &str, path: &str| -> Value {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let r = c
+            .request(m, format!("{}{path}", f.server.base))
+            .header("x-api-key", ADMIN)
+            .header("x-ledger-wait-for", "0=5,zero")
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 400, "{path}");
+        assert!(r.headers().get("x-ledger-offsets").is_none(), "{path}");
+        assert!(r.headers().get("x-ledger-caught-up").is_none(), "{path}");
+        r.json().unwrap()
+    };
+    let clerk = bad("GET", "/v1/sessions");
+    assert_eq!(clerk["errors"][0]["code"], "bad_consistency_token");
+    assert_eq!(clerk["errors"][0]["long_message"], message);
+    assert_eq!(
+        bad("POST", "/v2/traces/sessions/query"),
+        json!({"code": "bad_consistency_token", "message": message})
+    );
+    assert_eq!(
+        bad("POST", "/v2/sessions/count"),
+        json!({"code": 3, "message": message, "details": []})
+    );
+    assert_eq!(
+        bad("GET", "/users/session/token/far"),
+        json!({"error": {"code": "bad_consistency_token", "message": message}})
+    );
+    assert_eq!(
+        bad("GET", "/api/messaging/sessions/health"),
+        json!({"error": {"code": "bad_consistency_token", "message": message,
+                         "timestamp": format_iso_ms(NOW)}})
+    );
 }
 
 /// Defect 11: the presented key is compared exactly, not trimmed.

@@ -1,20 +1,37 @@
-//! The ledger's own routes: liveness, readiness, metrics, the OpenAPI document.
+//! The ledger's own routes: liveness, readiness, metrics, the OpenAPI
+//! document, and the 404 of every unknown route, in the `Plain` dialect.
+
+mod dialect;
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::routing::get;
+use axum::{Json, Router};
 use serde_json::json;
 
-use crate::error::{ApiError, View};
+use crate::dialect::Failure;
+use crate::error::ApiError;
 use crate::state::AppState;
 
+pub use dialect::Plain;
+
 /// The OpenAPI document served at `/openapi.yaml` (the file in `schemas/`).
-pub const OPENAPI: &str = include_str!("../../../../schemas/openapi.yaml");
+pub const OPENAPI: &str = include_str!("../../../../../schemas/openapi.yaml");
+
+/// The ledger's own routes and the fallback for every other path.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/openapi.yaml", get(openapi))
+        .fallback(not_found)
+}
 
 /// Liveness: 503 once the consumer has stopped (what is served no longer
 /// updates; restart the process).
-pub async fn healthz(State(state): State<AppState>) -> Response {
+async fn healthz(State(state): State<AppState>) -> Response {
     match (state.health)().failure {
         None => Json(json!({"status": "ok"})).into_response(),
         Some(why) => (
@@ -26,7 +43,7 @@ pub async fn healthz(State(state): State<AppState>) -> Response {
 }
 
 /// Readiness: 200 once caught up with nothing holding ingestion back.
-pub async fn readyz(State(state): State<AppState>) -> Response {
+async fn readyz(State(state): State<AppState>) -> Response {
     let health = (state.health)();
     let (status, body) = if let Some(why) = health.failure {
         ("consumer stopped", json!([why]))
@@ -44,7 +61,8 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-pub async fn metrics(State(state): State<AppState>) -> Response {
+/// The Prometheus registry in OpenMetrics text, the store's size read now.
+async fn metrics(State(state): State<AppState>) -> Response {
     state
         .http
         .store_bytes
@@ -63,16 +81,11 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-pub async fn openapi() -> Response {
+async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/yaml")], OPENAPI).into_response()
 }
 
-pub async fn not_found(State(state): State<AppState>) -> ApiError {
-    ApiError::new(
-        View::Plain,
-        StatusCode::NOT_FOUND,
-        "not_found",
-        "No such route",
-        state.now(),
-    )
+/// Any route the ledger does not serve.
+async fn not_found(State(state): State<AppState>) -> ApiError {
+    ApiError::of(&Plain, Failure::NotFound, "No such route", state.now())
 }

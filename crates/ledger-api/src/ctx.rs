@@ -1,0 +1,224 @@
+//! The request context every view handler starts from.
+//!
+//! [`Ctx<D>`] is an extractor: it authenticates the request (a 401 in `D`'s
+//! envelope otherwise), reads the clock once, and carries the key's scope and
+//! the state. What the views share — errors of the shared kinds, scoping,
+//! loading a visible session, paging, store reads — are its methods, each
+//! answering in `D`'s dialect.
+
+use std::collections::HashMap;
+use std::marker::PhantomData;
+
+use axum::extract::{FromRequestParts, Query};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, Uri};
+use ledger_core::Session;
+use ledger_store::{Filter, Order, Page, Start, StoreError};
+
+use crate::auth::Scope;
+use crate::dialect::{self, Dialect, Failure};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// An authenticated request to a view speaking dialect `D`.
+pub struct Ctx<D> {
+    pub state: AppState,
+    /// What the request's key may read.
+    pub scope: Scope,
+    /// The request's clock reading, Unix ms: read once, it is the time of
+    /// every read-time status, deadline and error timestamp of the response.
+    pub now: i64,
+    uri: Uri,
+    dialect: PhantomData<fn() -> D>,
+}
+
+impl<D: Dialect + Default> FromRequestParts<AppState> for Ctx<D> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let now = state.now();
+        match state.auth.check(&parts.headers) {
+            Ok(scope) => Ok(Self {
+                state: state.clone(),
+                scope,
+                now,
+                uri: parts.uri.clone(),
+                dialect: PhantomData,
+            }),
+            Err(f) => Err(ApiError::fixed(dialect::of::<D>(), f.into(), now)),
+        }
+    }
+}
+
+impl<D: Dialect + Default> Ctx<D> {
+    /// An error of this API's own (a status and code no other view shares).
+    pub fn error(
+        &self,
+        status: StatusCode,
+        code: &'static str,
+        msg: impl Into<String>,
+    ) -> ApiError {
+        ApiError::new(dialect::of::<D>(), status, code, msg, self.now)
+    }
+
+    /// A shared failure `kind`, in this API's code and status.
+    pub fn fail(&self, kind: Failure, msg: impl Into<String>) -> ApiError {
+        ApiError::of(dialect::of::<D>(), kind, msg, self.now)
+    }
+
+    /// A request that does not parse.
+    pub fn bad(&self, msg: impl Into<String>) -> ApiError {
+        self.fail(Failure::BadRequest, msg)
+    }
+
+    /// A parameter outside its range or set.
+    pub fn invalid(&self, msg: impl Into<String>) -> ApiError {
+        self.fail(Failure::BadParameter, msg)
+    }
+
+    /// No session `id` (or not one this route serves).
+    pub fn not_found(&self, id: &str) -> ApiError {
+        self.fail(Failure::NotFound, format!("Session {id} not found"))
+    }
+
+    /// Asking outside the key's scope.
+    pub fn forbidden(&self) -> ApiError {
+        ApiError::fixed(dialect::of::<D>(), Failure::Forbidden, self.now)
+    }
+
+    /// A store failure: a cursor this server did not issue is the caller's
+    /// 400; anything else is logged and a 500.
+    pub fn store_error(&self, e: StoreError) -> ApiError {
+        let kind = match e {
+            StoreError::BadCursor => Failure::BadCursor,
+            other => {
+                tracing::error!(error = %other, "store read failed");
+                Failure::Internal
+            }
+        };
+        ApiError::fixed(dialect::of::<D>(), kind, self.now)
+    }
+
+    /// The query parameters as a map (the last value of a name wins).
+    pub fn params(&self) -> Result<HashMap<String, String>, ApiError> {
+        match Query::<Vec<(String, String)>>::try_from_uri(&self.uri) {
+            Ok(Query(pairs)) => Ok(pairs.into_iter().collect()),
+            Err(e) => Err(self.bad(e.body_text())),
+        }
+    }
+
+    /// The integer parameter `name` within `lo..=hi`, `default` when absent.
+    pub fn int_param(
+        &self,
+        p: &HashMap<String, String>,
+        name: &str,
+        default: usize,
+        lo: usize,
+        hi: usize,
+    ) -> Result<usize, ApiError> {
+        match p.get(name) {
+            None => Ok(default),
+            Some(v) => match v.parse::<usize>() {
+                Ok(n) if (lo..=hi).contains(&n) => Ok(n),
+                _ => Err(self.invalid(format!(
+                    "`{name}` must be an integer between {lo} and {hi}, got `{v}`"
+                ))),
+            },
+        }
+    }
+
+    /// Every session the scope may see (an admin's: every session).
+    pub fn scope_filter(&self) -> Filter {
+        let mut f = Filter::default();
+        match &self.scope {
+            Scope::Admin => {}
+            Scope::User(u) => f.user_id = Some(u.clone()),
+            Scope::Workspace(w) => f.workspace_id = Some(w.clone()),
+        }
+        f
+    }
+
+    /// Narrows `f` to the scope; asking for another user or workspace is a
+    /// 403.
+    pub fn apply_scope(&self, f: &mut Filter) -> Result<(), ApiError> {
+        let (slot, own) = match &self.scope {
+            Scope::Admin => return Ok(()),
+            Scope::User(u) => (&mut f.user_id, u),
+            Scope::Workspace(w) => (&mut f.workspace_id, w),
+        };
+        match slot {
+            Some(asked) if asked != own => Err(self.forbidden()),
+            _ => {
+                *slot = Some(own.clone());
+                Ok(())
+            }
+        }
+    }
+
+    /// Whether the scope may see `s`.
+    pub fn may_see(&self, s: &Session) -> bool {
+        self.scope
+            .allows(s.user_id.as_deref(), s.workspace_id.as_deref())
+    }
+
+    /// The session `id`, whoever may see it.
+    pub fn session(&self, id: &str) -> Result<Option<Session>, ApiError> {
+        self.state.store.get(id).map_err(|e| self.store_error(e))
+    }
+
+    /// The session `id` as the caller may see it: 404 if unknown, then 403
+    /// if out of scope.
+    pub fn load_visible(&self, id: &str) -> Result<Session, ApiError> {
+        let s = self.session(id)?.ok_or_else(|| self.not_found(id))?;
+        if self.may_see(&s) {
+            Ok(s)
+        } else {
+            Err(self.forbidden())
+        }
+    }
+
+    /// How many sessions match `f` now.
+    pub fn count(&self, f: &Filter) -> Result<u64, ApiError> {
+        self.state
+            .store
+            .count(f, self.now)
+            .map_err(|e| self.store_error(e))
+    }
+
+    /// Every session matching `f` now, in `order`, strictly after the cursor
+    /// `after`.
+    pub fn matching<'a>(
+        &'a self,
+        f: &Filter,
+        order: Order,
+        after: Option<&str>,
+    ) -> Result<impl Iterator<Item = Result<Session, ApiError>> + 'a, ApiError> {
+        let iter = self
+            .state
+            .store
+            .matching(f, order, after, self.now)
+            .map_err(|e| self.store_error(e))?;
+        Ok(iter.map(|s| s.map_err(|e| self.store_error(e))))
+    }
+
+    /// A list page, newest first: `f` narrowed to the scope (403 when it asks
+    /// outside), at most `limit` sessions from the `cursor` parameter when
+    /// given, else `offset` sessions in.
+    pub fn page(
+        &self,
+        f: &mut Filter,
+        p: &HashMap<String, String>,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Page, ApiError> {
+        self.apply_scope(f)?;
+        let start = match p.get("cursor") {
+            Some(c) => Start::After(c.clone()),
+            None => Start::Offset(offset),
+        };
+        self.state
+            .store
+            .list(f, Order::NewestFirst, &start, limit, self.now)
+            .map_err(|e| self.store_error(e))
+    }
+}

@@ -1,0 +1,131 @@
+//! elizaOS messaging-sessions view: `GET /api/messaging/sessions` (live
+//! sessions, `{sessions,total,stats}`), `GET /api/messaging/sessions/{id}`
+//! (404 unknown, 410 no longer live), `/health`, and the ledger's
+//! `/{id}/events` audit trail. CamelCase, ISO-8601, `timeRemaining` in ms
+//! computed at request time.
+
+mod dialect;
+mod json;
+
+use axum::extract::Path;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use ledger_core::time::format_iso_ms;
+use ledger_core::Status;
+use ledger_store::Filter;
+use serde_json::{json, Value};
+
+use super::with_next_cursor;
+use crate::auth::Scope;
+use crate::ctx::Ctx;
+use crate::dialect::Dialect;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub use dialect::Eliza;
+use json::{event_json, session_info, ListBody, ListStats};
+
+/// The paths elizaOS's dialect is spoken under.
+pub const PREFIXES: &[(&str, &dyn Dialect)] = &[("/api/messaging/sessions", &Eliza)];
+
+/// Sessions a list without `limit` returns: elizaOS's `listSessions()` sends
+/// no parameters and expects every live session (DESIGN.md §7).
+pub const LIST_MAX: usize = 1_000;
+
+/// elizaOS's routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/messaging/sessions", get(list))
+        .route("/api/messaging/sessions/health", get(health))
+        .route("/api/messaging/sessions/{id}", get(get_one))
+        .route("/api/messaging/sessions/{id}/events", get(events))
+}
+
+/// Created sessions and the live ones among them, within the scope.
+fn scoped_counts(ctx: &Ctx<Eliza>) -> Result<(u64, u64), ApiError> {
+    let mut f = ctx.scope_filter();
+    let all = if ctx.scope == Scope::Admin {
+        let stats = ctx.state.store.stats();
+        stats.sessions - stats.status(Status::Pending)
+    } else {
+        // A scope names a user or workspace, which only created sessions carry.
+        ctx.count(&f)?
+    };
+    f.status = Some(Status::Active);
+    Ok((all, ctx.count(&f)?))
+}
+
+/// `GET /api/messaging/sessions?agentId&userId&channelId…&limit&cursor`
+async fn list(ctx: Ctx<Eliza>) -> Result<Response, ApiError> {
+    let p = ctx.params()?;
+    let limit = ctx.int_param(&p, "limit", LIST_MAX, 1, LIST_MAX)?;
+    let mut f = Filter {
+        user_id: p.get("userId").cloned(),
+        agent_id: p.get("agentId").cloned(),
+        client_id: p.get("clientId").cloned(),
+        workspace_id: p.get("workspaceId").cloned(),
+        status: Some(Status::Active),
+        ..Default::default()
+    };
+    let page = ctx.page(&mut f, &p, 0, limit)?;
+    let total = ctx.count(&f)?;
+    let (all, active) = scoped_counts(&ctx)?;
+    let body = ListBody {
+        sessions: page
+            .items
+            .iter()
+            .map(|s| session_info(s, ctx.now))
+            .collect(),
+        stats: ListStats {
+            active_sessions: active,
+            expired_sessions: all.saturating_sub(active),
+            total_sessions: all,
+        },
+        total,
+    };
+    Ok(with_next_cursor(body, page.next_cursor.as_deref()))
+}
+
+/// `GET /api/messaging/sessions/{id}`: 410 once no longer live.
+async fn get_one(Path(id): Path<String>, ctx: Ctx<Eliza>) -> Result<Response, ApiError> {
+    let s = ctx.load_visible(&id)?;
+    if s.status_at(ctx.now) != Status::Active {
+        return Err(ctx.error(
+            StatusCode::GONE,
+            "SESSION_EXPIRED",
+            format!("Session {id} has expired"),
+        ));
+    }
+    Ok(Json(session_info(&s, ctx.now)).into_response())
+}
+
+/// `GET /api/messaging/sessions/{id}/events` — the bounded audit trail.
+async fn events(Path(id): Path<String>, ctx: Ctx<Eliza>) -> Result<Json<Value>, ApiError> {
+    ctx.load_visible(&id)?;
+    let h = ctx
+        .state
+        .store
+        .history(&id)
+        .map_err(|e| ctx.store_error(e))?;
+    let events: Vec<Value> = h.iter().map(event_json).collect();
+    Ok(Json(json!({"sessionId": id, "events": events})))
+}
+
+/// `GET /api/messaging/sessions/health`
+async fn health(ctx: Ctx<Eliza>) -> Result<Json<Value>, ApiError> {
+    let (_, active) = scoped_counts(&ctx)?;
+    let soon = ctx
+        .state
+        .store
+        .count_near_expiration(&ctx.scope_filter(), ctx.now)
+        .map_err(|e| ctx.store_error(e))?;
+    Ok(Json(json!({
+        "status": "healthy",
+        "activeSessions": active,
+        "timestamp": format_iso_ms(ctx.now),
+        "expiringSoon": soon,
+        "uptime": ((ctx.now - ctx.state.started_ms).max(0)) as f64 / 1000.0,
+    })))
+}
