@@ -103,7 +103,10 @@ pub fn publish(brokers: &str, topic: &str, records: Vec<RawRecord>) -> u64 {
     }
 }
 
-pub use ledger_testkit::fold;
+/// The reference fold of `events` (the testkit's).
+pub fn fold(events: &[Event]) -> BTreeMap<String, Session> {
+    ledger_testkit::fold(events)
+}
 
 /// Asserts the store holds exactly the expected sessions (reports the first difference).
 pub fn assert_store_matches(dir: &Path, expected: &BTreeMap<String, Session>) {
