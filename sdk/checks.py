@@ -10,6 +10,7 @@ a few times (`same`); a real mismatch repeats and fails.
 import json
 import sys
 import time
+from datetime import datetime
 import urllib.error
 import urllib.request
 
@@ -83,3 +84,69 @@ class Raw:
         if status != 200:
             sys.exit(f"raw POST {path}: {status} {out}")
         return out
+
+
+def ts(s):
+    """An RFC 3339 time as a datetime (what the orq.ai SDKs parse it to)."""
+    return datetime.fromisoformat(s.replace("Z", "+00:00"))
+
+
+def orq_raw_fields(r, workspace):
+    """An orq.ai session's values from raw JSON, keyed by wire name, as the
+    SDKs' models hold them: 3.x's shape (`workspace=True`) or 4.x's thread
+    (no `workspace_id`)."""
+    b, u = r["billing"], r["usage"]
+    out = {
+        "_id": r["_id"],
+        "external_id": r["external_id"],
+        "duration": r["duration"],
+        "contact_ids": r["contact_ids"],
+        "billing": [b["input_cost"], b["output_cost"], b["total_cost"]],
+        "usage": [u["prompt_tokens"], u["completion_tokens"], u["total_tokens"]],
+        "traces_count": r["traces_count"],
+        "tags": r["tags"],
+        "project_id": r.get("project_id"),
+        "started_at": ts(r["started_at"]),
+        "updated_at": ts(r["updated_at"]),
+    }
+    if workspace:
+        out["workspace_id"] = r["workspace_id"]
+    return out
+
+
+def orq_by_id(check, items, get, raw_get, fields, raw_fields):
+    """Every 250th list item, read by id through the SDK (`get(id)`), equals
+    the raw JSON of the same route (`raw_get(id)`) and the list item (but for
+    `duration`, which grows with time)."""
+
+    def but_duration(x):
+        return {k: v for k, v in x.items() if k != "duration"}
+
+    for d in items[::250]:
+        check.same(
+            f"get {d.id} equals the raw JSON",
+            lambda: (fields(get(d.id)), raw_fields(raw_get(d.id))),
+        )
+        check(but_duration(fields(get(d.id))) == but_duration(fields(d)), "get equals the list item")
+
+
+def orq_sdk_fields(d, workspace):
+    """An orq.ai SDK session (3.x, `workspace=True`) or thread (4.x) as the
+    same dict `orq_raw_fields` makes of raw JSON."""
+    out = {
+        "_id": d.id,
+        "external_id": d.external_id,
+        "duration": d.duration,
+        "contact_ids": d.contact_ids,
+        "billing": [d.billing.input_cost, d.billing.output_cost, d.billing.total_cost],
+        "usage": [d.usage.prompt_tokens, d.usage.completion_tokens, d.usage.total_tokens],
+        "traces_count": d.traces_count,
+        "tags": d.tags,
+        "project_id": d.project_id or None,
+        "started_at": d.started_at,
+        "updated_at": d.updated_at,
+    }
+    if workspace:
+        out["workspace_id"] = d.workspace_id
+    return out
+

@@ -77,68 +77,28 @@ impl Metrics {
     pub fn register(registry: &mut Registry) -> Self {
         let m = Self::default();
         let r = registry.sub_registry_with_prefix("ledger");
-        r.register(
-            "records_consumed",
-            "Records read from the event topic",
-            m.consumed.clone(),
-        );
-        r.register("events", "Consumed records by outcome", m.events.clone());
-        r.register(
-            "batch_seconds",
-            "Time to apply one batch",
-            m.batch_seconds.clone(),
-        );
-        r.register(
-            "consumer_lag",
-            "Records not yet applied, per partition",
-            m.lag.clone(),
-        );
-        r.register("kafka_errors", "Kafka client errors", m.errors.clone());
-        r.register(
-            "reaped_events",
-            "Expired/abandoned events published by the reaper",
-            m.reaped.clone(),
-        );
-        r.register(
-            "consumer_up",
-            "1 while the consumer runs, 0 once it has stopped",
-            m.consumer_up.clone(),
-        );
-        r.register(
-            "dlq_failures",
-            "Failed dead-letter deliveries (each holds its batch back)",
-            m.dlq_failures.clone(),
-        );
-        r.register(
-            "stalled_partitions",
-            "Partitions behind their high watermark that yield no record",
-            m.stalled.clone(),
-        );
-        r.register(
-            "skipped_records",
-            "Offsets skipped because the broker never delivered their record",
-            m.skipped.clone(),
-        );
-        r.register(
-            "applied_offset",
-            "Next offset to apply, per partition (the stored offset)",
-            m.applied_offset.clone(),
-        );
-        r.register(
-            "high_watermark",
-            "Latest high watermark seen, per partition",
-            m.high_watermark.clone(),
-        );
-        r.register(
-            "store_sessions",
-            "Sessions in the store, pending shells included",
-            m.sessions.clone(),
-        );
-        r.register(
-            "reaper_owned_partition",
-            "1 for each partition this instance's reaper owns",
-            m.reaper_owned.clone(),
-        );
+        // (name, help, metric): one row a metric.
+        macro_rules! register {
+            ($($field:ident $name:literal, $help:literal;)*) => {
+                $(r.register($name, $help, m.$field.clone());)*
+            };
+        }
+        register! {
+            consumed       "records_consumed", "Records read from the event topic";
+            events         "events", "Consumed records by outcome";
+            batch_seconds  "batch_seconds", "Time to apply one batch";
+            lag            "consumer_lag", "Records not yet applied, per partition";
+            errors         "kafka_errors", "Kafka client errors";
+            reaped         "reaped_events", "Expired/abandoned events published by the reaper";
+            consumer_up    "consumer_up", "1 while the consumer runs, 0 once it has stopped";
+            dlq_failures   "dlq_failures", "Failed dead-letter deliveries (each holds its batch back)";
+            stalled        "stalled_partitions", "Partitions behind their high watermark that yield no record";
+            skipped        "skipped_records", "Offsets skipped because the broker never delivered their record";
+            applied_offset "applied_offset", "Next offset to apply, per partition (the stored offset)";
+            high_watermark "high_watermark", "Latest high watermark seen, per partition";
+            sessions       "store_sessions", "Sessions in the store, pending shells included";
+            reaper_owned   "reaper_owned_partition", "1 for each partition this instance's reaper owns";
+        }
         m
     }
 
