@@ -80,26 +80,8 @@ pub enum Command {
     Generate {
         #[command(flatten)]
         common: Common,
-        #[arg(long, default_value_t = 1_000)]
-        sessions: usize,
-        #[arg(long, default_value_t = 10_000)]
-        events: usize,
-        #[arg(long, default_value_t = 42)]
-        seed: u64,
-        #[arg(long, default_value_t = 500)]
-        users: usize,
-        /// Probability that an event is followed by a producer-retry duplicate.
-        #[arg(long, default_value_t = 0.0)]
-        duplicates: f64,
-        /// Probability that a session's `created` arrives after its first events.
-        #[arg(long, default_value_t = 0.0)]
-        out_of_order: f64,
-        /// First event time (RFC 3339); default: now minus one hour.
-        #[arg(long)]
-        start: Option<String>,
-        /// Write NDJSON here (`-` = stdout) instead of publishing to the topic.
-        #[arg(long)]
-        out: Option<String>,
+        #[command(flatten)]
+        opts: GenerateOpts,
     },
     /// Replay the topic from the beginning into a fresh store, then swap it in.
     Rebuild {
@@ -124,4 +106,29 @@ pub enum Command {
         #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "2")]
         watch: Option<u64>,
     },
+}
+
+/// What `generate` (and the demo) generate.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GenerateOpts {
+    #[arg(long, default_value_t = 1_000)]
+    pub sessions: usize,
+    #[arg(long, default_value_t = 10_000)]
+    pub events: usize,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    #[arg(long, default_value_t = 500)]
+    pub users: usize,
+    /// Probability that an event is followed by a producer-retry duplicate.
+    #[arg(long, default_value_t = 0.0)]
+    pub duplicates: f64,
+    /// Probability that a session's `created` arrives after its first events.
+    #[arg(long, default_value_t = 0.0)]
+    pub out_of_order: f64,
+    /// First event time (RFC 3339); default: now minus one hour.
+    #[arg(long)]
+    pub start: Option<String>,
+    /// Write NDJSON here (`-` = stdout) instead of publishing to the topic.
+    #[arg(long)]
+    pub out: Option<String>,
 }

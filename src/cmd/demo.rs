@@ -6,7 +6,8 @@ use ledger_kafka::publish::RawRecord;
 use ledger_kafka::Publisher;
 use rdkafka::mocking::MockCluster;
 
-use super::publish::{gen_config, GenerateOpts};
+use super::publish::gen_config;
+use crate::cli::GenerateOpts;
 use crate::config::Config;
 
 pub async fn run(port: u16, sessions: usize, events: usize) -> anyhow::Result<()> {

@@ -75,27 +75,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             input,
             binary,
         } => runtime()?.block_on(publish::publish(settings(&common)?, &input, binary)),
-        Command::Generate {
-            common,
-            sessions,
-            events,
-            seed,
-            users,
-            duplicates,
-            out_of_order,
-            start,
-            out,
-        } => {
-            let opts = publish::GenerateOpts {
-                sessions,
-                events,
-                seed,
-                users,
-                duplicates,
-                out_of_order,
-                start,
-                out,
-            };
+        Command::Generate { common, opts } => {
             runtime()?.block_on(publish::generate(settings(&common)?, opts))
         }
         Command::Rebuild { common } => ops::rebuild(settings(&common)?),

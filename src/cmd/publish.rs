@@ -9,6 +9,7 @@ use ledger_gen::{GenConfig, Generator};
 use ledger_kafka::publish::RawRecord;
 use ledger_kafka::{event_headers, Publisher};
 
+use crate::cli::GenerateOpts;
 use crate::config::Config;
 
 fn bar(total: u64) -> ProgressBar {
@@ -80,17 +81,6 @@ pub async fn publish(cfg: Config, input: &str, binary: bool) -> anyhow::Result<(
         cfg.kafka.topic
     );
     Ok(())
-}
-
-pub struct GenerateOpts {
-    pub sessions: usize,
-    pub events: usize,
-    pub seed: u64,
-    pub users: usize,
-    pub duplicates: f64,
-    pub out_of_order: f64,
-    pub start: Option<String>,
-    pub out: Option<String>,
 }
 
 pub fn gen_config(o: &GenerateOpts) -> anyhow::Result<GenConfig> {

@@ -5,11 +5,9 @@
 //! cost sums, RFC 3339 times past year 9999, secret-named keys, and
 //! elizaOS's parameterless list.
 
-use std::sync::Arc;
-
 mod support;
 
-use ledger_api::{hash_key, ApiKey, AppState, Auth, Scope};
+use ledger_api::{Auth, Scope};
 use ledger_core::time::format_iso_ms;
 use ledger_core::{decode_structured, Defaults, Event};
 use ledger_store::Store;
@@ -47,26 +45,15 @@ fn fixture(events: Vec<Event>) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), Defaults::default()).unwrap();
     support::load(&store, "session-events", events);
-    let key = |name: &str, secret: &str, scope| ApiKey {
-        name: name.into(),
-        sha256: hash_key(secret),
-        scope,
-    };
+    let key = support::key;
     let auth = Auth::new(vec![
         key("admin", ADMIN, Scope::Admin),
         key("u1", U1, Scope::User("u1".into())),
         key("lonely", LONELY, Scope::User("nobody".into())),
         key("ws", WS, Scope::Workspace("ws-2".into())),
     ]);
-    let state = AppState::new(
-        store,
-        "session-events",
-        auth,
-        Arc::new(|| NOW),
-        Default::default(),
-    );
     Fixture {
-        server: support::serve(state),
+        server: support::serve_at(store, "session-events", auth, NOW),
         _dir: dir,
     }
 }

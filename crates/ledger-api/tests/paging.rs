@@ -4,11 +4,10 @@
 //! cursor and orq's `lastId` paging alike.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 mod support;
 
-use ledger_api::{AppState, Auth};
+use ledger_api::Auth;
 use ledger_core::event::SessionType;
 use ledger_core::{Defaults, Session, Status};
 use ledger_gen::{generate, GenConfig};
@@ -51,15 +50,8 @@ fn world() -> World {
     let mut sessions: Vec<Session> = folded.into_values().collect();
     sessions.sort_by(|a, b| (b.sort_at(), &b.id).cmp(&(a.sort_at(), &a.id)));
     assert_eq!(sessions.len(), SESSIONS);
-    let state = AppState::new(
-        store,
-        "t",
-        Auth::disabled(),
-        Arc::new(|| NOW),
-        Default::default(),
-    );
     World {
-        server: support::serve(state),
+        server: support::serve_at(store, "t", Auth::disabled(), NOW),
         sessions,
         _dir: dir,
     }

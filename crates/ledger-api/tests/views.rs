@@ -3,11 +3,10 @@
 //! fuzz-style sweep of random queries and bodies (never a 5xx).
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 mod support;
 
-use ledger_api::{hash_key, ApiKey, AppState, Auth, Scope};
+use ledger_api::{Auth, Scope};
 use ledger_core::Defaults;
 use ledger_gen::{generate, GenConfig};
 use ledger_store::Store;
@@ -39,26 +38,11 @@ fn fixture() -> Fixture {
     });
     support::load(&store, "session-events", events);
     let auth = Auth::new(vec![
-        ApiKey {
-            name: "admin".into(),
-            sha256: hash_key(ADMIN),
-            scope: Scope::Admin,
-        },
-        ApiKey {
-            name: "user".into(),
-            sha256: hash_key(USER),
-            scope: Scope::User(SCOPED_USER.into()),
-        },
+        support::key("admin", ADMIN, Scope::Admin),
+        support::key("user", USER, Scope::User(SCOPED_USER.into())),
     ]);
-    let state = AppState::new(
-        store,
-        "session-events",
-        auth,
-        Arc::new(|| NOW),
-        Default::default(),
-    );
     Fixture {
-        server: support::serve(state),
+        server: support::serve_at(store, "session-events", auth, NOW),
         _dir: dir,
     }
 }

@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 
-use ledger_api::AppState;
+use ledger_api::{hash_key, ApiKey, AppState, Auth, Scope};
 use ledger_core::Event;
 use ledger_store::Store;
 
@@ -37,5 +37,25 @@ pub fn serve(state: AppState) -> Served {
         addr,
         base: format!("http://{addr}"),
         _rt: rt,
+    }
+}
+
+/// Serves `store` as `topic` with `auth` and a clock frozen at `now_ms`.
+pub fn serve_at(store: Store, topic: &str, auth: Auth, now_ms: i64) -> Served {
+    serve(AppState::new(
+        store,
+        topic,
+        auth,
+        std::sync::Arc::new(move || now_ms),
+        Default::default(),
+    ))
+}
+
+/// A configured key: its name, the SHA-256 of `secret`, its scope.
+pub fn key(name: &str, secret: &str, scope: Scope) -> ApiKey {
+    ApiKey {
+        name: name.into(),
+        sha256: hash_key(secret),
+        scope,
     }
 }
