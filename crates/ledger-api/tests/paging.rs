@@ -68,6 +68,41 @@ struct F {
 }
 
 impl F {
+    fn user(u: impl Into<String>) -> Self {
+        Self {
+            user: Some(u.into()),
+            ..Default::default()
+        }
+    }
+
+    fn client(c: String) -> Self {
+        Self {
+            client: Some(c),
+            ..Default::default()
+        }
+    }
+
+    fn agent(a: String) -> Self {
+        Self {
+            agent: Some(a),
+            ..Default::default()
+        }
+    }
+
+    fn workspace(w: String) -> Self {
+        Self {
+            workspace: Some(w),
+            ..Default::default()
+        }
+    }
+
+    fn status(self, st: Status) -> Self {
+        Self {
+            status: Some(st),
+            ..self
+        }
+    }
+
     /// The recomputation: the same filter applied in memory.
     fn expect<'a>(&self, all: &'a [Session]) -> Vec<&'a str> {
         let eq = |w: &Option<String>, h: &Option<String>| w.is_none() || w == h;
@@ -139,6 +174,26 @@ fn ids(items: &Value, key: &str) -> Vec<String> {
         .collect()
 }
 
+/// Follows a list's `x-next-cursor` from `url` (which has a query string) to
+/// its end: the ids `items` reads off each page, and the pages read.
+fn walk_cursor(url: &str, items: impl Fn(&Value) -> Vec<String>) -> (Vec<String>, Vec<Value>) {
+    let (mut got, mut pages) = (vec![], vec![]);
+    let mut cursor: Option<String> = None;
+    loop {
+        let c = cursor
+            .as_ref()
+            .map(|c| format!("&cursor={c}"))
+            .unwrap_or_default();
+        let (body, next) = get(&format!("{url}{c}"));
+        got.extend(items(&body));
+        pages.push(body);
+        match next {
+            Some(n) => cursor = Some(n),
+            None => return (got, pages),
+        }
+    }
+}
+
 /// Clerk's list by offset pages and by cursor pages, checked against `want`.
 fn clerk_sweep(w: &World, f: &F, limit: usize, want: &[&str]) -> usize {
     let q = f.clerk_query();
@@ -164,24 +219,9 @@ fn clerk_sweep(w: &World, f: &F, limit: usize, want: &[&str]) -> usize {
     }
     assert_eq!(got, want, "offset paging of {f:?} by {limit}");
     // Cursor paging.
-    let mut got = vec![];
-    let mut cursor: Option<String> = None;
-    loop {
-        let c = cursor
-            .as_ref()
-            .map(|c| format!("&cursor={c}"))
-            .unwrap_or_default();
-        let (body, next) = get(&format!(
-            "{}/v1/sessions?{q}&limit={limit}{c}",
-            w.server.base
-        ));
-        requests += 1;
-        got.extend(ids(&body, "id"));
-        match next {
-            Some(n) => cursor = Some(n),
-            None => break,
-        }
-    }
+    let url = format!("{}/v1/sessions?{q}&limit={limit}", w.server.base);
+    let (got, pages) = walk_cursor(&url, |b| ids(b, "id"));
+    requests += pages.len();
     assert_eq!(got, want, "cursor paging of {f:?} by {limit}");
     requests
 }
@@ -205,58 +245,20 @@ fn every_filter_and_page_boundary_matches_an_in_memory_recomputation() {
     let w = world();
     let mut filters = vec![(F::default(), 500)];
     for st in Status::ALL.into_iter().filter(|s| *s != Status::Pending) {
-        filters.push((
-            F {
-                status: Some(st),
-                ..Default::default()
-            },
-            97,
-        ));
+        filters.push((F::default().status(st), 97));
     }
     for u in pick(&w, |s| &s.user_id, 3) {
-        filters.push((
-            F {
-                user: Some(u.clone()),
-                ..Default::default()
-            },
-            3,
-        ));
-        filters.push((
-            F {
-                user: Some(u),
-                status: Some(Status::Expired),
-                ..Default::default()
-            },
-            2,
-        ));
+        filters.push((F::user(u.clone()), 3));
+        filters.push((F::user(u).status(Status::Expired), 2));
     }
     for c in pick(&w, |s| &s.client_id, 2) {
-        filters.push((
-            F {
-                client: Some(c),
-                ..Default::default()
-            },
-            50,
-        ));
+        filters.push((F::client(c), 50));
     }
     for a in pick(&w, |s| &s.agent_id, 2) {
-        filters.push((
-            F {
-                agent: Some(a),
-                status: Some(Status::Active),
-                ..Default::default()
-            },
-            40,
-        ));
+        filters.push((F::agent(a).status(Status::Active), 40));
     }
     for ws in pick(&w, |s| &s.workspace_id, 2) {
-        filters.push((
-            F {
-                workspace: Some(ws),
-                ..Default::default()
-            },
-            211,
-        ));
+        filters.push((F::workspace(ws), 211));
     }
     let mut statuses = BTreeMap::new();
     for s in &w.sessions {
@@ -279,23 +281,10 @@ fn orq_last_id_paging_matches_the_recomputation() {
     let users = pick(&w, |s| &s.user_id, 2);
     let filters = [
         F::default(),
-        F {
-            status: Some(Status::Active),
-            ..Default::default()
-        },
-        F {
-            status: Some(Status::Abandoned),
-            ..Default::default()
-        },
-        F {
-            user: Some(users[0].clone()),
-            ..Default::default()
-        },
-        F {
-            user: Some(users[1].clone()),
-            status: Some(Status::Expired),
-            ..Default::default()
-        },
+        F::default().status(Status::Active),
+        F::default().status(Status::Abandoned),
+        F::user(users[0].clone()),
+        F::user(users[1].clone()).status(Status::Expired),
     ];
     for f in &filters {
         let want = f.expect(&w.sessions);
@@ -334,10 +323,7 @@ fn wingspan_and_eliza_lists_match_the_recomputation() {
     let w = world();
     let mut wingspan_sessions = 0;
     for u in pick(&w, |s| &s.user_id, 6) {
-        let f = F {
-            user: Some(u.clone()),
-            ..Default::default()
-        };
+        let f = F::user(u.clone());
         // Wingspan's API-session list holds API sessions only.
         let want: Vec<&str> = f
             .expect(&w.sessions)
@@ -349,23 +335,8 @@ fn wingspan_and_eliza_lists_match_the_recomputation() {
             })
             .collect();
         wingspan_sessions += want.len();
-        let mut got = vec![];
-        let mut cursor: Option<String> = None;
-        loop {
-            let c = cursor
-                .as_ref()
-                .map(|c| format!("&cursor={c}"))
-                .unwrap_or_default();
-            let (body, next) = get(&format!(
-                "{}/users/session/api?userId={u}&limit=4{c}",
-                w.server.base
-            ));
-            got.extend(ids(&body, "sessionId"));
-            match next {
-                Some(n) => cursor = Some(n),
-                None => break,
-            }
-        }
+        let url = format!("{}/users/session/api?userId={u}&limit=4", w.server.base);
+        let (got, _) = walk_cursor(&url, |b| ids(b, "sessionId"));
         assert_eq!(got, want, "Wingspan list of {u}");
     }
     assert!(
@@ -373,30 +344,11 @@ fn wingspan_and_eliza_lists_match_the_recomputation() {
         "API sessions to page through: {wingspan_sessions}"
     );
     // elizaOS lists live sessions only.
-    let live = F {
-        status: Some(Status::Active),
-        ..Default::default()
-    };
+    let live = F::default().status(Status::Active);
     let want = live.expect(&w.sessions);
-    let mut got = vec![];
-    let mut cursor: Option<String> = None;
-    let mut total = None;
-    loop {
-        let c = cursor
-            .as_ref()
-            .map(|c| format!("&cursor={c}"))
-            .unwrap_or_default();
-        let (body, next) = get(&format!(
-            "{}/api/messaging/sessions?limit=333{c}",
-            w.server.base
-        ));
-        total.get_or_insert(body["total"].clone());
-        got.extend(ids(&body["sessions"], "sessionId"));
-        match next {
-            Some(n) => cursor = Some(n),
-            None => break,
-        }
-    }
+    let url = format!("{}/api/messaging/sessions?limit=333", w.server.base);
+    let (got, pages) = walk_cursor(&url, |b| ids(&b["sessions"], "sessionId"));
+    let total = pages.first().map(|b| b["total"].clone());
     assert_eq!(got, want, "elizaOS live sessions");
     assert_eq!(total, Some(json!(want.len())), "elizaOS total");
 }

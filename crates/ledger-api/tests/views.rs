@@ -170,90 +170,44 @@ fn errors_use_each_views_envelope_and_status() {
     assert_eq!(s, 200);
     let list: Vec<Value> = serde_json::from_str(&b).unwrap();
     assert!(!list.is_empty() && list.iter().all(|x| x["user_id"] == SCOPED_USER));
-    assert_eq!(
-        call(&f, "GET", "/v1/sessions?user_id=user_1", Some(USER), None).0,
-        403
-    );
-    let other = list_ids(&f, "user_1");
-    assert_eq!(
-        call(
-            &f,
-            "GET",
-            &format!("/v1/sessions/{}", other[0]),
-            Some(USER),
-            None
-        )
-        .0,
-        403
-    );
-    // Bad parameters and bodies.
-    assert_eq!(
-        call(&f, "GET", "/v1/sessions?limit=501", Some(ADMIN), None).0,
-        422
-    );
-    assert_eq!(
-        call(&f, "GET", "/v1/sessions?offset=-1", Some(ADMIN), None).0,
-        422
-    );
-    assert_eq!(
-        call(&f, "GET", "/v1/sessions?status=sleeping", Some(ADMIN), None).0,
-        422
-    );
-    assert_eq!(
-        call(&f, "GET", "/v1/sessions?cursor=zz", Some(ADMIN), None).0,
-        400
-    );
-    assert_eq!(
-        call(&f, "GET", "/v1/sessions/unknown", Some(ADMIN), None).0,
-        404
-    );
-    assert_eq!(
-        call(
-            &f,
-            "POST",
-            "/v2/traces/sessions/query",
-            Some(ADMIN),
-            Some("{\"pagination\":")
-        )
-        .0,
-        400
-    );
-    assert_eq!(
-        call(
-            &f,
-            "POST",
-            "/v2/traces/sessions/query",
-            Some(ADMIN),
-            Some(
-                r#"{"query":{"filters":[{"operator":"sounds_like","path":"/tags","value":"x"}]}}"#
-            )
-        )
-        .0,
-        400
-    );
+    let other = format!("/v1/sessions/{}", list_ids(&f, "user_1")[0]);
     let big = format!("{{\"x\":\"{}\"}}", "a".repeat(100_000));
-    assert_eq!(
-        call(
-            &f,
+    let filter = r#"{"query":{"filters":[{"operator":"sounds_like","path":"/tags","value":"x"}]}}"#;
+    // (method, path, key, body, status): another user's session, then bad
+    // parameters and bodies.
+    let cases: [(&str, &str, &str, Option<&str>, u16); 11] = [
+        ("GET", &other, USER, None, 403),
+        ("GET", "/v1/sessions?limit=501", ADMIN, None, 422),
+        ("GET", "/v1/sessions?offset=-1", ADMIN, None, 422),
+        ("GET", "/v1/sessions?status=sleeping", ADMIN, None, 422),
+        ("GET", "/v1/sessions?cursor=zz", ADMIN, None, 400),
+        ("GET", "/v1/sessions/unknown", ADMIN, None, 404),
+        (
             "POST",
             "/v2/traces/sessions/query",
-            Some(ADMIN),
-            Some(&big)
-        )
-        .0,
-        413
-    );
-    assert_eq!(
-        call(
-            &f,
-            "GET",
-            "/api/messaging/sessions/unknown",
-            Some(ADMIN),
-            None
-        )
-        .0,
-        404
-    );
+            ADMIN,
+            Some("{\"pagination\":"),
+            400,
+        ),
+        (
+            "POST",
+            "/v2/traces/sessions/query",
+            ADMIN,
+            Some(filter),
+            400,
+        ),
+        ("POST", "/v2/traces/sessions/query", ADMIN, Some(&big), 413),
+        ("GET", "/api/messaging/sessions/unknown", ADMIN, None, 404),
+        ("GET", "/v1/sessions?user_id=user_1", USER, None, 403),
+    ];
+    for (method, path, key, body, status) in cases {
+        let short = &path[..path.len().min(60)];
+        assert_eq!(
+            call(&f, method, path, Some(key), body).0,
+            status,
+            "{method} {short}"
+        );
+    }
 }
 
 fn list_ids(f: &Fixture, user: &str) -> Vec<String> {
