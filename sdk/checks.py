@@ -150,3 +150,13 @@ def orq_sdk_fields(d, workspace):
         out["workspace_id"] = d.workspace_id
     return out
 
+
+def all_refused(check, writes, error, refusal, what):
+    """Each call in `writes` raises `error`, and `refusal(e)` holds for it."""
+    for write in writes:
+        try:
+            write()
+            check(False, "a write must raise")
+        except error as e:
+            check(refusal(e), f"{what}: {getattr(e, 'body', e)}")
+

@@ -15,7 +15,7 @@ store, and with what the filters promise.
 import sys
 from collections import Counter
 
-from checks import Checks, Raw, orq_by_id, orq_raw_fields, orq_sdk_fields, ts
+from checks import Checks, Raw, all_refused, orq_by_id, orq_raw_fields, orq_sdk_fields, ts
 from orq_ai_sdk import Orq, models
 
 BASE, ADMIN, USER_KEY, USER = sys.argv[1:5]
@@ -233,12 +233,10 @@ writes = [
     lambda: orq.sessions.update(session_id=one.id, tags=["written"]),
     lambda: orq.sessions.delete(session_id=one.id),
 ]
-for write in writes:
-    try:
-        write()
-        check(False, "a write must raise")
-    except models.APIError as e:
-        check(e.status_code == 405 and "read-only" in e.body and "Kafka topic" in e.body, f"405 read-only: {e}")
+all_refused(
+    check, writes, models.APIError,
+    lambda e: e.status_code == 405 and "read-only" in e.body and "Kafka topic" in e.body, "405 read-only",
+)
 check(orq.sessions.get(session_id=one.id).tags == before_tags, "nothing was written")
 
 check.done(f"{total} sessions, {len(own)} of the scoped user")
