@@ -147,6 +147,6 @@ const own = await scoped.sessions.getSessionList({ limit: 500 });
 c.ok(JSON.stringify(own.data.map((s) => s.id)) === JSON.stringify(mine.data.map((s) => s.id)), "scoped key lists its user's sessions");
 const other = (await raw("/v1/sessions?limit=500")).body.find((s) => s.user_id !== user);
 e = await c.rejects(() => scoped.sessions.getSession(other.id), "another user's session");
-c.ok(e instanceof ClerkAPIResponseError && e.status === 403, `403: ${e}`);
+c.ok(e instanceof ClerkAPIResponseError && e.status === 404 && e.errors[0].code === "resource_not_found", `another user's session is an unknown id (404): ${e}`);
 
 c.done(`${mine.totalCount} sessions of ${user}, ${all.body.total_count} in all`);

@@ -121,7 +121,8 @@ with Clerk(bearer_auth="wrong-key", server_url=BASE + "/v1") as bad:
     except ClerkErrors as e:
         check(e.status_code == 401 and e.data.errors[0].message, "401 in Clerk's envelope")
 
-# A key scoped to one user lists that user's sessions; another user is 403.
+# A key scoped to one user lists that user's sessions; another user's
+# session is an unknown id (404, the same body as an id that never existed).
 with Clerk(bearer_auth=USER_KEY, server_url=BASE + "/v1") as mine:
     own = mine.sessions.list(limit=500)
     check(own and [s.id for s in own] == [s["id"] for s in raw.get(f"/v1/sessions?user_id={USER}&limit=500")], "scoped list")
@@ -130,6 +131,6 @@ with Clerk(bearer_auth=USER_KEY, server_url=BASE + "/v1") as mine:
         mine.sessions.get(session_id=other["id"])
         check(False, "another user's session must fail")
     except (ClerkErrors, models.SDKError) as e:
-        check(e.status_code == 403, "403 outside the key's scope")
+        check(e.status_code == 404, "another user's session is an unknown id (404)")
 
 check.done(f"{len(by_user)} sessions of {user}, statuses {sorted(seen)}")

@@ -169,8 +169,8 @@ foreign = next(i for i in all_ids if i not in set(clerk_own))
 try:
     mine.sessions.get(session_id=foreign)
     check(False, "another user's thread must raise")
-except models.APIDefaultError as e:
-    check(e.status_code == 403, "403 for another user's thread")
+except models.ErrorResponse as e:
+    check(e.status_code == 404 and e.data.code == 5, "another user's thread is an unknown id (404, code 5)")
 
 # Writes are refused: 405 (gRPC 12), the message says where writes go.
 one = everything[17]

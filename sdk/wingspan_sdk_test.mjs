@@ -83,7 +83,7 @@ const other = (await raw("/v1/sessions?limit=500")).body.find((s) => s.user_id !
 const nonApi = clerk.find((s) => types[s.id] !== "API");
 const cases = [
   [() => sdk.getUsersSessionApiId({ id: "sess_does_not_exist" }), 404, "NOT_FOUND", "unknown id"],
-  [() => sdk.getUsersSessionApiId({ id: other.id }), 403, "FORBIDDEN", "another user's session"],
+  [() => sdk.getUsersSessionApiId({ id: other.id }), 404, "NOT_FOUND", "another user's session (an unknown id to this key)"],
   [() => new Users({ serverURL: base, bearerAuth: "wrong-key" }).sessionAndAuthentication.getUsersSessionApi(), 401, "UNAUTHORIZED", "a wrong key"],
   [() => new Users({ serverURL: base, bearerAuth: admin }).sessionAndAuthentication.getUsersSessionApi(), 400, "INVALID_PARAMETER", "an admin key names no user"],
 ];

@@ -166,14 +166,15 @@ impl<D: Dialect + Default> Ctx<D> {
         self.state.store.get(id).map_err(|e| self.store_error(e))
     }
 
-    /// The session `id` as the caller may see it: 404 if unknown, then 403
-    /// if out of scope.
+    /// The session `id` as the caller may see it: 404 if unknown or out of
+    /// the key's scope (the same answer, so a key learns nothing of other
+    /// tenants' ids).
     pub fn load_visible(&self, id: &str) -> Result<Session, ApiError> {
-        let s = self.session(id)?.ok_or_else(|| self.not_found(id))?;
-        if self.may_see(&s) {
-            Ok(s)
-        } else {
-            Err(self.forbidden())
+        // A session outside the key's scope is answered exactly like an
+        // unknown id: a 403 would confirm that it exists.
+        match self.session(id)? {
+            Some(s) if self.may_see(&s) => Ok(s),
+            _ => Err(self.not_found(id)),
         }
     }
 

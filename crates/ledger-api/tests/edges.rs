@@ -364,3 +364,38 @@ fn the_eliza_list_without_parameters_returns_every_live_session_up_to_1000() {
     assert_eq!(rest.len(), 50);
     assert_eq!(rest[49]["sessionId"], "live-1049");
 }
+
+/// A session outside the key's scope is answered exactly like an id that
+/// never existed, in every view: a 403 would confirm it exists.
+#[test]
+fn another_tenants_session_is_an_unknown_id_in_every_view() {
+    let f = fixture(deadline_mix());
+    // `abandons-a` belongs to u2; the U1 key sees u1's sessions only.
+    for route in [
+        "/v1/sessions/",
+        "/v2/traces/sessions/",
+        "/v2/sessions/",
+        "/users/session/token/",
+        "/users/session/api/",
+        "/api/messaging/sessions/",
+    ] {
+        let answer = |id: &str| {
+            let r = get(&f, &format!("{route}{id}"), &[("x-api-key", U1)]);
+            let status = r.status().as_u16();
+            let mut body: Value = serde_json::from_str(&r.text().unwrap()).unwrap();
+            // Clerk's trace id differs per request, as for any two ids.
+            if let Some(o) = body.as_object_mut() {
+                o.remove("clerk_trace_id");
+            }
+            (status, body.to_string().replace(id, "ID"))
+        };
+        let other = answer("abandons-a");
+        assert_eq!(other.0, 404, "{route}: {}", other.1);
+        assert_eq!(other, answer("never-existed"), "{route}");
+        // (Wingspan's API-session route holds `API` sessions only.)
+        if route != "/users/session/api/" {
+            let own = get(&f, &format!("{route}near-own"), &[("x-api-key", U1)]);
+            assert_eq!(own.status(), 200, "{route}: the key's own session is found");
+        }
+    }
+}

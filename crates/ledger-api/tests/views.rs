@@ -165,7 +165,8 @@ fn errors_use_each_views_envelope_and_status() {
     let (s, b) = call(&f, "GET", "/api/messaging/sessions", None, None);
     assert_eq!(s, 401);
     assert!(serde_json::from_str::<Value>(&b).unwrap()["error"]["timestamp"].is_string());
-    // Scoped key: its own user works, another user is 403.
+    // Scoped key: its own user works; another user's session is an unknown
+    // id (404), asking to list another user is 403.
     let (s, b) = call(&f, "GET", "/v1/sessions?limit=500", Some(USER), None);
     assert_eq!(s, 200);
     let list: Vec<Value> = serde_json::from_str(&b).unwrap();
@@ -176,7 +177,7 @@ fn errors_use_each_views_envelope_and_status() {
     // (method, path, key, body, status): another user's session, then bad
     // parameters and bodies.
     let cases: [(&str, &str, &str, Option<&str>, u16); 11] = [
-        ("GET", &other, USER, None, 403),
+        ("GET", &other, USER, None, 404),
         ("GET", "/v1/sessions?limit=501", ADMIN, None, 422),
         ("GET", "/v1/sessions?offset=-1", ADMIN, None, 422),
         ("GET", "/v1/sessions?status=sleeping", ADMIN, None, 422),
