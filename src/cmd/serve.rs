@@ -109,14 +109,13 @@ pub async fn run(
     // A consumer that stops (a store write failed: disk full, I/O error)
     // stops the process with an error, so a supervisor restarts it; the
     // restart resumes from the stored offsets with nothing lost.
-    let progress = ingest.progress.clone();
+    // The consumer thread drops its end of `applied` when it ends.
+    let (progress, mut applied) = (ingest.progress.clone(), ingest.applied.clone());
     let consumer_died = async move {
-        loop {
-            if let Some(why) = progress.failure() {
-                return why;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        while applied.changed().await.is_ok() {}
+        progress
+            .failure()
+            .unwrap_or_else(|| "the consumer thread ended".into())
     };
     let (died_tx, died_rx) = tokio::sync::oneshot::channel();
     let stop = async move {
@@ -137,11 +136,11 @@ pub async fn run(
         ingest.stop()
     })
     .await?;
-    if let Err(e) = stopped {
-        tracing::error!(error = %e, "consumer ended with an error");
-    }
     if let Ok(why) = died_rx.await {
         anyhow::bail!("the consumer stopped: {why}");
+    }
+    if let Err(e) = stopped {
+        tracing::error!(error = %e, "consumer ended with an error");
     }
     store.flush()?;
     tracing::info!("stopped cleanly");

@@ -40,10 +40,15 @@ fn scrape(base: &str) -> anyhow::Result<Snapshot> {
         .context("/metrics is not Prometheus text")?;
     let mut s = Snapshot::default();
     for m in &scrape.samples {
-        let v = match m.value {
+        let v = match &m.value {
             prometheus_parse::Value::Counter(v)
             | prometheus_parse::Value::Gauge(v)
-            | prometheus_parse::Value::Untyped(v) => v,
+            | prometheus_parse::Value::Untyped(v) => *v,
+            // Batches applied: the count of the batch-time histogram.
+            prometheus_parse::Value::Histogram(h) if m.metric == "ledger_batch_seconds" => {
+                s.batches = h.iter().map(|b| b.count).fold(0.0, f64::max);
+                continue;
+            }
             _ => continue,
         };
         let partition = m
@@ -68,35 +73,16 @@ fn scrape(base: &str) -> anyhow::Result<Snapshot> {
             _ => {}
         }
     }
-    // Batches applied: the count of the batch-time histogram.
-    for m in &scrape.samples {
-        if m.metric == "ledger_batch_seconds" {
-            if let prometheus_parse::Value::Histogram(h) = &m.value {
-                s.batches = h.iter().map(|b| b.count).fold(0.0, f64::max);
-            }
-        }
-    }
     s.reaper_owned.sort_unstable();
     let r = client.get(format!("{base}/readyz")).send()?;
     s.ready = (r.status().as_u16(), r.text().unwrap_or_default());
     Ok(s)
 }
 
+/// A count with thousands separators (`1,234,567`); the figures shown are
+/// never negative.
 fn thousands(v: f64) -> String {
-    let n = v.round() as i64;
-    let digits = n.abs().to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    if n < 0 {
-        format!("-{out}")
-    } else {
-        out
-    }
+    indicatif::HumanCount(v.max(0.0).round() as u64).to_string()
 }
 
 /// The screen, from this scrape and (for rates) the one before it.
@@ -249,7 +235,7 @@ mod tests {
     fn thousands_groups_digits() {
         assert_eq!(thousands(0.0), "0");
         assert_eq!(thousands(1_234_567.0), "1,234,567");
-        assert_eq!(thousands(-1_000.0), "-1,000");
         assert_eq!(thousands(999.4), "999");
+        assert_eq!(thousands(-1_000.0), "0", "no figure shown is negative");
     }
 }

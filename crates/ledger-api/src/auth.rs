@@ -57,6 +57,11 @@ pub struct Auth {
     disabled: bool,
 }
 
+/// The outcome of authenticating one request, kept in its extensions by the
+/// consistency middleware so handlers do not hash the key again.
+#[derive(Debug, Clone)]
+pub(crate) struct Checked(pub(crate) Result<Scope, AuthFailure>);
+
 /// Why a request was not authenticated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthFailure {

@@ -15,7 +15,7 @@ use axum::http::{StatusCode, Uri};
 use ledger_core::Session;
 use ledger_store::{Filter, Order, Page, Start, StoreError};
 
-use crate::auth::Scope;
+use crate::auth::{Checked, Scope};
 use crate::dialect::{self, Dialect, Failure};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -37,7 +37,12 @@ impl<D: Dialect + Default> FromRequestParts<AppState> for Ctx<D> {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let now = state.now();
-        match state.auth.check(&parts.headers) {
+        // Behind the consistency middleware the key was checked already.
+        let checked = match parts.extensions.get::<Checked>() {
+            Some(Checked(c)) => c.clone(),
+            None => state.auth.check(&parts.headers),
+        };
+        match checked {
             Ok(scope) => Ok(Self {
                 state: state.clone(),
                 scope,
@@ -130,11 +135,8 @@ impl<D: Dialect + Default> Ctx<D> {
     /// Every session the scope may see (an admin's: every session).
     pub fn scope_filter(&self) -> Filter {
         let mut f = Filter::default();
-        match &self.scope {
-            Scope::Admin => {}
-            Scope::User(u) => f.user_id = Some(u.clone()),
-            Scope::Workspace(w) => f.workspace_id = Some(w.clone()),
-        }
+        // An empty filter names no other tenant: narrowing it cannot fail.
+        let _ = self.apply_scope(&mut f);
         f
     }
 

@@ -17,6 +17,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use crate::auth::Checked;
 use crate::error::ApiError;
 use crate::state::{AppState, RouteLabels};
 use crate::views;
@@ -67,8 +68,11 @@ fn reached(state: &AppState, want: &BTreeMap<i32, i64>) -> bool {
 /// The consistency token, for authenticated callers only: an anonymous or
 /// wrongly keyed request is answered (its 401, by the handler, in the view's
 /// envelope) at once, without waiting and without `x-ledger-offsets`.
-pub async fn consistency(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    if state.auth.check(req.headers()).is_err() {
+pub async fn consistency(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let checked = state.auth.check(req.headers());
+    let authenticated = checked.is_ok();
+    req.extensions_mut().insert(Checked(checked));
+    if !authenticated {
         return next.run(req).await;
     }
     let wait_for = req
@@ -115,9 +119,6 @@ pub async fn consistency(State(state): State<AppState>, req: Request, next: Next
         caught_up = Some(ok);
     }
     let mut resp = next.run(req).await;
-    if resp.status() == StatusCode::UNAUTHORIZED {
-        return resp;
-    }
     if let Ok(offsets) = state.store.durable_offsets(&state.topic) {
         let token: Vec<String> = offsets.iter().map(|(p, o)| format!("{p}={o}")).collect();
         if let Ok(v) = HeaderValue::from_str(&token.join(",")) {

@@ -37,6 +37,8 @@ pub enum DecodeError {
     BadData { kind: &'static str, reason: String },
     #[error("record key `{key}` does not match subject `{subject}`")]
     KeyMismatch { key: String, subject: String },
+    #[error("over a limit: {0}")]
+    OverLimit(String),
     #[error("unsupported content-type `{content_type}`: {reason}")]
     ContentType {
         content_type: String,
@@ -356,45 +358,49 @@ fn is_json_media_type(media: &str) -> bool {
 /// The content mode of a record, from its headers, per the Kafka protocol
 /// binding: *structured* when `content-type` starts with
 /// `application/cloudevents` (then any `ce_*` headers are ignored), else
-/// *binary* when `ce_specversion` is present, else structured (a JSON
-/// envelope without headers, as most producers write it). Header names are
-/// the binding's, lowercase and case-sensitive. Event formats other than JSON
-/// and batches are rejected.
+/// *binary* when `ce_specversion` is present (its `content-type`, when
+/// present, must then be a JSON media type: the data is decoded as JSON),
+/// else structured (a JSON envelope without headers, as most producers write
+/// it). Header names are the binding's, lowercase and case-sensitive. Event
+/// formats other than JSON and batches are rejected.
 pub fn content_mode<'a>(
     header: impl Fn(&str) -> Option<&'a [u8]>,
 ) -> Result<ContentMode, DecodeError> {
-    if let Some(ct) = header("content-type") {
-        let ct = std::str::from_utf8(ct).map_err(|_| DecodeError::Utf8("content-type"))?;
-        let media = media_type(ct);
-        if media.starts_with("application/cloudevents") {
-            return match media.as_str() {
-                "application/cloudevents+json" | "application/cloudevents" => {
-                    Ok(ContentMode::Structured)
-                }
-                m if m.starts_with("application/cloudevents-batch") => {
-                    Err(DecodeError::ContentType {
-                        content_type: ct.to_string(),
-                        reason: "batched content mode is not supported on Kafka",
-                    })
-                }
-                _ => Err(DecodeError::ContentType {
-                    content_type: ct.to_string(),
-                    reason: "structured mode supports only the JSON event format",
-                }),
-            };
-        }
+    let content_type = header("content-type")
+        .map(|ct| std::str::from_utf8(ct).map_err(|_| DecodeError::Utf8("content-type")))
+        .transpose()?;
+    let media = content_type.map(media_type).unwrap_or_default();
+    let refuse = |reason| {
+        Err(DecodeError::ContentType {
+            content_type: content_type.unwrap_or_default().to_string(),
+            reason,
+        })
+    };
+    if media.starts_with("application/cloudevents") {
+        return match media.as_str() {
+            "application/cloudevents+json" | "application/cloudevents" => {
+                Ok(ContentMode::Structured)
+            }
+            m if m.starts_with("application/cloudevents-batch") => {
+                refuse("batched content mode is not supported on Kafka")
+            }
+            _ => refuse("structured mode supports only the JSON event format"),
+        };
     }
-    if header("ce_specversion").is_some() {
-        Ok(ContentMode::Binary)
-    } else {
-        Ok(ContentMode::Structured)
+    if header("ce_specversion").is_none() {
+        return Ok(ContentMode::Structured);
     }
+    if content_type.is_some() && !is_json_media_type(&media) {
+        return refuse("binary-mode data must be JSON");
+    }
+    Ok(ContentMode::Binary)
 }
 
 /// Decodes one Kafka record in the content mode its headers select (see
-/// [`content_mode`]). In binary mode a `content-type`, when present, must be a
-/// JSON media type. A key, when present, must be UTF-8 and equal the event's
-/// subject (the session id), which keeps a session's events on one partition.
+/// [`content_mode`]) and checks the event-level bounds
+/// ([`crate::limits::check_event`]). A key, when present, must be UTF-8 and
+/// equal the event's subject (the session id), which keeps a session's events
+/// on one partition.
 pub fn decode_record<'a>(
     key: Option<&[u8]>,
     payload: Option<&[u8]>,
@@ -403,19 +409,9 @@ pub fn decode_record<'a>(
     let payload = payload.unwrap_or_default();
     let event = match content_mode(&header)? {
         ContentMode::Structured => decode_structured(payload)?,
-        ContentMode::Binary => {
-            if let Some(ct) = header("content-type") {
-                let ct = std::str::from_utf8(ct).map_err(|_| DecodeError::Utf8("content-type"))?;
-                if !is_json_media_type(&media_type(ct)) {
-                    return Err(DecodeError::ContentType {
-                        content_type: ct.to_string(),
-                        reason: "binary-mode data must be JSON",
-                    });
-                }
-            }
-            decode_binary(header, payload)?
-        }
+        ContentMode::Binary => decode_binary(header, payload)?,
     };
+    crate::limits::check_event(&event).map_err(DecodeError::OverLimit)?;
     if let Some(k) = key {
         let k = std::str::from_utf8(k).map_err(|_| DecodeError::Utf8("key"))?;
         if k != event.session_id {

@@ -83,6 +83,14 @@ pub enum Bucket {
 }
 
 impl Bucket {
+    pub const ALL: [Bucket; 5] = [
+        Bucket::Applied,
+        Bucket::Duplicate,
+        Bucket::Ignored,
+        Bucket::Rejected,
+        Bucket::Limited,
+    ];
+
     /// Its name in metrics: `ledger_events{outcome="…"}`.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -1,8 +1,9 @@
 //! Documented bounds on what one event and one session may hold, and the
 //! free-form keys the ledger never stores (names that look like secrets).
 //!
-//! Event-level bounds are checked at decode time ([`check_event`]): a record
-//! over them is dead-lettered whole, with the reason. Session-level bounds are
+//! Event-level bounds are checked at decode time ([`check_event`], called by
+//! `decode_record`): a record over them is dead-lettered whole, with the
+//! reason. Session-level bounds are
 //! checked by the fold: an event that would push a session past one is
 //! rejected ([`crate::Outcome::RejectedLimit`]), counted and kept in the
 //! session's history — never dropped silently.

@@ -30,11 +30,6 @@ pub fn format_iso_ms(ms: i64) -> String {
     }
 }
 
-/// Alias of [`format_iso_ms`] (RFC 3339 is the ISO-8601 profile used).
-pub fn format_rfc3339_ms(ms: i64) -> String {
-    format_iso_ms(ms)
-}
-
 /// One minute in milliseconds.
 pub const MINUTE_MS: i64 = 60_000;
 

@@ -3,7 +3,7 @@
 //! way a producer would send it.
 
 use ledger_core::limits::{check_event, MAX_PENDING, MAX_TAGS};
-use ledger_core::time::{format_rfc3339_ms, parse_rfc3339_ms};
+use ledger_core::time::{format_iso_ms, parse_rfc3339_ms};
 use ledger_core::{apply, decode_structured, Defaults, Limit, Outcome, Session, Status};
 
 const MIN: i64 = 60_000;
@@ -47,7 +47,7 @@ fn abandon_at_follows_last_active_at_after_a_replay_that_closes_the_session() {
     assert_eq!(s.ended_at, Some(ms("2026-01-01T00:05:00Z")));
     assert_eq!(s.last_active_at, ms("2026-01-01T00:10:00Z"));
     assert_eq!(
-        format_rfc3339_ms(s.abandon_at),
+        format_iso_ms(s.abandon_at),
         "2026-01-08T00:10:00.000Z",
         "abandon_at = last_active_at + 7 days"
     );
@@ -59,7 +59,7 @@ fn abandon_at_follows_last_active_at_after_a_replay_that_closes_the_session() {
     assert_eq!(s.status, Status::Abandoned);
     assert_eq!(s.ended_at, Some(ms("2026-01-01T02:00:00Z")));
     assert_eq!(s.last_active_at, ms("2026-01-01T03:00:00Z"));
-    assert_eq!(format_rfc3339_ms(s.abandon_at), "2026-01-01T05:00:00.000Z");
+    assert_eq!(format_iso_ms(s.abandon_at), "2026-01-01T05:00:00.000Z");
     assert!(s.abandon_at >= s.last_active_at);
 }
 
@@ -83,7 +83,7 @@ fn a_terminal_event_that_opens_a_shell_does_not_set_last_active_at() {
 fn activity_line(i: usize, sid: &str, t: i64, extra: &str) -> String {
     format!(
         r#"{{"id":"c-{i}","type":"session.activity","subject":"{sid}","time":"{}","data":{{{extra}}}}}"#,
-        format_rfc3339_ms(t)
+        format_iso_ms(t)
     )
 }
 
@@ -95,7 +95,7 @@ fn every_early_event_of_a_shell_is_replayed_and_the_bound_is_an_outcome() {
     let t0 = ms("2026-01-01T00:00:00Z");
     let created = format!(
         r#"{{"id":"c-created","type":"session.created","subject":"ex-c","time":"{}","data":{{"user_id":"u1"}}}}"#,
-        format_rfc3339_ms(t0)
+        format_iso_ms(t0)
     );
     let mut lines: Vec<String> = (1..=300)
         .map(|i| activity_line(i, "ex-c", t0 + i as i64 * 1_000, ""))
@@ -141,7 +141,7 @@ fn tags_and_contact_ids_are_bounded_per_session_and_per_event() {
     let t0 = ms("2026-01-01T00:00:00Z");
     let mut lines = vec![format!(
         r#"{{"id":"t-0","type":"session.created","subject":"ex-t","time":"{}","data":{{"user_id":"u1","timeout":{{"timeout_minutes":600}}}}}}"#,
-        format_rfc3339_ms(t0)
+        format_iso_ms(t0)
     )];
     for i in 0..4 {
         let tags: Vec<String> = (0..100).map(|k| format!("\"tag-{i}-{k}\"")).collect();

@@ -115,13 +115,13 @@ impl Progress {
             .collect()
     }
 
-    /// Sets or clears the problem of a kind; whether it is new.
-    fn set_problem(&self, kind: &str, problem: Option<String>) -> bool {
+    /// Sets or clears the problem of a kind.
+    fn set_problem(&self, kind: &str, problem: Option<String>) {
         let mut map = self.problems.lock().unwrap_or_else(|p| p.into_inner());
         match problem {
-            Some(p) => map.insert(kind.to_string(), p).is_none(),
-            None => map.remove(kind).is_none(),
-        }
+            Some(p) => map.insert(kind.to_string(), p),
+            None => map.remove(kind),
+        };
     }
 
     /// Whether every partition reached the high watermark seen at start.
@@ -256,6 +256,8 @@ struct Batch {
 struct Quiet {
     last_record: BTreeMap<i32, Instant>,
     last_error: Instant,
+    /// Partitions reported stalled (progress is touched on changes only).
+    stalled: std::collections::BTreeSet<i32>,
 }
 
 /// The consumer loop.
@@ -389,7 +391,9 @@ impl Ingestor {
             let dead = batch.dead.len() as u64;
             if dead > 0
                 && self.cfg.dead_letter
-                && (self.dead_letter_all(&k.rt, &k.dlq, progress, batch.dead)).is_err()
+                && self
+                    .dead_letter_all(&k.rt, &k.dlq, progress, batch.dead)
+                    .is_err()
             {
                 k.next = self.assign(c, &k.partitions)?;
                 continue;
@@ -435,6 +439,7 @@ impl Ingestor {
             quiet: Quiet {
                 last_record: BTreeMap::new(),
                 last_error: Instant::now(),
+                stalled: Default::default(),
             },
         }))
     }
@@ -567,13 +572,7 @@ impl Ingestor {
         let m = &self.metrics;
         m.sessions.set(self.store.stats().sessions as i64);
         m.consumed.inc_by(records.len() as u64 + dead);
-        for b in [
-            Bucket::Applied,
-            Bucket::Duplicate,
-            Bucket::Ignored,
-            Bucket::Rejected,
-            Bucket::Limited,
-        ] {
+        for b in Bucket::ALL {
             m.count(b.as_str(), report.events.get(b));
         }
         if report.events.limited > 0 {
@@ -608,7 +607,7 @@ impl Ingestor {
         letters: Vec<RawRecord>,
     ) -> Result<(), KafkaError> {
         let topic = dlq_topic(&self.cfg.topic);
-        let first = rt.block_on(dlq.send_all(letters.clone(), |_| {}));
+        let first = rt.block_on(dlq.send_all(&letters, |_| {}));
         let Err(e) = first else {
             progress.set_problem("dlq", None);
             return Ok(());
@@ -622,7 +621,7 @@ impl Ingestor {
             }
             Err(_) => tracing::warn!(%topic, "timed out creating the dead-letter topic"),
         }
-        match rt.block_on(dlq.send_all(letters, |_| {})) {
+        match rt.block_on(dlq.send_all(&letters, |_| {})) {
             Ok(_) => {
                 progress.set_problem("dlq", None);
                 Ok(())
@@ -658,39 +657,40 @@ impl Ingestor {
         next: &BTreeMap<i32, i64>,
         q: &mut Quiet,
     ) -> Result<bool, KafkaError> {
-        let last_error = q.last_error;
-        let last_record = &mut q.last_record;
-        let mut stalled = 0;
         let mut moved = false;
         for (&p, &n) in next {
+            let kind = || format!("partition {p}");
             let behind = c.context().high(p).is_some_and(|h| h > n);
-            let since = *last_record.entry(p).or_insert_with(Instant::now);
+            let since = *q.last_record.entry(p).or_insert_with(Instant::now);
             if !behind {
-                last_record.insert(p, Instant::now());
-                progress.set_problem(&format!("partition {p}"), None);
+                q.last_record.insert(p, Instant::now());
+                if q.stalled.remove(&p) {
+                    progress.set_problem(&kind(), None);
+                }
                 continue;
             }
             let quiet = since.elapsed();
             if quiet < self.cfg.stall_after {
                 continue;
             }
-            stalled += 1;
-            let kind = format!("partition {p}");
-            let problem = format!(
-                "partition {p} yields no record at offset {n} while behind its high watermark"
-            );
-            if progress.set_problem(&kind, Some(problem)) {
+            if q.stalled.insert(p) {
                 tracing::error!(
                     partition = p,
                     offset = n,
                     seconds = quiet.as_secs(),
                     "partition stalled"
                 );
+                progress.set_problem(
+                    &kind(),
+                    Some(format!(
+                        "partition {p} yields no record at offset {n} while behind its high watermark"
+                    )),
+                );
             }
             let Some(skip) = self.cfg.skip_unfetchable_after else {
                 continue;
             };
-            if quiet.min(last_error.elapsed()) < skip {
+            if quiet.min(q.last_error.elapsed()) < skip {
                 continue;
             }
             // Only a broker that answers, with a record at `n`, is told to skip
@@ -721,11 +721,7 @@ impl Ingestor {
                             continue;
                         }
                     }
-                    tracing::error!(
-                        partition = p,
-                        offset = n,
-                        "skipped an unfetchable record (dead letter written)"
-                    );
+                    tracing::error!(partition = p, offset = n, "skipped an unfetchable record");
                     self.metrics.skipped.inc();
                     (n + 1, 1)
                 }
@@ -735,11 +731,12 @@ impl Ingestor {
                 .apply_batch(&self.cfg.topic, &[], &[(p, to)], dead)?;
             self.store.flush()?;
             self.metrics.count("dead_lettered", dead);
-            last_record.insert(p, Instant::now());
-            progress.set_problem(&kind, None);
+            q.last_record.insert(p, Instant::now());
+            q.stalled.remove(&p);
+            progress.set_problem(&kind(), None);
             moved = true;
         }
-        self.metrics.stalled.set(stalled);
+        self.metrics.stalled.set(q.stalled.len() as i64);
         Ok(moved)
     }
 
@@ -787,9 +784,7 @@ fn decode_message(m: &BorrowedMessage<'_>) -> Result<ledger_core::Event, String>
             .find(|h| h.key == name)
             .and_then(|h| h.value)
     };
-    let event = decode_record(m.key(), m.payload(), header).map_err(|e| e.to_string())?;
-    ledger_core::limits::check_event(&event).map_err(|e| format!("over a limit: {e}"))?;
-    Ok(event)
+    decode_record(m.key(), m.payload(), header).map_err(|e| e.to_string())
 }
 
 /// The dead letter of an offset skipped because the broker never delivered

@@ -25,7 +25,6 @@ pub struct Publisher {
 }
 
 /// A record to produce: key, payload, optional headers and partition.
-#[derive(Clone)]
 pub struct RawRecord {
     pub key: Option<Vec<u8>>,
     pub payload: Vec<u8>,
@@ -108,20 +107,22 @@ impl Publisher {
         }
     }
 
-    /// Produces every record in order, pipelined, calling `progress` with the
-    /// number delivered so far; returns the count. Stops at the first failure.
+    /// Produces every record (owned or borrowed) in order, pipelined, calling
+    /// `progress` with the number delivered so far; returns the count. Stops
+    /// at the first failure.
     pub async fn send_all<I>(
         &self,
         records: I,
         mut progress: impl FnMut(u64),
     ) -> Result<u64, KafkaError>
     where
-        I: IntoIterator<Item = RawRecord>,
+        I: IntoIterator,
+        I::Item: std::borrow::Borrow<RawRecord>,
     {
         let mut pending: VecDeque<DeliveryFuture> = VecDeque::new();
         let mut done = 0u64;
         for r in records {
-            pending.push_back(self.enqueue(&r)?);
+            pending.push_back(self.enqueue(std::borrow::Borrow::borrow(&r))?);
             while pending.len() >= IN_FLIGHT {
                 self.await_one(&mut pending).await?;
                 done += 1;

@@ -113,14 +113,8 @@ impl EventCounts {
     }
 
     /// The count of a bucket.
-    pub fn get(&self, b: Bucket) -> u64 {
-        match b {
-            Bucket::Applied => self.applied,
-            Bucket::Duplicate => self.duplicate,
-            Bucket::Ignored => self.ignored,
-            Bucket::Rejected => self.rejected,
-            Bucket::Limited => self.limited,
-        }
+    pub fn get(mut self, b: Bucket) -> u64 {
+        *self.get_mut(b)
     }
 
     pub(crate) fn add(&mut self, o: &EventCounts) {
@@ -434,14 +428,6 @@ impl Store {
             out.push((id, at, status, partition));
         }
         Ok(out)
-    }
-
-    /// Number of active sessions with a deadline in `(from, to]` (Unix ms).
-    pub fn count_deadlines(&self, from: i64, to: i64) -> Result<u64, StoreError> {
-        if from >= to {
-            return Ok(0);
-        }
-        Ok(self.deadlines(from + 1, to, usize::MAX)?.len() as u64)
     }
 
     /// Sessions `f` matches that are live at `now` (Unix ms) and near their

@@ -43,18 +43,23 @@ pub fn routes() -> Router<AppState> {
         .route("/api/messaging/sessions/{id}/events", get(events))
 }
 
-/// Created sessions and the live ones among them, within the scope.
-fn scoped_counts(ctx: &Ctx<Eliza>) -> Result<(u64, u64), ApiError> {
-    let mut f = ctx.scope_filter();
-    let all = if ctx.scope == Scope::Admin {
+/// The filter of the live sessions within the key's scope.
+fn live_in_scope(ctx: &Ctx<Eliza>) -> Filter {
+    Filter {
+        status: Some(Status::Active),
+        ..ctx.scope_filter()
+    }
+}
+
+/// Created sessions within the key's scope.
+fn created_in_scope(ctx: &Ctx<Eliza>) -> Result<u64, ApiError> {
+    if ctx.scope == Scope::Admin {
         let stats = ctx.state.store.stats();
-        stats.sessions - stats.status(Status::Pending)
+        Ok(stats.sessions - stats.status(Status::Pending))
     } else {
         // A scope names a user or workspace, which only created sessions carry.
-        ctx.count(&f)?
-    };
-    f.status = Some(Status::Active);
-    Ok((all, ctx.count(&f)?))
+        ctx.count(&ctx.scope_filter())
+    }
 }
 
 /// `GET /api/messaging/sessions?agentId&userId&channelId…&limit&cursor`
@@ -70,8 +75,11 @@ async fn list(ctx: Ctx<Eliza>) -> Result<Response, ApiError> {
         ..Default::default()
     };
     let page = ctx.page(&mut f, &p, 0, limit)?;
-    let total = ctx.count(&f)?;
-    let (all, active) = scoped_counts(&ctx)?;
+    let live = live_in_scope(&ctx);
+    let active = ctx.count(&live)?;
+    // Without other filters the list's total is the scope's live count.
+    let total = if f == live { active } else { ctx.count(&f)? };
+    let all = created_in_scope(&ctx)?;
     let body = ListBody {
         sessions: page
             .items
@@ -115,7 +123,7 @@ async fn events(Path(id): Path<String>, ctx: Ctx<Eliza>) -> Result<Json<Value>, 
 
 /// `GET /api/messaging/sessions/health`
 async fn health(ctx: Ctx<Eliza>) -> Result<Json<Value>, ApiError> {
-    let (_, active) = scoped_counts(&ctx)?;
+    let active = ctx.count(&live_in_scope(&ctx))?;
     let soon = ctx
         .state
         .store
