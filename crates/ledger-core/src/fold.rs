@@ -153,9 +153,7 @@ pub fn apply(state: Option<Session>, ev: &Event, defaults: &Defaults) -> (Sessio
             timeout,
             expires_at_ms,
         } => match s.status {
-            Status::Pending if s.pending.len() >= MAX_PENDING => {
-                Outcome::RejectedLimit(Limit::PendingEvents)
-            }
+            Status::Pending if pending_full(&s) => Outcome::RejectedLimit(Limit::PendingEvents),
             Status::Pending => {
                 s.last_active_at = s.last_active_at.max(t);
                 s.pending.push(PendingStep::Renewed {
@@ -201,6 +199,11 @@ pub fn apply(state: Option<Session>, ev: &Event, defaults: &Defaults) -> (Sessio
     (s, outcome)
 }
 
+/// Whether a pending shell holds as many queued events as it may.
+fn pending_full(s: &Session) -> bool {
+    s.status == Status::Pending && s.pending.len() >= MAX_PENDING
+}
+
 /// The per-session bound an activity would exceed, if any: the pending queue
 /// of a shell, or the distinct tags or contact ids.
 fn over_limit(s: &Session, d: &ActivityData) -> Option<Limit> {
@@ -211,7 +214,7 @@ fn over_limit(s: &Session, d: &ActivityData) -> Option<Limit> {
         let new: BTreeSet<&String> = add.iter().filter(|v| !have.contains(*v)).collect();
         have.len() + new.len() > max
     }
-    if s.status == Status::Pending && s.pending.len() >= MAX_PENDING {
+    if pending_full(s) {
         Some(Limit::PendingEvents)
     } else if grows_past(&s.tags, &d.tags, MAX_TAGS) {
         Some(Limit::Tags)

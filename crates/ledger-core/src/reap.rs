@@ -3,7 +3,7 @@
 //! each active session's first deadline and the status it leads to, from
 //! [`crate::session::deadline`]); this module says what event closes it.
 
-use crate::event::{Event, EventData, TerminalData};
+use crate::event::{Event, EventData, EventKind, TerminalData};
 use crate::session::Status;
 
 /// Namespace of reaper event ids (UUIDv5).
@@ -24,7 +24,7 @@ pub fn reap_event(session_id: &str, status: Status, deadline_ms: i64) -> Event {
     } else {
         Status::Expired
     };
-    let kind = status.terminal_kind();
+    let kind = status.terminal_kind().unwrap_or(EventKind::Expired);
     let name = format!("{session_id}|{}|{deadline_ms}", kind.type_name());
     Event {
         id: uuid::Uuid::new_v5(&REAPER_NAMESPACE, name.as_bytes()).to_string(),
@@ -42,7 +42,6 @@ pub fn reap_event(session_id: &str, status: Status, deadline_ms: i64) -> Event {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::EventKind;
 
     #[test]
     fn reap_events_are_deterministic_and_closing() {

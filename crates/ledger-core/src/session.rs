@@ -66,16 +66,17 @@ impl Status {
         !matches!(self, Status::Pending | Status::Active)
     }
 
-    /// The event type that sets this status (`Active`/`Pending`: `created`).
-    pub fn terminal_kind(self) -> EventKind {
+    /// The terminal event type that sets this status; `None` for the live
+    /// ones (the inverse of [`EventKind::terminal_status`]).
+    pub fn terminal_kind(self) -> Option<EventKind> {
         match self {
-            Status::Expired => EventKind::Expired,
-            Status::Abandoned => EventKind::Abandoned,
-            Status::Ended => EventKind::Ended,
-            Status::Revoked => EventKind::Revoked,
-            Status::Removed => EventKind::Removed,
-            Status::Replaced => EventKind::Replaced,
-            Status::Pending | Status::Active => EventKind::Created,
+            Status::Expired => Some(EventKind::Expired),
+            Status::Abandoned => Some(EventKind::Abandoned),
+            Status::Ended => Some(EventKind::Ended),
+            Status::Revoked => Some(EventKind::Revoked),
+            Status::Removed => Some(EventKind::Removed),
+            Status::Replaced => Some(EventKind::Replaced),
+            Status::Pending | Status::Active => None,
         }
     }
 
