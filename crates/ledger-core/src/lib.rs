@@ -6,6 +6,7 @@
 //! passed in by the caller). Bad input is a [`DecodeError`], never a panic.
 
 pub mod config;
+pub mod erasure;
 pub mod event;
 pub mod fold;
 pub mod limits;
@@ -14,6 +15,7 @@ pub mod session;
 pub mod time;
 
 pub use config::{Defaults, TimeoutConfig, TimeoutPatch};
+pub use erasure::{Erasure, Subject};
 pub use event::{
     decode_binary, decode_record, decode_structured, ActivityData, Billing, CreatedData,
     DecodeError, Device, Event, EventData, EventKind, RenewedData, TerminalData, Usage,

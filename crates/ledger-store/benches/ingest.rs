@@ -78,6 +78,21 @@ fn main() {
             records.len(),
             store.size_on_disk() / (1 << 20)
         );
+        if run == 1 {
+            let fp = store.footprint().expect("footprint");
+            let total: u64 = fp.values().map(|v| v.1).sum();
+            println!(
+                "  on disk {} B/session; live keys+values {} B/session:",
+                store.size_on_disk() / sessions as u64,
+                total / sessions as u64
+            );
+            for (prefix, (keys, bytes)) in fp {
+                println!(
+                    "    {prefix:<3} {keys:>9} keys {:>7} B/session",
+                    bytes / sessions as u64
+                );
+            }
+        }
         rates.push(rate);
     }
     rates.sort_by(|a, b| a.total_cmp(b));

@@ -208,8 +208,16 @@ fn plan(
                 continue;
             }
             let all: Vec<Vec<u8>> = set.into_iter().collect();
+            // A low bound whose entry was removed is moved up to the first
+            // entry kept: no key names a removed session (erasure), and the
+            // range it gave up holds no entry.
+            let low = &ckey[prefix.len()..];
+            let rekey = !low.is_empty() && low != &all[0][..];
+            if rekey {
+                out.push((ckey.clone(), None));
+            }
             for (i, part) in all.chunks(CHUNK_MAX).enumerate() {
-                let key = if i == 0 {
+                let key = if i == 0 && !rekey {
                     ckey.clone()
                 } else {
                     [&prefix[..], &part[0][..]].concat()

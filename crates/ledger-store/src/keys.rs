@@ -12,9 +12,11 @@ pub const BY_WORKSPACE: &[u8] = b"iw";
 pub const BY_STATUS: &[u8] = b"is";
 pub const BY_ORDER: &[u8] = b"io";
 pub const BY_DEADLINE: &[u8] = b"ix";
+pub const BY_END: &[u8] = b"ie";
 pub const HISTORY: &[u8] = b"h";
 pub const COUNTER: &[u8] = b"c";
 pub const OFFSET: &[u8] = b"o";
+pub const MARKER: &[u8] = b"t";
 /// The store format key (u64 BE).
 pub const FORMAT: &[u8] = b"mformat";
 
@@ -87,6 +89,15 @@ pub fn history_prefix(id: &str) -> Vec<u8> {
     k
 }
 
+/// The marker of a purged or erased session: the first 16 bytes of the
+/// SHA-256 of its id, so a marker stores no copy of the id.
+pub fn marker(id: &str) -> Vec<u8> {
+    use sha2::Digest;
+    let mut k = MARKER.to_vec();
+    k.extend_from_slice(&sha2::Sha256::digest(id.as_bytes())[..16]);
+    k
+}
+
 pub fn counter(name: &str) -> Vec<u8> {
     let mut k = COUNTER.to_vec();
     k.extend_from_slice(name.as_bytes());
@@ -148,7 +159,7 @@ pub fn index_prefix_len(key: &[u8]) -> Option<usize> {
         6 + n
     } else if tag == BY_STATUS {
         3
-    } else if tag == BY_ORDER || tag == BY_DEADLINE {
+    } else if tag == BY_ORDER || tag == BY_DEADLINE || tag == BY_END {
         2
     } else {
         return None;
@@ -187,6 +198,9 @@ pub fn index_keys(s: &Session, partition: i32) -> Vec<Vec<u8>> {
     keys.push(ordered(BY_ORDER, sort, &s.id));
     if let Some((at, status)) = s.next_deadline() {
         keys.push(deadline(at, &s.id, status, partition));
+    }
+    if let (Some(_), Some(end)) = (s.status.terminal_kind(), s.ended_at) {
+        keys.push(ordered(BY_END, end, &s.id));
     }
     keys
 }

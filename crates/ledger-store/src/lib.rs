@@ -15,9 +15,11 @@
 //! | `is` | status code(1), chunk low bound | index chunk: entries sort(8), session id |
 //! | `io` | chunk low bound | index chunk: entries sort(8), session id (every session, creation order) |
 //! | `ix` | chunk low bound | index chunk: entries deadline(8), session id, status due(1), partition(4) (active sessions only) |
+//! | `ie` | chunk low bound | index chunk: entries ended_at(8), session id (terminal sessions only: what retention purges, oldest first) |
 //! | `h` | len+session id, first seq(8) | one batch's [`HistoryEntry`]s of the session, postcard |
 //! | `c` | counter name | u64 BE |
 //! | `o` | len+topic, partition(4) | next offset, i64 BE |
+//! | `t` | SHA-256(session id)[..16] | marker of a purged or erased session: kept until, Unix ms, i64 BE ([`i64::MAX`]: erased, forever) |
 //! | `mformat` | — | [`FORMAT`], u64 BE |
 //!
 //! `sort` is the session's creation time (first-seen time while pending) in
@@ -33,18 +35,21 @@
 //! **Invariant:** every index entry exists iff the session record it names
 //! exists and its fields produce that entry; chunks are non-empty, sorted,
 //! hold at most [`CHUNK_MAX`] entries, and hold exactly the entries between
-//! their low bound and the next chunk's; counters equal a recount; the
+//! their low bound and the next chunk's, and a non-empty low bound is one of
+//! the chunk's entries (so no removed session's id survives in a key); counters equal a recount; the
 //! stored offsets are exactly the positions after the last applied events.
 
 mod chunks;
 mod keys;
 mod query;
+mod retention;
 mod store;
 mod write;
 
 pub use chunks::CHUNK_MAX;
 pub use keys::index_keys;
 pub use query::{encode_cursor, Filter, Order, Page, Start};
+pub use retention::{EraseReport, PurgeReport, Retention};
 pub use store::{
     BatchReport, EventCounts, HistoryEntry, Record, Stats, Store, StoreError, StoredSession,
     FORMAT, HISTORY_LEN,

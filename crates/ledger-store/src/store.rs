@@ -16,7 +16,7 @@ use crate::query::Filter;
 
 /// The on-disk layout this build reads and writes (the `m` format key).
 /// 2: index entries packed into chunks.
-pub const FORMAT: u64 = 2;
+pub const FORMAT: u64 = 3;
 
 /// How many events of each session the history keeps (oldest dropped first).
 pub const HISTORY_LEN: u64 = 100;
@@ -94,6 +94,8 @@ pub struct EventCounts {
     pub limited: u64,
     /// Records that failed to decode and went to the dead-letter topic.
     pub dead_lettered: u64,
+    /// Events for a purged or erased session, dropped (never stored).
+    pub dropped: u64,
 }
 
 impl EventCounts {
@@ -124,6 +126,7 @@ impl EventCounts {
         self.rejected += o.rejected;
         self.limited += o.limited;
         self.dead_lettered += o.dead_lettered;
+        self.dropped += o.dropped;
     }
 }
 
@@ -136,6 +139,11 @@ pub struct Stats {
     /// The largest `warning_threshold_minutes` of any session written: an
     /// upper bound (never lowered) that bounds the near-expiry scan.
     pub max_warning_minutes: u64,
+    /// Sessions removed by retention so far.
+    pub purged: u64,
+    /// Sessions removed by erasures so far, and erasure events applied.
+    pub erased: u64,
+    pub erasures: u64,
 }
 
 impl Stats {
@@ -152,7 +160,11 @@ impl Stats {
             ("events.rejected".into(), self.events.rejected),
             ("events.limited".into(), self.events.limited),
             ("events.dead_lettered".into(), self.events.dead_lettered),
+            ("events.dropped".into(), self.events.dropped),
             ("max_warning_minutes".into(), self.max_warning_minutes),
+            ("purged".into(), self.purged),
+            ("erased".into(), self.erased),
+            ("erasures".into(), self.erasures),
         ];
         for s in Status::ALL {
             v.push((format!("status.{}", s.as_str()), self.status(s)));
@@ -169,7 +181,11 @@ impl Stats {
             "events.rejected" => self.events.rejected = v,
             "events.limited" => self.events.limited = v,
             "events.dead_lettered" => self.events.dead_lettered = v,
+            "events.dropped" => self.events.dropped = v,
             "max_warning_minutes" => self.max_warning_minutes = v,
+            "purged" => self.purged = v,
+            "erased" => self.erased = v,
+            "erasures" => self.erasures = v,
             other => {
                 if let Some(s) = other.strip_prefix("status.").and_then(Status::parse) {
                     self.by_status.insert(s, v);
@@ -458,6 +474,32 @@ impl Store {
         Ok(n)
     }
 
+    /// Live key + value bytes by key prefix (`s`, `h`, `iu`, `ic`, … — the
+    /// layout table in the crate docs): where the store's space goes, before
+    /// sled's own overhead. A full scan: for benches and `inspect`.
+    pub fn footprint(&self) -> Result<BTreeMap<String, (u64, u64)>, StoreError> {
+        let mut out: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+        for kv in self.inner.tree.iter() {
+            let (k, v) = kv?;
+            let n = if k.first() == Some(&b'i') { 2 } else { 1 };
+            let name = String::from_utf8_lossy(&k[..n.min(k.len())]).into_owned();
+            let e = out.entry(name).or_default();
+            e.0 += 1;
+            e.1 += (k.len() + v.len()) as u64;
+        }
+        Ok(out)
+    }
+
+    /// Makes a written batch's counters and offsets (topic, partition, next
+    /// offset) the applied ones.
+    pub(crate) fn set_applied(&self, stats: Stats, offsets: &[(&str, i32, i64)]) {
+        *self.inner.stats.lock().unwrap_or_else(|p| p.into_inner()) = stats;
+        let mut applied = self.inner.offsets.lock().unwrap_or_else(|p| p.into_inner());
+        for &(topic, p, off) in offsets {
+            applied.entry(topic.to_string()).or_default().insert(p, off);
+        }
+    }
+
     /// Bytes the store occupies on disk.
     pub fn size_on_disk(&self) -> u64 {
         self.inner.db.size_on_disk().unwrap_or(0)
@@ -535,6 +577,9 @@ impl Store {
             };
             if !low_ok || !high_ok {
                 problems.push(format!("chunk {name} holds entries outside its range"));
+            }
+            if !c.low.is_empty() && c.entries.first() != Some(&c.low) {
+                problems.push(format!("chunk {name}'s low bound names no entry of it"));
             }
         }
         let have: BTreeSet<Vec<u8>> = index.iter().flat_map(|c| c.logical()).collect();

@@ -125,12 +125,8 @@ impl Store {
         }
         index.write(tree, &mut batch)?;
         tree.apply_batch(batch)?;
-        *self.inner.stats.lock().unwrap_or_else(|p| p.into_inner()) = stats;
-        let mut offsets = self.inner.offsets.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = offsets.entry(topic.to_string()).or_default();
-        for &(p, off) in next_offsets {
-            entry.insert(p, off);
-        }
+        let offsets: Vec<_> = next_offsets.iter().map(|&(p, o)| (topic, p, o)).collect();
+        self.set_applied(stats, &offsets);
         Ok(report)
     }
 
@@ -149,6 +145,16 @@ impl Store {
             .get(&key)?
             .map(|v| decode::<StoredSession>(&key, &v))
             .transpose()?;
+        // A purged or erased session stays gone: its events are dropped.
+        if stored.is_none() && self.is_removed(id)? {
+            return Ok(Folded {
+                counts: EventCounts {
+                    dropped: records.len() as u64,
+                    ..EventCounts::default()
+                },
+                write: None,
+            });
+        }
         let (before, mut session, mut history_len, mut chunks) = match stored {
             Some(s) => (
                 Some((s.session.status, keys::index_keys(&s.session, s.partition))),

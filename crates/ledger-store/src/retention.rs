@@ -1,0 +1,227 @@
+//! Retention and erasure: sessions removed from the store for good.
+//!
+//! A removed session leaves a marker (`t` + a hash of its id, never the id)
+//! so that late, duplicate or replayed events for it are dropped (counted in
+//! `events.dropped`) instead of creating a pending shell. A purge marker is
+//! kept until `ended_at + ended_ms + marker_ms` — a time that depends on the
+//! session alone, so a replay at a given clock keeps exactly the markers a
+//! live ledger keeps; `marker_ms` must cover the topic's own retention (after
+//! it, the topic no longer holds the session's events). An erasure marker is
+//! kept forever.
+//!
+//! Every removal is one sled batch of at most `limit` sessions, under the
+//! write lock that batches of events take: readers wait for it no longer
+//! than for an event batch of that size.
+
+use std::ops::Bound;
+
+use ledger_core::Subject;
+
+use crate::chunks::{IndexChanges, Scan};
+use crate::keys;
+use crate::store::{corrupt, Stats, Store, StoreError};
+
+/// How long ended sessions are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// A terminal session is purged once its `ended_at` is more than this
+    /// many ms in the past; `0` keeps every session forever.
+    pub ended_ms: i64,
+    /// How long a purged session's marker outlives its purge time, ms: at
+    /// least the topic's retention.
+    pub marker_ms: i64,
+}
+
+const DAY_MS: i64 = 86_400_000;
+
+impl Retention {
+    /// Keeps ended sessions `ended_days` days (`0` = forever) and markers
+    /// `marker_days` days past that.
+    pub fn days(ended_days: u32, marker_days: u32) -> Self {
+        Self {
+            ended_ms: i64::from(ended_days) * DAY_MS,
+            marker_ms: i64::from(marker_days) * DAY_MS,
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.ended_ms > 0
+    }
+}
+
+/// What one purge step did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PurgeReport {
+    /// Sessions removed.
+    pub purged: usize,
+    /// Expired markers removed.
+    pub markers_dropped: usize,
+}
+
+/// What applying one erasure event to one partition did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EraseReport {
+    /// Sessions removed.
+    pub sessions: usize,
+}
+
+impl Store {
+    /// Removes up to `limit` terminal sessions whose `ended_at` is before
+    /// `now_ms - ended_ms` (oldest first) — record, history, index entries —
+    /// leaving a marker each, then up to `limit` markers whose time has passed.
+    /// Call until it reports fewer than `limit` of both. A no-op when
+    /// retention is off.
+    pub fn purge(
+        &self,
+        now_ms: i64,
+        r: &Retention,
+        limit: usize,
+    ) -> Result<PurgeReport, StoreError> {
+        if !r.enabled() {
+            return Ok(PurgeReport::default());
+        }
+        let cutoff = now_ms.saturating_sub(r.ended_ms);
+        let mut due = vec![];
+        for e in Scan::new(self.tree(), keys::BY_END, Bound::Unbounded, false)? {
+            let e = e?;
+            let (ended, id) =
+                keys::split_ordered(&e, 0).ok_or_else(|| corrupt(&e, "bad end entry"))?;
+            if ended >= cutoff || due.len() >= limit {
+                break;
+            }
+            due.push((
+                id,
+                ended.saturating_add(r.ended_ms).saturating_add(r.marker_ms),
+            ));
+        }
+        let purged = self.remove(&due, |s| s.purged += due.len() as u64, &[])?;
+        let markers_dropped = self.drop_markers(now_ms, limit)?;
+        Ok(PurgeReport {
+            purged,
+            markers_dropped,
+        })
+    }
+
+    /// Applies an erasure read at `offset` of `topic`/`partition`: removes
+    /// the subject's sessions stored for that partition (their events are
+    /// keyed to it), leaves a permanent marker for each, and stores the
+    /// partition's next offset, all in one batch.
+    pub fn erase(
+        &self,
+        topic: &str,
+        subject: &Subject,
+        partition: i32,
+        offset: i64,
+    ) -> Result<EraseReport, StoreError> {
+        let prefix = match subject {
+            Subject::User(u) => keys::field_prefix(keys::BY_USER, u),
+            Subject::Workspace(w) => keys::field_prefix(keys::BY_WORKSPACE, w),
+        };
+        let mut due = vec![];
+        for e in Scan::new(self.tree(), &prefix, Bound::Unbounded, false)? {
+            let e = e?;
+            let (_, id) = keys::split_ordered(&e, 0).ok_or_else(|| corrupt(&e, "bad entry"))?;
+            if self.stored(&id)?.is_some_and(|s| s.partition == partition) {
+                due.push((id, i64::MAX));
+            }
+        }
+        let n = due.len() as u64;
+        let sessions = self.remove(
+            &due,
+            |s| {
+                s.erased += n;
+                s.erasures += 1;
+            },
+            &[(topic, partition, offset + 1)],
+        )?;
+        Ok(EraseReport { sessions })
+    }
+
+    /// Whether `id` was purged or erased (its marker is still kept).
+    pub fn is_removed(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self.tree().contains_key(keys::marker(id))?)
+    }
+
+    /// Every marker (its key, kept until Unix ms), in key order: for
+    /// comparing stores.
+    pub fn markers(&self) -> Result<Vec<(Vec<u8>, i64)>, StoreError> {
+        self.tree()
+            .scan_prefix(keys::MARKER)
+            .map(|kv| {
+                let (k, v) = kv?;
+                Ok((k.to_vec(), until(&k, &v)?))
+            })
+            .collect()
+    }
+
+    /// Removes `due` sessions (id, marker kept until), counts them with
+    /// `count`, and stores `offsets` (topic, partition, next offset), in one
+    /// batch under the write lock.
+    fn remove(
+        &self,
+        due: &[(String, i64)],
+        count: impl FnOnce(&mut Stats),
+        offsets: &[(&str, i32, i64)],
+    ) -> Result<usize, StoreError> {
+        if due.is_empty() && offsets.is_empty() {
+            return Ok(0);
+        }
+        let _w = self.inner.write.lock().unwrap_or_else(|p| p.into_inner());
+        let mut batch = sled::Batch::default();
+        let mut index = IndexChanges::default();
+        let mut stats = self.stats();
+        let mut removed = 0;
+        for (id, until) in due {
+            let Some(s) = self.stored(id)? else { continue };
+            for k in keys::index_keys(&s.session, s.partition) {
+                index.remove(&k);
+            }
+            for (seq, _) in &s.history_chunks {
+                batch.remove(keys::history(id, *seq));
+            }
+            batch.remove(keys::session(id));
+            batch.insert(keys::marker(id), &until.to_be_bytes()[..]);
+            stats.sessions -= 1;
+            *stats.by_status.entry(s.session.status).or_default() -= 1;
+            removed += 1;
+        }
+        count(&mut stats);
+        for (name, v) in stats.named() {
+            batch.insert(keys::counter(&name), &v.to_be_bytes()[..]);
+        }
+        for &(topic, p, off) in offsets {
+            batch.insert(keys::offset(topic, p), &off.to_be_bytes()[..]);
+        }
+        index.write(self.tree(), &mut batch)?;
+        self.tree().apply_batch(batch)?;
+        self.set_applied(stats, offsets);
+        Ok(removed)
+    }
+
+    /// Removes up to `limit` markers kept until before `now_ms`.
+    fn drop_markers(&self, now_ms: i64, limit: usize) -> Result<usize, StoreError> {
+        let mut batch = sled::Batch::default();
+        let mut n = 0;
+        for kv in self.tree().scan_prefix(keys::MARKER) {
+            let (k, v) = kv?;
+            if until(&k, &v)? < now_ms {
+                batch.remove(k);
+                n += 1;
+                if n >= limit {
+                    break;
+                }
+            }
+        }
+        if n > 0 {
+            let _w = self.inner.write.lock().unwrap_or_else(|p| p.into_inner());
+            self.tree().apply_batch(batch)?;
+        }
+        Ok(n)
+    }
+}
+
+fn until(k: &[u8], v: &[u8]) -> Result<i64, StoreError> {
+    v.try_into()
+        .map(i64::from_be_bytes)
+        .map_err(|e| corrupt(k, e))
+}
