@@ -87,6 +87,25 @@ pub enum Command {
     Rebuild {
         #[command(flatten)]
         common: Common,
+        /// Delete the previous store instead of keeping it aside (after an
+        /// erasure: no copy of the erased data stays on disk).
+        #[arg(long)]
+        remove_old: bool,
+    },
+    /// Erase a user's or a workspace's sessions (GDPR Art. 17): publishes an
+    /// erasure to every partition of the topic, which every replica and every
+    /// replay applies. The raw events stay in Kafka until the topic's retention.
+    Erase {
+        #[command(flatten)]
+        common: Common,
+        #[arg(
+            long,
+            conflicts_with = "workspace",
+            required_unless_present = "workspace"
+        )]
+        user: Option<String>,
+        #[arg(long)]
+        workspace: Option<String>,
     },
     /// Show one session: state, index entries, event history.
     Inspect {

@@ -17,6 +17,7 @@ pub struct Config {
     /// Ledger-wide timeout defaults (minutes); `created` events override them.
     pub defaults: Defaults,
     pub reaper: ReaperSection,
+    pub retention: RetentionSection,
     pub auth: AuthSection,
 }
 
@@ -80,6 +81,36 @@ pub struct ReaperSection {
     pub enabled: bool,
     /// How often to look for sessions past their deadline, ms.
     pub interval_ms: u64,
+}
+
+/// How long ended sessions are kept (`docs`: retention and erasure).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionSection {
+    /// Terminal sessions whose `ended_at` is more than this many days in the
+    /// past are purged; `0` keeps every session forever.
+    pub ended_days: u32,
+    /// Days a purged session's marker is kept past its purge time (late
+    /// events for it are dropped meanwhile): at least the topic's retention.
+    pub marker_days: u32,
+    /// How often to look for sessions to purge, ms.
+    pub interval_ms: u64,
+}
+
+impl RetentionSection {
+    pub fn policy(&self) -> ledger_store::Retention {
+        ledger_store::Retention::days(self.ended_days, self.marker_days)
+    }
+}
+
+impl Default for RetentionSection {
+    fn default() -> Self {
+        Self {
+            ended_days: 30,
+            marker_days: 7,
+            interval_ms: 60_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

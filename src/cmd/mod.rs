@@ -78,7 +78,19 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Generate { common, opts } => {
             runtime()?.block_on(publish::generate(settings(&common)?, opts))
         }
-        Command::Rebuild { common } => ops::rebuild(settings(&common)?),
+        Command::Erase {
+            common,
+            user,
+            workspace,
+        } => {
+            let subject = match (user, workspace) {
+                (Some(u), _) => ledger_core::Subject::User(u),
+                (None, Some(w)) => ledger_core::Subject::Workspace(w),
+                (None, None) => anyhow::bail!("name --user or --workspace"),
+            };
+            runtime()?.block_on(publish::erase(settings(&common)?, subject))
+        }
+        Command::Rebuild { common, remove_old } => ops::rebuild(settings(&common)?, remove_old),
         Command::Inspect { common, session_id } => ops::inspect(settings(&common)?, &session_id),
         Command::Status { url, watch } => status::run(&url, watch),
         Command::HashKey { key } => {

@@ -10,13 +10,30 @@ use serde_json::json;
 
 use crate::config::Config;
 
-pub fn rebuild(cfg: Config) -> anyhow::Result<()> {
+/// Replays the topic into a fresh store beside the live one, then swaps it
+/// in; the previous store is kept aside, or removed with `remove_old` (what
+/// makes an erasure's bytes leave the disk).
+pub fn rebuild(cfg: Config, remove_old: bool) -> anyhow::Result<()> {
     let target = cfg.store.path.clone();
     let fresh = target.with_extension("rebuild");
     if fresh.exists() {
         std::fs::remove_dir_all(&fresh)?;
     }
     let store = Store::open(&fresh, cfg.defaults)?;
+    // What the live store removed stays removed: its markers go first, so
+    // the replay never writes a purged or erased session (compaction).
+    match Store::open(&target, cfg.defaults) {
+        Ok(old) => {
+            let n = store.seed_removals(&old)?;
+            println!("carried {n} markers of purged or erased sessions over");
+        }
+        Err(e) if target.exists() => println!(
+            "the previous store cannot be read ({e}); replaying without its markers: \
+             sessions it purged come back until retention purges them again, and \
+             erasures are applied again where the topic holds them"
+        ),
+        Err(_) => {}
+    }
     let ingest = Ingestor::new(
         IngestConfig {
             group_id: format!("{}-rebuild", cfg.kafka.group_id),
@@ -55,7 +72,10 @@ pub fn rebuild(cfg: Config) -> anyhow::Result<()> {
     store.flush()?;
     let stats = store.stats();
     drop(store);
-    if target.exists() {
+    if target.exists() && remove_old {
+        std::fs::remove_dir_all(&target)?;
+        println!("previous store removed");
+    } else if target.exists() {
         let old = target.with_extension(format!(
             "old-{}",
             chrono::Utc::now().format("%Y%m%dT%H%M%S")

@@ -135,3 +135,31 @@ pub async fn generate(cfg: Config, o: GenerateOpts) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Publishes an erasure of `subject` to every partition and prints where.
+pub async fn erase(cfg: Config, subject: ledger_core::Subject) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !matches!(&subject, ledger_core::Subject::User(s) | ledger_core::Subject::Workspace(s) if s.is_empty()),
+        "the id to erase is empty"
+    );
+    let publisher = Publisher::new(&cfg.kafka.brokers, &cfg.kafka.topic)?;
+    let e = ledger_core::Erasure {
+        id: uuid::Uuid::new_v4().to_string(),
+        time_ms: chrono::Utc::now().timestamp_millis(),
+        subject,
+    };
+    let copies = publisher
+        .erase(&e)
+        .await
+        .with_context(|| format!("publishing the erasure to {}", cfg.kafka.topic))?;
+    let at: Vec<String> = copies.iter().map(|(p, o)| format!("{p}@{o}")).collect();
+    println!(
+        "erasure {} of a {} published to {} partitions of {} ({})",
+        e.id,
+        e.subject,
+        copies.len(),
+        cfg.kafka.topic,
+        at.join(", ")
+    );
+    Ok(())
+}

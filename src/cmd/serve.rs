@@ -91,7 +91,19 @@ pub async fn run(
         )
         .spawn(reaper_stop.clone())
     });
+    let retention = spawn_retention(
+        store.clone(),
+        &cfg.retention,
+        clock.clone(),
+        metrics.clone(),
+        reaper_stop.clone(),
+    );
     let mut state = AppState::new(store.clone(), &cfg.kafka.topic, auth, clock, registry);
+    let publisher = ledger_kafka::Publisher::new(&cfg.kafka.brokers, &cfg.kafka.topic)?;
+    state.eraser = Some(Arc::new(move |e| {
+        let publisher = publisher.clone();
+        Box::pin(async move { publisher.erase(&e).await.map_err(|e| e.to_string()) })
+    }));
     let progress = ingest.progress.clone();
     state.ready = Arc::new(move || progress.ready());
     let progress = ingest.progress.clone();
@@ -133,6 +145,7 @@ pub async fn run(
         if let Some(r) = reaper {
             let _ = r.join();
         }
+        let _ = retention.join();
         ingest.stop()
     })
     .await?;
@@ -146,3 +159,50 @@ pub async fn run(
     tracing::info!("stopped cleanly");
     Ok(())
 }
+
+/// Purges sessions past retention every `interval_ms`, in batches of at
+/// most [`PURGE_BATCH`] sessions (each one store write), until none is due;
+/// stops with `stop`. Every replica purges its own store by the same rule.
+fn spawn_retention(
+    store: Store,
+    cfg: &crate::config::RetentionSection,
+    clock: super::Clock,
+    metrics: Metrics,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    let (policy, every) = (cfg.policy(), Duration::from_millis(cfg.interval_ms.max(10)));
+    std::thread::spawn(move || {
+        let tick = Duration::from_millis(50);
+        let mut last: Option<std::time::Instant> = None;
+        while !stop.load(Ordering::Acquire) && policy.enabled() {
+            if last.is_some_and(|t| t.elapsed() < every) {
+                std::thread::sleep(tick);
+                continue;
+            }
+            last = Some(std::time::Instant::now());
+            loop {
+                match store.purge(clock(), &policy, PURGE_BATCH) {
+                    Ok(r) => {
+                        metrics.purged_sessions.inc_by(r.purged as u64);
+                        if r.purged > 0 {
+                            tracing::debug!(sessions = r.purged, "purged ended sessions");
+                        }
+                        if (r.purged < PURGE_BATCH && r.markers_dropped < PURGE_BATCH)
+                            || stop.load(Ordering::Acquire)
+                        {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "purging ended sessions failed; retrying next interval");
+                        break;
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// Most sessions one purge write removes: short enough that readers never
+/// wait for it longer than for an event batch.
+const PURGE_BATCH: usize = 1_000;

@@ -58,6 +58,17 @@ pub struct IngestHealth {
     pub problems: Vec<String>,
 }
 
+/// Publishes an erasure to every partition of the event topic, returning
+/// `(partition, offset)` of each copy, or why it could not.
+pub type Eraser = Arc<
+    dyn Fn(
+            ledger_core::Erasure,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<Vec<(i32, i64)>, String>> + Send>,
+        > + Send
+        + Sync,
+>;
+
 /// Everything a handler needs. Cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
@@ -77,6 +88,8 @@ pub struct AppState {
     pub started_ms: i64,
     pub registry: Arc<Registry>,
     pub http: HttpMetrics,
+    /// How `POST /admin/erasures` publishes (`None`: not offered here).
+    pub eraser: Option<Eraser>,
 }
 
 impl AppState {
@@ -104,6 +117,7 @@ impl AppState {
             started_ms,
             registry: Arc::new(registry),
             http,
+            eraser: None,
         }
     }
 

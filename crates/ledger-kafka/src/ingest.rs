@@ -16,7 +16,7 @@ use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use ledger_core::{decode_record, Bucket};
+use ledger_core::{decode_record, erasure, Bucket, Erasure};
 use ledger_store::{Record, Store};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
@@ -248,6 +248,9 @@ struct Batch {
     records: Vec<Record>,
     dead: Vec<RawRecord>,
     next: BTreeMap<i32, i64>,
+    /// An erasure read after `records` (it ends the batch): applied on its
+    /// own once they are stored, at its partition and offset.
+    erasure: Option<(Erasure, i32, i64)>,
 }
 
 /// How long partitions have been quiet: when each last yielded a record (or
@@ -400,6 +403,10 @@ impl Ingestor {
             }
             self.store_batch(c, &batch.records, &batch.next, dead, batch.started)?;
             k.next.extend(batch.next);
+            if let Some((e, p, offset)) = batch.erasure {
+                self.store_erasure(&e, p, offset)?;
+                k.next.insert(p, offset + 1);
+            }
             batches += 1;
             self.publish_progress(progress, &k.next, &k.start_high, c);
             let _ = applied.send(batches);
@@ -488,6 +495,7 @@ impl Ingestor {
             records: Vec::new(),
             dead: Vec::new(),
             next: BTreeMap::new(),
+            erasure: None,
         };
         let behind: i64 = next
             .iter()
@@ -520,11 +528,17 @@ impl Ingestor {
                     }
                     b.next.insert(p, m.offset() + 1);
                     match decode_message(&m) {
-                        Ok(event) => b.records.push(Record {
+                        Ok(Decoded::Event(event)) => b.records.push(Record {
                             event,
                             partition: p,
                             offset: m.offset(),
                         }),
+                        Ok(Decoded::Erasure(e)) => {
+                            // The records before it are stored first.
+                            b.next.insert(p, m.offset());
+                            b.erasure = Some((e, p, m.offset()));
+                            break;
+                        }
                         Err(reason) => b.dead.push(dead_letter(&m, &self.cfg.topic, &reason)),
                     }
                 }
@@ -582,6 +596,7 @@ impl Ingestor {
             );
         }
         m.count("dead_lettered", report.events.dead_lettered);
+        m.count("dropped", report.events.dropped);
         m.batch_seconds.observe(started.elapsed().as_secs_f64());
         let mut tpl = TopicPartitionList::new();
         for (p, o) in batch_next {
@@ -590,6 +605,27 @@ impl Ingestor {
         if let Err(e) = c.commit(&tpl, CommitMode::Async) {
             tracing::debug!(error = %e, "offset commit failed (informational only)");
         }
+        Ok(())
+    }
+
+    /// Applies an erasure read at `offset` of partition `p` (its own store
+    /// write, with the partition's next offset), flushes and counts it.
+    fn store_erasure(&self, e: &Erasure, p: i32, offset: i64) -> Result<(), KafkaError> {
+        let report = self.store.erase(&self.cfg.topic, &e.subject, p, offset)?;
+        self.store.flush()?;
+        self.metrics.erasures.inc();
+        self.metrics.erased_sessions.inc_by(report.sessions as u64);
+        self.metrics
+            .sessions
+            .set(self.store.stats().sessions as i64);
+        tracing::info!(
+            id = %e.id,
+            subject = %e.subject,
+            partition = p,
+            offset,
+            sessions = report.sessions,
+            "erasure applied"
+        );
         Ok(())
     }
 
@@ -776,7 +812,13 @@ impl Ingestor {
     }
 }
 
-fn decode_message(m: &BorrowedMessage<'_>) -> Result<ledger_core::Event, String> {
+/// What a record holds: a session event or a ledger control record.
+enum Decoded {
+    Event(ledger_core::Event),
+    Erasure(Erasure),
+}
+
+fn decode_message(m: &BorrowedMessage<'_>) -> Result<Decoded, String> {
     let headers = m.headers();
     let header = |name: &str| -> Option<&[u8]> {
         headers?
@@ -784,7 +826,14 @@ fn decode_message(m: &BorrowedMessage<'_>) -> Result<ledger_core::Event, String>
             .find(|h| h.key == name)
             .and_then(|h| h.value)
     };
-    decode_record(m.key(), m.payload(), header).map_err(|e| e.to_string())
+    if header(erasure::CONTROL_HEADER) == Some(erasure::CONTROL_ERASURE) {
+        return erasure::decode(m.payload().unwrap_or_default())
+            .map(Decoded::Erasure)
+            .map_err(|e| e.to_string());
+    }
+    decode_record(m.key(), m.payload(), header)
+        .map(Decoded::Event)
+        .map_err(|e| e.to_string())
 }
 
 /// The dead letter of an offset skipped because the broker never delivered

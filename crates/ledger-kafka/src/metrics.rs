@@ -23,7 +23,7 @@ pub struct Metrics {
     /// Records read from the topic.
     pub consumed: Counter,
     /// Records by outcome: applied, duplicate, ignored, rejected, limited,
-    /// dead_lettered.
+    /// dead_lettered, dropped (for a purged or erased session).
     pub events: Family<OutcomeLabel, Counter>,
     /// Seconds to decode, dead-letter, fold and store one batch.
     pub batch_seconds: Histogram,
@@ -49,6 +49,12 @@ pub struct Metrics {
     pub sessions: Gauge,
     /// 1 for each partition this instance's reaper owns (may reap), else 0.
     pub reaper_owned: Family<PartitionLabel, Gauge>,
+    /// Erasure records applied (one per partition per request).
+    pub erasures: Counter,
+    /// Sessions removed by erasures.
+    pub erased_sessions: Counter,
+    /// Sessions removed by retention.
+    pub purged_sessions: Counter,
 }
 
 impl Default for Metrics {
@@ -68,6 +74,9 @@ impl Default for Metrics {
             high_watermark: Family::default(),
             sessions: Gauge::default(),
             reaper_owned: Family::default(),
+            erasures: Counter::default(),
+            erased_sessions: Counter::default(),
+            purged_sessions: Counter::default(),
         }
     }
 }
@@ -98,6 +107,9 @@ impl Metrics {
             high_watermark "high_watermark", "Latest high watermark seen, per partition";
             sessions       "store_sessions", "Sessions in the store, pending shells included";
             reaper_owned   "reaper_owned_partition", "1 for each partition this instance's reaper owns";
+            erasures       "erasures", "Erasure records applied (one per partition per request)";
+            erased_sessions "erased_sessions", "Sessions removed by erasures";
+            purged_sessions "purged_sessions", "Sessions removed by retention";
         }
         m
     }

@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use ledger_core::{time::format_iso_ms, Event};
+use ledger_core::{erasure, time::format_iso_ms, Erasure, Event};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -149,6 +149,50 @@ impl Publisher {
             Ok(Err((e, _))) => Err(KafkaError::Delivery(e.to_string())),
             Err(_) => Err(KafkaError::Delivery("producer dropped".into())),
         }
+    }
+
+    /// Publishes an erasure to every partition of the topic (each applies it
+    /// at a definite position in its own order) and waits for every
+    /// delivery: `(partition, offset)` of each copy.
+    pub async fn erase(&self, e: &Erasure) -> Result<Vec<(i32, i64)>, KafkaError> {
+        let producer = self.producer.clone();
+        let topic = self.topic.clone();
+        let partitions = tokio::task::spawn_blocking(move || {
+            producer
+                .client()
+                .fetch_metadata(Some(&topic), Duration::from_secs(10))
+                .map(|md| {
+                    md.topics()
+                        .first()
+                        .map_or(0, |t| t.partitions().len() as i32)
+                })
+        })
+        .await
+        .map_err(|_| KafkaError::Delivery("metadata task failed".into()))??;
+        if partitions == 0 {
+            return Err(KafkaError::NoTopic(self.topic.clone()));
+        }
+        let payload = erasure::encode(e);
+        let mut out = vec![];
+        for p in 0..partitions {
+            let headers = OwnedHeaders::new()
+                .insert(Header {
+                    key: erasure::CONTROL_HEADER,
+                    value: Some(erasure::CONTROL_ERASURE),
+                })
+                .insert(Header {
+                    key: "content-type",
+                    value: Some("application/cloudevents+json; charset=utf-8"),
+                });
+            let r = RawRecord {
+                key: None,
+                payload: payload.clone(),
+                headers: Some(headers),
+                partition: Some(p),
+            };
+            out.push(self.send(&r).await?);
+        }
+        Ok(out)
     }
 
     /// Waits until everything queued is delivered (or `timeout` passes).

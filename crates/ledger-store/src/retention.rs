@@ -154,6 +154,31 @@ impl Store {
             .collect()
     }
 
+    /// Copies `from`'s markers and removal counts into this (fresh) store,
+    /// before a replay into it: events of purged or erased sessions are then
+    /// dropped from the start and never written, so a rebuild's files hold
+    /// no byte of them. Returns the markers copied.
+    pub fn seed_removals(&self, from: &Store) -> Result<usize, StoreError> {
+        let _w = self.inner.write.lock().unwrap_or_else(|p| p.into_inner());
+        let mut batch = sled::Batch::default();
+        let mut n = 0;
+        for kv in from.tree().scan_prefix(keys::MARKER) {
+            let (k, v) = kv?;
+            batch.insert(k, v);
+            n += 1;
+        }
+        let mut stats = self.stats();
+        let old = from.stats();
+        stats.purged = old.purged;
+        stats.erased = old.erased;
+        for (name, v) in stats.named() {
+            batch.insert(keys::counter(&name), &v.to_be_bytes()[..]);
+        }
+        self.tree().apply_batch(batch)?;
+        self.set_applied(stats, &[]);
+        Ok(n)
+    }
+
     /// Removes `due` sessions (id, marker kept until), counts them with
     /// `count`, and stores `offsets` (topic, partition, next offset), in one
     /// batch under the write lock.

@@ -3,13 +3,16 @@
 
 mod dialect;
 
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
+use crate::auth::Scope;
+use crate::ctx::Ctx;
 use crate::dialect::Failure;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -26,7 +29,70 @@ pub fn routes() -> Router<AppState> {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/openapi.yaml", get(openapi))
+        .route("/admin/erasures", post(erasures))
         .fallback(not_found)
+}
+
+/// Requests the erasure of a user's or a workspace's data (admin keys
+/// only): body `{"user_id": …}` or `{"workspace_id": …}`. The erasure is
+/// published to every partition of the event topic, so every replica and
+/// every replay applies it; 202 once the broker has it, with where.
+async fn erasures(ctx: Ctx<Plain>, body: Bytes) -> Result<Response, ApiError> {
+    if ctx.scope != Scope::Admin {
+        return Err(ctx.fail(Failure::Forbidden, "erasures need an admin key"));
+    }
+    let Some(eraser) = ctx.state.eraser.clone() else {
+        return Err(ctx.error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "erasure_unavailable",
+            "this server does not publish erasures",
+        ));
+    };
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Body {
+        user_id: Option<String>,
+        workspace_id: Option<String>,
+    }
+    let b: Body = serde_json::from_slice(&body)
+        .map_err(|e| ctx.fail(Failure::BadRequest, format!("body: {e}")))?;
+    let subject = match (b.user_id, b.workspace_id) {
+        (Some(u), None) if !u.is_empty() => ledger_core::Subject::User(u),
+        (None, Some(w)) if !w.is_empty() => ledger_core::Subject::Workspace(w),
+        _ => {
+            return Err(ctx.fail(
+                Failure::BadParameter,
+                "name exactly one non-empty user_id or workspace_id",
+            ))
+        }
+    };
+    let e = ledger_core::Erasure {
+        id: uuid::Uuid::new_v4().to_string(),
+        time_ms: ctx.now,
+        subject,
+    };
+    let copies = eraser(e.clone()).await.map_err(|why| {
+        ctx.error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "erasure_unavailable",
+            format!("publishing the erasure failed: {why}"),
+        )
+    })?;
+    tracing::info!(id = %e.id, subject = %e.subject, partitions = copies.len(), "erasure requested");
+    let published: Vec<_> = copies
+        .iter()
+        .map(|(p, o)| json!({"partition": p, "offset": o}))
+        .collect();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({
+            "id": e.id,
+            "subject": e.subject.to_string(),
+            "status": "published",
+            "published": published,
+        })),
+    )
+        .into_response())
 }
 
 /// Liveness: 503 once the consumer has stopped (what is served no longer
