@@ -23,6 +23,9 @@ struct Snapshot {
     stalled: f64,
     dlq_failures: f64,
     skipped: f64,
+    purged: f64,
+    erasures: f64,
+    erased: f64,
     ready: (u16, String),
 }
 
@@ -70,6 +73,9 @@ fn scrape(base: &str) -> anyhow::Result<Snapshot> {
             ("ledger_stalled_partitions", _) => s.stalled = v,
             ("ledger_dlq_failures_total" | "ledger_dlq_failures", _) => s.dlq_failures = v,
             ("ledger_skipped_records_total" | "ledger_skipped_records", _) => s.skipped = v,
+            ("ledger_purged_sessions_total", _) => s.purged = v,
+            ("ledger_erasures_total", _) => s.erasures = v,
+            ("ledger_erased_sessions_total", _) => s.erased = v,
             _ => {}
         }
     }
@@ -181,6 +187,13 @@ fn render(base: &str, now: &Snapshot, before: Option<(&Snapshot, Duration)>) -> 
         format!("owns partitions {}", ps.join(", "))
     };
     o.push_str(&format!("reaper       {reaper}\n"));
+    o.push_str(&format!(
+        "retention    {} sessions purged since start, {} dropped late events; erasures {} records applied, {} sessions erased\n",
+        thousands(now.purged),
+        thousands(now.events.get("dropped").copied().unwrap_or(0.0)),
+        thousands(now.erasures),
+        thousands(now.erased)
+    ));
     o.push_str(&format!(
         "consumer     {}, stalled partitions {}\n",
         match now.consumer_up {

@@ -615,6 +615,12 @@ fn real_responses_validate_against_the_openapi_document() {
         ("get", "/readyz", "/readyz".into(), None, None),
         ("get", "/metrics", "/metrics".into(), None, None),
         ("get", "/openapi.yaml", "/openapi.yaml".into(), None, None),
+        // Erasures: admin only, one subject; this server has no broker to
+        // publish to (the end-to-end test publishes for real).
+        ("post", "/admin/erasures", "/admin/erasures".into(), Some(r#"{"user_id":"u"}"#), None),
+        ("post", "/admin/erasures", "/admin/erasures".into(), Some(r#"{"user_id":"u"}"#), Some(USER)),
+        ("post", "/admin/erasures", "/admin/erasures".into(), Some(r#"{"user_id":"u","workspace_id":"w"}"#), Some(ADMIN)),
+        ("post", "/admin/erasures", "/admin/erasures".into(), Some(r#"{"workspace_id":"w"}"#), Some(ADMIN)),
     ];
     for id in ids.iter().take(12) {
         for (t, p) in [

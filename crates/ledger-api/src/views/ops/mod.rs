@@ -41,13 +41,6 @@ async fn erasures(ctx: Ctx<Plain>, body: Bytes) -> Result<Response, ApiError> {
     if ctx.scope != Scope::Admin {
         return Err(ctx.fail(Failure::Forbidden, "erasures need an admin key"));
     }
-    let Some(eraser) = ctx.state.eraser.clone() else {
-        return Err(ctx.error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "erasure_unavailable",
-            "this server does not publish erasures",
-        ));
-    };
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Body {
@@ -65,6 +58,13 @@ async fn erasures(ctx: Ctx<Plain>, body: Bytes) -> Result<Response, ApiError> {
                 "name exactly one non-empty user_id or workspace_id",
             ))
         }
+    };
+    let Some(eraser) = ctx.state.eraser.clone() else {
+        return Err(ctx.error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "erasure_unavailable",
+            "this server does not publish erasures",
+        ));
     };
     let e = ledger_core::Erasure {
         id: uuid::Uuid::new_v4().to_string(),
