@@ -91,6 +91,13 @@ pub enum Command {
         /// erasure: no copy of the erased data stays on disk).
         #[arg(long)]
         remove_old: bool,
+        /// Rebuild a running server's store online instead (it keeps
+        /// serving and switches when done): its base URL.
+        #[arg(long)]
+        url: Option<String>,
+        /// Admin API key for `--url`.
+        #[arg(long, env = "LEDGER_API_KEY", hide_env_values = true)]
+        key: Option<String>,
     },
     /// Erase a user's or a workspace's sessions (GDPR Art. 17): publishes an
     /// erasure to every partition of the topic, which every replica and every

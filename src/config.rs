@@ -67,6 +67,9 @@ impl KafkaSection {
 #[serde(default, deny_unknown_fields)]
 pub struct StoreSection {
     pub path: PathBuf,
+    /// Keep a store replaced by an online rebuild (moved to `old-<n>` in
+    /// `path`) instead of deleting it.
+    pub keep_old: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -95,6 +98,10 @@ pub struct RetentionSection {
     pub marker_days: u32,
     /// How often to look for sessions to purge, ms.
     pub interval_ms: u64,
+    /// After an erasure is applied, and no other for this long, rebuild the
+    /// store online so that sled's files keep no old copy of the erased
+    /// data, ms; `0` = never (run `rebuild` yourself).
+    pub compact_after_erasure_ms: u64,
 }
 
 impl RetentionSection {
@@ -109,6 +116,7 @@ impl Default for RetentionSection {
             ended_days: 30,
             marker_days: 7,
             interval_ms: 60_000,
+            compact_after_erasure_ms: 10_000,
         }
     }
 }
@@ -158,6 +166,7 @@ impl Default for StoreSection {
     fn default() -> Self {
         Self {
             path: PathBuf::from("ledger-data"),
+            keep_old: false,
         }
     }
 }

@@ -1,7 +1,8 @@
 //! Erasure end to end on the dev broker: `erase --user` and
 //! `POST /admin/erasures` reach two replicas through the topic, later events
-//! are dropped, a fresh replay reproduces the erasure, and a rebuild leaves
-//! no byte of the erased data in the store's files.
+//! are dropped, a fresh replay reproduces the erasure, and compaction — the
+//! online rebuild a replica runs by itself after erasures, or an offline
+//! `rebuild --remove-old` — leaves no byte of the erased data in the files.
 
 mod common;
 
@@ -113,9 +114,31 @@ fn an_erasure_reaches_every_replica_and_replay_and_a_rebuild_leaves_no_byte_of_i
         events.iter().map(RawRecord::event).collect(),
     ) as i64;
     let dir = tempfile::tempdir().unwrap();
-    let args = ["--no-auth", "--no-reaper"];
-    let a = Server::start(&brokers, &topic, &dir.path().join("a"), &args);
-    let b = Server::start(&brokers, &topic, &dir.path().join("b"), &args);
+    // Replica a leaves compaction to the operator; b compacts by itself
+    // half a second after the last erasure.
+    let config = |name: &str, ms: u64| {
+        let p = dir.path().join(name);
+        std::fs::write(
+            &p,
+            format!("[retention]\ncompact_after_erasure_ms = {ms}\n"),
+        )
+        .unwrap();
+        p.display().to_string()
+    };
+    let (ca, cb) = (config("a.toml", 0), config("b.toml", 500));
+    let args = ["--no-auth", "--no-reaper", "--config"];
+    let a = Server::start(
+        &brokers,
+        &topic,
+        &dir.path().join("a"),
+        &[&args[..], &[ca.as_str()]].concat(),
+    );
+    let b = Server::start(
+        &brokers,
+        &topic,
+        &dir.path().join("b"),
+        &[&args[..], &[cb.as_str()]].concat(),
+    );
     a.wait_applied(sent, Duration::from_secs(300));
     b.wait_applied(sent, Duration::from_secs(300));
     let (_, before) = get(&a, &format!("/v1/sessions?user_id={user}&limit=500"));
@@ -206,8 +229,21 @@ fn an_erasure_reaches_every_replica_and_replay_and_a_rebuild_leaves_no_byte_of_i
             erased.len() as f64
         );
     }
-    let (_, ws_a) = get(&a, "/v1/sessions?limit=1");
-    assert!(ws_a.is_array());
+    // b compacts on its own: an online rebuild once the erasures stop.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while metric(&b, "ledger_rebuilds_total") < 1.0 || metric(&b, "ledger_rebuild_running") > 0.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "b compacted after the erasures"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        metric(&a, "ledger_rebuilds_total"),
+        0.0,
+        "a does not compact by itself"
+    );
+    b.wait_applied(total, Duration::from_secs(60));
     assert!(a.term().0.success());
     assert!(b.term().0.success());
 
@@ -221,7 +257,12 @@ fn an_erasure_reaches_every_replica_and_replay_and_a_rebuild_leaves_no_byte_of_i
     assert_eq!(session_ids(&dir.path().join("b")), want);
 
     // A fresh replica replaying from offset 0 reproduces the erasures.
-    let c = Server::start(&brokers, &topic, &dir.path().join("c"), &args);
+    let c = Server::start(
+        &brokers,
+        &topic,
+        &dir.path().join("c"),
+        &[&args[..], &[ca.as_str()]].concat(),
+    );
     c.wait_applied(total, Duration::from_secs(300));
     assert!(c.term().0.success());
     assert_eq!(session_ids(&dir.path().join("c")), want);
@@ -255,7 +296,13 @@ fn an_erasure_reaches_every_replica_and_replay_and_a_rebuild_leaves_no_byte_of_i
         vec![],
         "no file of the rebuilt store holds an erased id"
     );
-    // Without the rebuild, sled's files still hold old pages: the reason
-    // the README says to rebuild after an erasure.
-    assert!(!files_holding(&dir.path().join("b"), &needles).is_empty());
+    // b compacted online: no byte either.
+    assert_eq!(
+        files_holding(&dir.path().join("b"), &needles),
+        vec![],
+        "no file of the compacted store holds an erased id"
+    );
+    // c replayed without compacting: sled's log still holds old pages of
+    // the erased sessions, which is why compaction exists.
+    assert!(!files_holding(&dir.path().join("c"), &needles).is_empty());
 }

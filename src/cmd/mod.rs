@@ -90,7 +90,14 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             };
             runtime()?.block_on(publish::erase(settings(&common)?, subject))
         }
-        Command::Rebuild { common, remove_old } => ops::rebuild(settings(&common)?, remove_old),
+        Command::Rebuild {
+            url: Some(url),
+            key,
+            ..
+        } => ops::rebuild_online(&url, key.as_deref()),
+        Command::Rebuild {
+            common, remove_old, ..
+        } => ops::rebuild(settings(&common)?, remove_old),
         Command::Inspect { common, session_id } => ops::inspect(settings(&common)?, &session_id),
         Command::Status { url, watch } => status::run(&url, watch),
         Command::HashKey { key } => {

@@ -94,6 +94,49 @@ pub fn rebuild(cfg: Config, remove_old: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Starts an online rebuild of the server at `url` and follows it to the end.
+pub fn rebuild_online(url: &str, key: Option<&str>) -> anyhow::Result<()> {
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let call = |req: reqwest::blocking::RequestBuilder| -> anyhow::Result<serde_json::Value> {
+        let req = match key {
+            Some(k) => req.bearer_auth(k),
+            None => req,
+        };
+        let r = req.send().with_context(|| format!("reaching {url}"))?;
+        let status = r.status();
+        let body: serde_json::Value = r.json().unwrap_or_default();
+        anyhow::ensure!(status.is_success(), "{url} answered {status}: {body}");
+        Ok(body)
+    };
+    call(client.post(format!("{url}/admin/rebuild")))?;
+    println!("online rebuild started on {url}; it keeps serving meanwhile");
+    let started = std::time::Instant::now();
+    loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let s = call(client.get(format!("{url}/admin/rebuild")))?;
+        match s["state"].as_str().unwrap_or_default() {
+            "done" => {
+                let mib = |v: &serde_json::Value| v.as_f64().unwrap_or(0.0) / 1_048_576.0;
+                println!(
+                    "switched after {:.1} s ({} records replayed; ingestion paused {} ms): store {:.1} MiB → {:.1} MiB",
+                    started.elapsed().as_secs_f64(),
+                    s["replayed"],
+                    s["pause_ms"],
+                    mib(&s["bytes_before"]),
+                    mib(&s["bytes_after"])
+                );
+                return Ok(());
+            }
+            "failed" => anyhow::bail!("the rebuild failed: {}", s["error"]),
+            state => {
+                tracing::debug!(state, replayed = %s["replayed"], target = %s["target"], "rebuilding")
+            }
+        }
+    }
+}
+
 pub fn inspect(cfg: Config, id: &str) -> anyhow::Result<()> {
     let store = Store::open(&cfg.store.path, cfg.defaults)
         .context("opening the store (is `serve` running on it?)")?;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use ledger_api::{ApiKey, AppState, Auth, IngestHealth, Scope};
 use ledger_kafka::{Ingestor, Metrics, Reaper, ReaperConfig};
-use ledger_store::Store;
+use ledger_store::{LiveStore, Store};
 use prometheus_client::registry::Registry;
 
 use crate::config::Config;
@@ -68,8 +68,10 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     println!("effective configuration:\n{}", cfg.masked());
     let auth = auth(&cfg)?;
-    let store = Store::open(&cfg.store.path, cfg.defaults)
-        .with_context(|| format!("opening store {}", cfg.store.path.display()))?;
+    let store = LiveStore::from(
+        Store::open(&cfg.store.path, cfg.defaults)
+            .with_context(|| format!("opening store {}", cfg.store.path.display()))?,
+    );
     let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry);
     // The dead-letter topic is created when the first dead letter needs it
@@ -91,11 +93,20 @@ pub async fn run(
         )
         .spawn(reaper_stop.clone())
     });
-    let retention = spawn_retention(
+    let rebuilder = ledger_kafka::Rebuilder::new(
+        cfg.kafka.ingest_config(),
+        store.clone(),
+        cfg.store.path.clone(),
+        cfg.defaults,
+        cfg.store.keep_old,
+        metrics.clone(),
+    );
+    let retention = spawn_maintenance(
         store.clone(),
         &cfg.retention,
         clock.clone(),
         metrics.clone(),
+        rebuilder.clone(),
         reaper_stop.clone(),
     );
     let mut state = AppState::new(store.clone(), &cfg.kafka.topic, auth, clock, registry);
@@ -104,6 +115,11 @@ pub async fn run(
         let publisher = publisher.clone();
         Box::pin(async move { publisher.erase(&e).await.map_err(|e| e.to_string()) })
     }));
+    let (start, status) = (rebuilder.clone(), rebuilder);
+    state.rebuild = Some(ledger_api::RebuildHooks {
+        start: Arc::new(move || start.start()),
+        status: Arc::new(move || serde_json::to_value(status.status()).unwrap_or_default()),
+    });
     let progress = ingest.progress.clone();
     state.ready = Arc::new(move || progress.ready());
     let progress = ingest.progress.clone();
@@ -155,33 +171,60 @@ pub async fn run(
     if let Err(e) = stopped {
         tracing::error!(error = %e, "consumer ended with an error");
     }
-    store.flush()?;
+    store.get().flush()?;
     tracing::info!("stopped cleanly");
     Ok(())
 }
 
-/// Purges sessions past retention every `interval_ms`, in batches of at
-/// most [`PURGE_BATCH`] sessions (each one store write), until none is due;
-/// stops with `stop`. Every replica purges its own store by the same rule.
-fn spawn_retention(
-    store: Store,
+/// Store maintenance on its own thread until `stop`: purges sessions past
+/// retention every `interval_ms`, in batches of at most [`PURGE_BATCH`]
+/// sessions (each one store write), until none is due; and, once erasures
+/// were applied and none followed for `compact_after_erasure_ms`, rebuilds
+/// the store online so that no old copy of the erased data stays in sled's
+/// files. Every replica does both to its own store by the same rules.
+fn spawn_maintenance(
+    store: LiveStore,
     cfg: &crate::config::RetentionSection,
     clock: super::Clock,
     metrics: Metrics,
+    rebuilder: ledger_kafka::Rebuilder,
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) -> std::thread::JoinHandle<()> {
     let (policy, every) = (cfg.policy(), Duration::from_millis(cfg.interval_ms.max(10)));
+    let compact_after = (cfg.compact_after_erasure_ms > 0)
+        .then(|| Duration::from_millis(cfg.compact_after_erasure_ms));
     std::thread::spawn(move || {
         let tick = Duration::from_millis(50);
-        let mut last: Option<std::time::Instant> = None;
-        while !stop.load(Ordering::Acquire) && policy.enabled() {
-            if last.is_some_and(|t| t.elapsed() < every) {
-                std::thread::sleep(tick);
+        let mut last_purge: Option<std::time::Instant> = None;
+        // Erasures counted at the last compaction, and when the count last moved.
+        let (mut compacted, mut seen, mut moved) = (0u64, 0u64, std::time::Instant::now());
+        while !stop.load(Ordering::Acquire) {
+            std::thread::sleep(tick);
+            if let Some(after) = compact_after {
+                let now = metrics.erasures.get();
+                if now != seen {
+                    (seen, moved) = (now, std::time::Instant::now());
+                }
+                if seen > compacted && moved.elapsed() >= after {
+                    match rebuilder.start() {
+                        Ok(()) => {
+                            tracing::info!(
+                                "erasures applied: compacting the store (online rebuild)"
+                            );
+                            compacted = seen;
+                        }
+                        Err(why) => {
+                            tracing::debug!(%why, "compaction waits for the running rebuild")
+                        }
+                    }
+                }
+            }
+            if !policy.enabled() || last_purge.is_some_and(|t| t.elapsed() < every) {
                 continue;
             }
-            last = Some(std::time::Instant::now());
+            last_purge = Some(std::time::Instant::now());
             loop {
-                match store.purge(clock(), &policy, PURGE_BATCH) {
+                match store.get().purge(clock(), &policy, PURGE_BATCH) {
                     Ok(r) => {
                         metrics.purged_sessions.inc_by(r.purged as u64);
                         if r.purged > 0 {

@@ -222,8 +222,8 @@ fn main() {
 
     // elizaOS answers one session only while it is live (410 once expired):
     // its gets draw from live sessions.
-    let live: Vec<String> = state
-        .store
+    let store = state.store();
+    let live: Vec<String> = store
         .matching(
             &ledger_store::Filter {
                 status: Some(ledger_core::Status::Active),

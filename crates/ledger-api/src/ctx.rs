@@ -23,6 +23,8 @@ use crate::state::AppState;
 /// An authenticated request to a view speaking dialect `D`.
 pub struct Ctx<D> {
     pub state: AppState,
+    /// The store this request is answered from (one for the whole request).
+    pub store: ledger_store::Store,
     /// What the request's key may read.
     pub scope: Scope,
     /// The request's clock reading, Unix ms: read once, it is the time of
@@ -44,6 +46,10 @@ impl<D: Dialect + Default> FromRequestParts<AppState> for Ctx<D> {
         };
         match checked {
             Ok(scope) => Ok(Self {
+                store: parts
+                    .extensions
+                    .get::<crate::middleware::Pinned>()
+                    .map_or_else(|| state.store(), |p| p.0.clone()),
                 state: state.clone(),
                 scope,
                 now,
@@ -165,7 +171,7 @@ impl<D: Dialect + Default> Ctx<D> {
 
     /// The session `id`, whoever may see it.
     pub fn session(&self, id: &str) -> Result<Option<Session>, ApiError> {
-        self.state.store.get(id).map_err(|e| self.store_error(e))
+        self.store.get(id).map_err(|e| self.store_error(e))
     }
 
     /// The session `id` as the caller may see it: 404 if unknown or out of
@@ -182,8 +188,7 @@ impl<D: Dialect + Default> Ctx<D> {
 
     /// How many sessions match `f` now.
     pub fn count(&self, f: &Filter) -> Result<u64, ApiError> {
-        self.state
-            .store
+        self.store
             .count(f, self.now)
             .map_err(|e| self.store_error(e))
     }
@@ -197,7 +202,6 @@ impl<D: Dialect + Default> Ctx<D> {
         after: Option<&str>,
     ) -> Result<impl Iterator<Item = Result<Session, ApiError>> + 'a, ApiError> {
         let iter = self
-            .state
             .store
             .matching(f, order, after, self.now)
             .map_err(|e| self.store_error(e))?;
@@ -219,8 +223,7 @@ impl<D: Dialect + Default> Ctx<D> {
             Some(c) => Start::After(c.clone()),
             None => Start::Offset(offset),
         };
-        self.state
-            .store
+        self.store
             .list(f, Order::NewestFirst, &start, limit, self.now)
             .map_err(|e| self.store_error(e))
     }

@@ -17,7 +17,7 @@ mod views;
 pub use auth::{hash_key, ApiKey, Auth, Scope};
 pub use dialect::{Dialect, Failure};
 pub use error::ApiError;
-pub use state::{AppState, HttpMetrics, IngestHealth};
+pub use state::{AppState, Eraser, HttpMetrics, IngestHealth, RebuildHooks};
 
 use axum::Router;
 

@@ -22,6 +22,10 @@ use crate::error::ApiError;
 use crate::state::{AppState, RouteLabels};
 use crate::views;
 
+/// The store a request is answered from, chosen once by [`consistency`].
+#[derive(Clone)]
+pub(crate) struct Pinned(pub ledger_store::Store);
+
 /// Longest consistency wait, ms.
 pub const MAX_WAIT_MS: u64 = 5_000;
 
@@ -57,7 +61,7 @@ fn parse_offsets(v: &str) -> Option<BTreeMap<i32, i64>> {
 }
 
 fn reached(state: &AppState, want: &BTreeMap<i32, i64>) -> bool {
-    match state.store.durable_offsets(&state.topic) {
+    match state.store().durable_offsets(&state.topic) {
         Ok(have) => want
             .iter()
             .all(|(p, o)| have.get(p).is_some_and(|h| h >= o)),
@@ -118,8 +122,12 @@ pub async fn consistency(State(state): State<AppState>, mut req: Request, next: 
         }
         caught_up = Some(ok);
     }
+    // One store answers the request and announces its offsets, even if an
+    // online rebuild switches stores meanwhile.
+    let pinned = state.store();
+    req.extensions_mut().insert(Pinned(pinned.clone()));
     let mut resp = next.run(req).await;
-    if let Ok(offsets) = state.store.durable_offsets(&state.topic) {
+    if let Ok(offsets) = pinned.durable_offsets(&state.topic) {
         let token: Vec<String> = offsets.iter().map(|(p, o)| format!("{p}={o}")).collect();
         if let Ok(v) = HeaderValue::from_str(&token.join(",")) {
             resp.headers_mut().insert("x-ledger-offsets", v);

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use ledger_store::Store;
+use ledger_store::{LiveStore, Store};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -69,10 +69,21 @@ pub type Eraser = Arc<
         + Sync,
 >;
 
+/// How `POST`/`GET /admin/rebuild` start and report an online rebuild.
+#[derive(Clone)]
+pub struct RebuildHooks {
+    /// Starts one; `Err` says why not (one is running).
+    pub start: Arc<dyn Fn() -> Result<(), String> + Send + Sync>,
+    /// What it is doing, as JSON.
+    pub status: Arc<dyn Fn() -> serde_json::Value + Send + Sync>,
+}
+
 /// Everything a handler needs. Cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
-    pub store: Store,
+    /// The live store; a request reads one store throughout ([`AppState::store`]
+    /// once, pinned by the consistency middleware).
+    pub live: LiveStore,
     /// The event topic whose offsets are the consistency token.
     pub topic: String,
     pub auth: Arc<Auth>,
@@ -90,6 +101,8 @@ pub struct AppState {
     pub http: HttpMetrics,
     /// How `POST /admin/erasures` publishes (`None`: not offered here).
     pub eraser: Option<Eraser>,
+    /// Online rebuilds (`None`: not offered here).
+    pub rebuild: Option<RebuildHooks>,
 }
 
 impl AppState {
@@ -97,7 +110,7 @@ impl AppState {
     /// read-only serving): always ready. HTTP metrics are added to `registry`,
     /// which `/metrics` serves.
     pub fn new(
-        store: Store,
+        store: impl Into<LiveStore>,
         topic: &str,
         auth: Auth,
         clock: Arc<dyn Fn() -> i64 + Send + Sync>,
@@ -107,7 +120,7 @@ impl AppState {
         let (_tx, rx) = watch::channel(0);
         let started_ms = clock();
         Self {
-            store,
+            live: store.into(),
             topic: topic.to_string(),
             auth: Arc::new(auth),
             clock,
@@ -118,7 +131,13 @@ impl AppState {
             registry: Arc::new(registry),
             http,
             eraser: None,
+            rebuild: None,
         }
+    }
+
+    /// The store live now.
+    pub fn store(&self) -> Store {
+        self.live.get()
     }
 
     pub fn now(&self) -> i64 {

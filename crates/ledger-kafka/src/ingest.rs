@@ -17,7 +17,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use ledger_core::{decode_record, erasure, Bucket, Erasure};
-use ledger_store::{Record, Store};
+use ledger_store::{LiveStore, Record, Store};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
@@ -239,6 +239,8 @@ struct Connected {
     next: BTreeMap<i32, i64>,
     start_high: BTreeMap<i32, i64>,
     quiet: Quiet,
+    /// The live store's generation the offsets in `next` are of.
+    generation: u64,
 }
 
 /// One polled batch: decoded records, dead letters, and each partition's
@@ -266,17 +268,25 @@ struct Quiet {
 /// The consumer loop.
 pub struct Ingestor {
     cfg: IngestConfig,
-    store: Store,
+    live: LiveStore,
     metrics: Metrics,
 }
 
 impl Ingestor {
-    pub fn new(cfg: IngestConfig, store: Store, metrics: Metrics) -> Self {
+    /// An ingestor of `store`: a [`Store`], or a [`LiveStore`] that an
+    /// online rebuild may switch (ingestion then resumes at the new store's
+    /// offsets).
+    pub fn new(cfg: IngestConfig, store: impl Into<LiveStore>, metrics: Metrics) -> Self {
         Self {
             cfg,
-            store,
+            live: store.into(),
             metrics,
         }
+    }
+
+    /// The store live now.
+    fn store(&self) -> Store {
+        self.live.get()
     }
 
     /// Starts the consumer on its own thread.
@@ -346,7 +356,7 @@ impl Ingestor {
         c: &LedgerConsumer,
         partitions: &[i32],
     ) -> Result<BTreeMap<i32, i64>, KafkaError> {
-        let stored = self.store.offsets(&self.cfg.topic)?;
+        let stored = self.store().offsets(&self.cfg.topic)?;
         let mut tpl = TopicPartitionList::new();
         let mut next = BTreeMap::new();
         for &p in partitions {
@@ -371,12 +381,22 @@ impl Ingestor {
         };
         self.metrics
             .sessions
-            .set(self.store.stats().sessions as i64);
+            .set(self.store().stats().sessions as i64);
         let c = &k.consumer;
         self.publish_progress(progress, &k.next, &k.start_high, c);
         let (mut last_meta, mut batches) = (Instant::now(), 0u64);
         while !stop.load(Ordering::Acquire) {
             let batch = self.fill_batch(c, &k.next, &mut k.quiet);
+            // Stores happen under the live store's gate; a store switched
+            // by an online rebuild since the last batch has its own offsets:
+            // the batch is dropped and reading resumes at them.
+            let _gate = self.live.gate();
+            if self.live.generation() != k.generation {
+                k.generation = self.live.generation();
+                k.next = self.assign(c, &k.partitions)?;
+                tracing::info!("the store was switched; reading on from its offsets");
+                continue;
+            }
             if self.watch_stalls(c, &k.rt, &k.dlq, progress, &k.next, &mut k.quiet)? {
                 k.next = self.assign(c, &k.partitions)?;
                 continue;
@@ -432,6 +452,7 @@ impl Ingestor {
             Err(_) if stop.load(Ordering::Acquire) => return Ok(None),
             Err(e) => return Err(e),
         };
+        let generation = self.live.generation();
         let next = self.assign(&consumer, &partitions)?;
         let Some(start_high) = self.start_watermarks(&consumer, &partitions, stop) else {
             return Ok(None);
@@ -448,6 +469,7 @@ impl Ingestor {
                 last_error: Instant::now(),
                 stalled: Default::default(),
             },
+            generation,
         }))
     }
 
@@ -579,12 +601,11 @@ impl Ingestor {
         started: Instant,
     ) -> Result<(), KafkaError> {
         let offsets: Vec<(i32, i64)> = batch_next.iter().map(|(p, o)| (*p, *o)).collect();
-        let report = self
-            .store
-            .apply_batch(&self.cfg.topic, records, &offsets, dead)?;
-        self.store.flush()?;
+        let store = self.store();
+        let report = store.apply_batch(&self.cfg.topic, records, &offsets, dead)?;
+        store.flush()?;
         let m = &self.metrics;
-        m.sessions.set(self.store.stats().sessions as i64);
+        m.sessions.set(store.stats().sessions as i64);
         m.consumed.inc_by(records.len() as u64 + dead);
         for b in Bucket::ALL {
             m.count(b.as_str(), report.events.get(b));
@@ -611,13 +632,14 @@ impl Ingestor {
     /// Applies an erasure read at `offset` of partition `p` (its own store
     /// write, with the partition's next offset), flushes and counts it.
     fn store_erasure(&self, e: &Erasure, p: i32, offset: i64) -> Result<(), KafkaError> {
-        let report = self.store.erase(&self.cfg.topic, &e.subject, p, offset)?;
-        self.store.flush()?;
+        let store = self.store();
+        let report = store.erase(&self.cfg.topic, &e.subject, p, offset)?;
+        store.flush()?;
         self.metrics.erasures.inc();
         self.metrics.erased_sessions.inc_by(report.sessions as u64);
         self.metrics
             .sessions
-            .set(self.store.stats().sessions as i64);
+            .set(self.store().stats().sessions as i64);
         tracing::info!(
             id = %e.id,
             subject = %e.subject,
@@ -763,9 +785,9 @@ impl Ingestor {
                 }
                 _ => continue,
             };
-            self.store
+            self.store()
                 .apply_batch(&self.cfg.topic, &[], &[(p, to)], dead)?;
-            self.store.flush()?;
+            self.store().flush()?;
             self.metrics.count("dead_lettered", dead);
             q.last_record.insert(p, Instant::now());
             q.stalled.remove(&p);

@@ -14,11 +14,13 @@ pub mod ingest;
 pub mod metrics;
 pub mod publish;
 pub mod reaper;
+pub mod rebuild;
 
 pub use ingest::{consumer_config, IngestConfig, IngestHandle, Ingestor, PartitionProgress};
 pub use metrics::Metrics;
 pub use publish::{admin_create_topic, event_headers, Publisher};
 pub use reaper::{Reaper, ReaperConfig};
+pub use rebuild::{RebuildStatus, Rebuilder};
 
 /// Errors at the Kafka edge.
 #[derive(Debug, thiserror::Error)]

@@ -55,6 +55,10 @@ pub struct Metrics {
     pub erased_sessions: Counter,
     /// Sessions removed by retention.
     pub purged_sessions: Counter,
+    /// 1 while an online rebuild runs.
+    pub rebuild_running: Gauge,
+    /// Online rebuilds switched in.
+    pub rebuilds: Counter,
 }
 
 impl Default for Metrics {
@@ -77,6 +81,8 @@ impl Default for Metrics {
             erasures: Counter::default(),
             erased_sessions: Counter::default(),
             purged_sessions: Counter::default(),
+            rebuild_running: Gauge::default(),
+            rebuilds: Counter::default(),
         }
     }
 }
@@ -110,6 +116,8 @@ impl Metrics {
             erasures       "erasures", "Erasure records applied (one per partition per request)";
             erased_sessions "erased_sessions", "Sessions removed by erasures";
             purged_sessions "purged_sessions", "Sessions removed by retention";
+            rebuild_running "rebuild_running", "1 while an online rebuild runs";
+            rebuilds       "rebuilds", "Online rebuilds switched in";
         }
         m
     }

@@ -14,7 +14,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use ledger_core::reap_event;
-use ledger_store::Store;
+use ledger_store::LiveStore;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
@@ -36,7 +36,7 @@ pub struct ReaperConfig {
 
 pub struct Reaper {
     cfg: ReaperConfig,
-    store: Store,
+    store: LiveStore,
     metrics: Metrics,
     clock: Arc<dyn Fn() -> i64 + Send + Sync>,
 }
@@ -44,13 +44,13 @@ pub struct Reaper {
 impl Reaper {
     pub fn new(
         cfg: ReaperConfig,
-        store: Store,
+        store: impl Into<LiveStore>,
         metrics: Metrics,
         clock: Arc<dyn Fn() -> i64 + Send + Sync>,
     ) -> Self {
         Self {
             cfg,
-            store,
+            store: store.into(),
             metrics,
             clock,
         }
@@ -113,7 +113,7 @@ impl Reaper {
             }
             let now = (self.clock)();
             sent.retain(|_, (_, at)| at.elapsed() < Duration::from_secs(30));
-            let due = self.store.due(now, self.cfg.max_per_tick * 4)?;
+            let due = self.store.get().due(now, self.cfg.max_per_tick * 4)?;
             let mut records = vec![];
             for (id, deadline, status, partition) in due {
                 if !owned.contains(&partition) || sent.get(&id).is_some_and(|(d, _)| *d == deadline)

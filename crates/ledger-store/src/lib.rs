@@ -41,6 +41,7 @@
 
 mod chunks;
 mod keys;
+pub mod live;
 mod query;
 mod retention;
 mod store;
@@ -48,6 +49,7 @@ mod write;
 
 pub use chunks::CHUNK_MAX;
 pub use keys::index_keys;
+pub use live::LiveStore;
 pub use query::{encode_cursor, Filter, Order, Page, Start};
 pub use retention::{EraseReport, PurgeReport, Retention};
 pub use store::{

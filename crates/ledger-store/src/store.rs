@@ -34,6 +34,8 @@ pub enum StoreError {
     Format { found: u64, want: u64 },
     #[error("the store at {path} is damaged ({reason}); refusing to start on it: rebuild it from the topic (`session-ledger rebuild`)")]
     Damaged { path: String, reason: String },
+    #[error("store directory: {0}")]
+    Io(String),
 }
 
 pub(crate) fn corrupt(key: &[u8], e: impl std::fmt::Display) -> StoreError {
@@ -204,6 +206,8 @@ pub struct BatchReport {
 }
 
 pub(crate) struct Inner {
+    /// The directory sled's files are in.
+    dir: std::path::PathBuf,
     db: sled::Db,
     pub(crate) tree: sled::Tree,
     /// Cached counters; the stored ones are written with every batch.
@@ -235,7 +239,11 @@ impl Store {
     /// creation — is refused with [`StoreError::Damaged`] (the way out is a
     /// rebuild), never silently re-ingested from offset 0.
     pub fn open(dir: impl AsRef<Path>, defaults: Defaults) -> Result<Self, StoreError> {
-        let dir = dir.as_ref();
+        // A switched store lives in the generation `CURRENT` names; stores
+        // no longer live (an unfinished rebuild, a replaced store) go.
+        let root = dir.as_ref();
+        let dir = &crate::live::current_dir(root)?;
+        crate::live::remove_stale(root)?;
         let damaged = |reason: &str| StoreError::Damaged {
             path: dir.display().to_string(),
             reason: reason.to_string(),
@@ -313,6 +321,7 @@ impl Store {
         }
         Ok(Self {
             inner: Arc::new(Inner {
+                dir: dir.to_path_buf(),
                 db,
                 tree,
                 write: Mutex::new(()),
@@ -498,6 +507,17 @@ impl Store {
         for &(topic, p, off) in offsets {
             applied.entry(topic.to_string()).or_default().insert(p, off);
         }
+    }
+
+    /// The directory holding this store's files.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Handles on this store alive now (this one included): a replaced store
+    /// is closed once it is the last.
+    pub fn handles(&self) -> usize {
+        Arc::strong_count(&self.inner)
     }
 
     /// Bytes the store occupies on disk.

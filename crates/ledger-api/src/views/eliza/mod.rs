@@ -54,7 +54,7 @@ fn live_in_scope(ctx: &Ctx<Eliza>) -> Filter {
 /// Created sessions within the key's scope.
 fn created_in_scope(ctx: &Ctx<Eliza>) -> Result<u64, ApiError> {
     if ctx.scope == Scope::Admin {
-        let stats = ctx.state.store.stats();
+        let stats = ctx.store.stats();
         Ok(stats.sessions - stats.status(Status::Pending))
     } else {
         // A scope names a user or workspace, which only created sessions carry.
@@ -112,11 +112,7 @@ async fn get_one(Path(id): Path<String>, ctx: Ctx<Eliza>) -> Result<Response, Ap
 /// `GET /api/messaging/sessions/{id}/events` — the bounded audit trail.
 async fn events(Path(id): Path<String>, ctx: Ctx<Eliza>) -> Result<Json<Value>, ApiError> {
     ctx.load_visible(&id)?;
-    let h = ctx
-        .state
-        .store
-        .history(&id)
-        .map_err(|e| ctx.store_error(e))?;
+    let h = ctx.store.history(&id).map_err(|e| ctx.store_error(e))?;
     let events: Vec<Value> = h.iter().map(event_json).collect();
     Ok(Json(json!({"sessionId": id, "events": events})))
 }
@@ -125,7 +121,6 @@ async fn events(Path(id): Path<String>, ctx: Ctx<Eliza>) -> Result<Json<Value>, 
 async fn health(ctx: Ctx<Eliza>) -> Result<Json<Value>, ApiError> {
     let active = ctx.count(&live_in_scope(&ctx))?;
     let soon = ctx
-        .state
         .store
         .count_near_expiration(&ctx.scope_filter(), ctx.now)
         .map_err(|e| ctx.store_error(e))?;

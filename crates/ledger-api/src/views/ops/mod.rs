@@ -30,6 +30,7 @@ pub fn routes() -> Router<AppState> {
         .route("/metrics", get(metrics))
         .route("/openapi.yaml", get(openapi))
         .route("/admin/erasures", post(erasures))
+        .route("/admin/rebuild", post(start_rebuild).get(rebuild_status))
         .fallback(not_found)
 }
 
@@ -95,6 +96,35 @@ async fn erasures(ctx: Ctx<Plain>, body: Bytes) -> Result<Response, ApiError> {
         .into_response())
 }
 
+/// Starts an online rebuild (admin keys only): 202 with its status, 409
+/// while one runs.
+async fn start_rebuild(ctx: Ctx<Plain>) -> Result<Response, ApiError> {
+    let hooks = rebuild_hooks(&ctx)?;
+    match (hooks.start)() {
+        Ok(()) => Ok((StatusCode::ACCEPTED, Json((hooks.status)())).into_response()),
+        Err(why) => Err(ctx.error(StatusCode::CONFLICT, "rebuild_running", why)),
+    }
+}
+
+/// What the online rebuild is doing (admin keys only).
+async fn rebuild_status(ctx: Ctx<Plain>) -> Result<Response, ApiError> {
+    let hooks = rebuild_hooks(&ctx)?;
+    Ok(Json((hooks.status)()).into_response())
+}
+
+fn rebuild_hooks(ctx: &Ctx<Plain>) -> Result<crate::state::RebuildHooks, ApiError> {
+    if ctx.scope != Scope::Admin {
+        return Err(ctx.fail(Failure::Forbidden, "rebuilds need an admin key"));
+    }
+    ctx.state.rebuild.clone().ok_or_else(|| {
+        ctx.error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "rebuild_unavailable",
+            "this server does not rebuild online",
+        )
+    })
+}
+
 /// Liveness: 503 once the consumer has stopped (what is served no longer
 /// updates; restart the process).
 async fn healthz(State(state): State<AppState>) -> Response {
@@ -132,7 +162,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
     state
         .http
         .store_bytes
-        .set(state.store.size_on_disk() as i64);
+        .set(state.store().size_on_disk() as i64);
     let mut out = String::new();
     if prometheus_client::encoding::text::encode(&mut out, &state.registry).is_err() {
         return (StatusCode::INTERNAL_SERVER_ERROR, "metrics encoding failed").into_response();

@@ -1,0 +1,245 @@
+//! Online rebuild: the topic replayed into a fresh store beside the live one
+//! while it keeps serving, then an atomic switch of reads and ingestion.
+//!
+//! 1. The fresh store (the next generation directory) gets the live store's
+//!    markers first (`Store::seed_removals`): nothing purged or erased is
+//!    ever written to it.
+//! 2. A second consumer replays the topic into it until it has reached the
+//!    high watermarks seen when it started.
+//! 3. Under the live store's gate (live ingestion pauses between batches;
+//!    reads go on), the replay continues until the fresh store's offsets are
+//!    at or past the live store's on every partition; it is flushed, made
+//!    current on disk (`CURRENT`), and switched in. No response after the
+//!    switch announces an offset lower than one announced before it.
+//! 4. The replaced store is closed once no request holds it, then deleted
+//!    (or moved to `old-<n>` when kept).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ledger_core::Defaults;
+use ledger_store::{live, LiveStore, Store};
+use serde::Serialize;
+
+use crate::{IngestConfig, Ingestor, Metrics};
+
+/// What a rebuild is doing, for `GET /admin/rebuild` and `status`.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct RebuildStatus {
+    /// `idle`, `replaying`, `switching`, `done` or `failed`.
+    pub state: String,
+    /// Rebuilds finished since the server started.
+    pub completed: u64,
+    /// Records replayed so far, and the records to replay (the high
+    /// watermarks when the replay started).
+    pub replayed: u64,
+    pub target: u64,
+    /// Store bytes on disk before and after the last switch.
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+    /// How long the last switch paused live ingestion, ms.
+    pub pause_ms: u64,
+    pub error: Option<String>,
+}
+
+/// Starts and reports online rebuilds of one live store. Cheap to clone.
+#[derive(Clone)]
+pub struct Rebuilder {
+    cfg: IngestConfig,
+    live: LiveStore,
+    /// The store directory (the root `CURRENT` is in).
+    root: PathBuf,
+    defaults: Defaults,
+    /// Keep replaced stores (moved to `old-<n>`) instead of deleting them.
+    keep_old: bool,
+    status: Arc<Mutex<RebuildStatus>>,
+    metrics: Metrics,
+}
+
+/// Longest time the switch waits for the replay to reach the live offsets.
+const SWITCH_WAIT: Duration = Duration::from_secs(60);
+
+impl Rebuilder {
+    pub fn new(
+        cfg: IngestConfig,
+        live: LiveStore,
+        root: PathBuf,
+        defaults: Defaults,
+        keep_old: bool,
+        metrics: Metrics,
+    ) -> Self {
+        Self {
+            cfg,
+            live,
+            root,
+            defaults,
+            keep_old,
+            metrics,
+            status: Arc::new(Mutex::new(RebuildStatus {
+                state: "idle".into(),
+                ..Default::default()
+            })),
+        }
+    }
+
+    pub fn status(&self) -> RebuildStatus {
+        self.status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn set(&self, f: impl FnOnce(&mut RebuildStatus)) {
+        f(&mut self.status.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    /// Starts a rebuild on its own thread; refused while one runs.
+    pub fn start(&self) -> Result<(), String> {
+        {
+            let mut s = self.status.lock().unwrap_or_else(|p| p.into_inner());
+            if s.state == "replaying" || s.state == "switching" {
+                return Err("a rebuild is already running".into());
+            }
+            s.state = "replaying".into();
+            s.error = None;
+            s.replayed = 0;
+            s.target = 0;
+        }
+        let me = self.clone();
+        me.metrics.rebuild_running.set(1);
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            let result = me.run();
+            me.metrics.rebuild_running.set(0);
+            match result {
+                Ok(()) => {
+                    me.set(|s| {
+                        s.state = "done".into();
+                        s.completed += 1;
+                    });
+                    tracing::info!(
+                        secs = started.elapsed().as_secs_f64(),
+                        "online rebuild done"
+                    );
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "online rebuild failed; the live store keeps serving");
+                    me.set(|s| {
+                        s.state = "failed".into();
+                        s.error = Some(e);
+                    });
+                }
+            }
+        });
+        Ok(())
+    }
+
+    fn run(&self) -> Result<(), String> {
+        let err = |e: &dyn std::fmt::Display| e.to_string();
+        let dir = live::next_generation_dir(&self.root).map_err(|e| err(&e))?;
+        let fresh = Store::open(&dir, self.defaults).map_err(|e| err(&e))?;
+        let live_now = self.live.get();
+        fresh.seed_removals(&live_now).map_err(|e| err(&e))?;
+        drop(live_now);
+        tracing::info!(dir = %dir.display(), "online rebuild: replaying the topic beside the live store");
+        let ingest = Ingestor::new(
+            IngestConfig {
+                group_id: format!("{}-rebuild", self.cfg.group_id),
+                dead_letter: false,
+                ..self.cfg.clone()
+            },
+            fresh.clone(),
+            Metrics::default(),
+        )
+        .spawn();
+        let abandon = |why: String| {
+            let _ = std::fs::remove_dir_all(&dir);
+            why
+        };
+        // 2. Replay up to the high watermarks seen at its start.
+        while !ingest.progress.ready() {
+            if ingest.finished() {
+                let why = ingest
+                    .stop()
+                    .err()
+                    .map_or("stopped".into(), |e| e.to_string());
+                drop(fresh);
+                return Err(abandon(format!("the replay stopped: {why}")));
+            }
+            let parts = ingest.progress.partitions();
+            self.set(|s| {
+                s.target = parts.values().map(|p| p.start_high_watermark as u64).sum();
+                s.replayed = parts.values().map(|p| p.next_offset as u64).sum();
+            });
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // 3. Switch under the gate, once at or past the live offsets.
+        self.set(|s| s.state = "switching".into());
+        let topic = self.cfg.topic.clone();
+        let gate = self.live.gate();
+        let paused = Instant::now();
+        let want = self.live.get().offsets(&topic).map_err(|e| err(&e))?;
+        let reached = |have: &BTreeMap<i32, i64>| {
+            want.iter()
+                .all(|(p, o)| have.get(p).is_some_and(|h| h >= o))
+        };
+        loop {
+            let have = fresh.offsets(&topic).map_err(|e| err(&e))?;
+            if reached(&have) {
+                break;
+            }
+            if paused.elapsed() > SWITCH_WAIT || ingest.finished() {
+                drop(gate);
+                let _ = ingest.stop();
+                drop(fresh);
+                return Err(abandon(
+                    "the replay did not reach the live offsets in time".into(),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        ingest.stop().map_err(|e| err(&e))?;
+        fresh.flush().map_err(|e| err(&e))?;
+        live::commit_generation(&self.root, &dir).map_err(|e| err(&e))?;
+        let old = self.live.switch(&gate, fresh);
+        drop(gate);
+        self.metrics.rebuilds.inc();
+        let pause_ms = paused.elapsed().as_millis() as u64;
+        let (before, after) = (old.size_on_disk(), self.live.get().size_on_disk());
+        self.set(|s| {
+            s.replayed = s.target.max(s.replayed);
+            s.bytes_before = before;
+            s.bytes_after = after;
+            s.pause_ms = pause_ms;
+        });
+        tracing::info!(
+            pause_ms,
+            bytes_before = before,
+            bytes_after = after,
+            "online rebuild: switched to the rebuilt store"
+        );
+        // 4. Retire the replaced store once no request holds it.
+        self.retire(old)
+    }
+
+    fn retire(&self, old: Store) -> Result<(), String> {
+        let waited = Instant::now();
+        while old.handles() > 1 && waited.elapsed() < Duration::from_secs(60) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if old.handles() > 1 {
+            return Err("the replaced store is still in use after 60 s; left on disk".into());
+        }
+        let dir = old.dir().to_path_buf();
+        drop(old);
+        if self.keep_old {
+            let to = live::keep_aside(&self.root, &dir).map_err(|e| e.to_string())?;
+            tracing::info!(to = %to.display(), "replaced store kept");
+        } else {
+            live::remove_stale(&self.root).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,194 @@
+//! The live store: the one every reader and writer of a running ledger uses,
+//! switchable to a rebuilt store without a restart, and the directory layout
+//! that makes the switch survive one.
+//!
+//! A store directory holds either a sled store itself, or a `CURRENT` file
+//! naming the generation directory (`gen-N`) that holds it; [`Store::open`]
+//! follows `CURRENT`. An online rebuild writes generation N+1 beside the
+//! live one, then [`commit_generation`] replaces `CURRENT` atomically (write,
+//! fsync, rename): a crash before that leaves the old store live and the
+//! half-built one is removed at the next open; after it, the new one is live.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use crate::store::{Store, StoreError};
+
+/// The file naming the live generation directory.
+pub const CURRENT: &str = "CURRENT";
+const GENERATION: &str = "gen-";
+
+/// A cheap-to-clone handle on the live [`Store`]. Readers take [`get`] per
+/// request (a response is answered from one store); writers hold [`gate`]
+/// while storing and check [`generation`] under it, and a switch happens
+/// only under the gate, so no write ever lands in a store being replaced.
+///
+/// [`get`]: LiveStore::get
+/// [`gate`]: LiveStore::gate
+/// [`generation`]: LiveStore::generation
+#[derive(Clone)]
+pub struct LiveStore {
+    inner: Arc<LiveInner>,
+}
+
+struct LiveInner {
+    current: RwLock<Store>,
+    generation: AtomicU64,
+    gate: Mutex<()>,
+}
+
+impl From<Store> for LiveStore {
+    fn from(store: Store) -> Self {
+        Self {
+            inner: Arc::new(LiveInner {
+                current: RwLock::new(store),
+                generation: AtomicU64::new(0),
+                gate: Mutex::new(()),
+            }),
+        }
+    }
+}
+
+impl LiveStore {
+    /// The store live now.
+    pub fn get(&self) -> Store {
+        self.inner
+            .current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// How many times the store was switched since this handle was made.
+    pub fn generation(&self) -> u64 {
+        self.inner.generation.load(Ordering::Acquire)
+    }
+
+    /// Held by a writer while it stores a batch, and by a switch.
+    pub fn gate(&self) -> MutexGuard<'_, ()> {
+        self.inner.gate.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Makes `new` the live store (the caller holds the gate); returns the
+    /// store it replaces.
+    pub fn switch(&self, _gate: &MutexGuard<'_, ()>, new: Store) -> Store {
+        let mut cur = self
+            .inner
+            .current
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        let old = std::mem::replace(&mut *cur, new);
+        self.inner.generation.fetch_add(1, Ordering::AcqRel);
+        old
+    }
+}
+
+/// The directory of the live generation under `root` (`root` itself for a
+/// store that was never switched).
+pub fn current_dir(root: &Path) -> Result<PathBuf, StoreError> {
+    match std::fs::read_to_string(root.join(CURRENT)) {
+        Ok(name) => Ok(root.join(name.trim())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(root.to_path_buf()),
+        Err(e) => Err(StoreError::Io(e.to_string())),
+    }
+}
+
+/// A fresh directory for the next generation under `root`.
+pub fn next_generation_dir(root: &Path) -> Result<PathBuf, StoreError> {
+    let n = generation_of(&current_dir(root)?, root).map_or(1, |n| n + 1);
+    let dir = root.join(format!("{GENERATION}{n}"));
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).map_err(|e| StoreError::Io(e.to_string()))?;
+    }
+    Ok(dir)
+}
+
+fn generation_of(dir: &Path, root: &Path) -> Option<u64> {
+    if dir == root {
+        return None;
+    }
+    dir.file_name()?
+        .to_str()?
+        .strip_prefix(GENERATION)?
+        .parse()
+        .ok()
+}
+
+/// Makes `dir` (a generation directory under `root`) the live one on disk:
+/// `CURRENT` is replaced atomically and synced.
+pub fn commit_generation(root: &Path, dir: &Path) -> Result<(), StoreError> {
+    use std::io::Write;
+    let io = |e: std::io::Error| StoreError::Io(e.to_string());
+    let name = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| StoreError::Io(format!("bad generation directory {}", dir.display())))?;
+    let tmp = root.join(format!("{CURRENT}.tmp"));
+    let mut f = std::fs::File::create(&tmp).map_err(io)?;
+    f.write_all(name.as_bytes()).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, root.join(CURRENT)).map_err(io)?;
+    std::fs::File::open(root)
+        .and_then(|d| d.sync_all())
+        .map_err(io)?;
+    Ok(())
+}
+
+/// Removes, under `root`, every store but the live one: generation
+/// directories other than the current one (a rebuild that did not finish, or
+/// a replaced store), and sled's own files in `root` once a generation is
+/// live. Directories named `old-*` (stores kept on purpose) stay.
+pub fn remove_stale(root: &Path) -> Result<(), StoreError> {
+    let current = current_dir(root)?;
+    if current == root {
+        return Ok(());
+    }
+    let io = |e: std::io::Error| StoreError::Io(e.to_string());
+    for e in std::fs::read_dir(root).map_err(io)? {
+        let path = e.map_err(io)?.path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
+        if path == current || name == CURRENT || name.starts_with("old-") {
+            continue;
+        }
+        let sled_file =
+            name == "conf" || name == "db" || name == "blobs" || name.starts_with("snap.");
+        if name.starts_with(GENERATION) || sled_file {
+            if path.is_dir() {
+                std::fs::remove_dir_all(&path).map_err(io)?;
+            } else {
+                std::fs::remove_file(&path).map_err(io)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Moves a replaced store's files (a generation directory, or sled's files
+/// in `root` itself) into `root/old-<n>`, for an operator who keeps them.
+pub fn keep_aside(root: &Path, old_dir: &Path) -> Result<PathBuf, StoreError> {
+    let io = |e: std::io::Error| StoreError::Io(e.to_string());
+    let n = generation_of(old_dir, root).unwrap_or(0);
+    let to = root.join(format!("old-{n}"));
+    if old_dir != root {
+        std::fs::rename(old_dir, &to).map_err(io)?;
+        return Ok(to);
+    }
+    std::fs::create_dir_all(&to).map_err(io)?;
+    for e in std::fs::read_dir(root).map_err(io)? {
+        let path = e.map_err(io)?.path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
+        if name == "conf" || name == "db" || name == "blobs" || name.starts_with("snap.") {
+            std::fs::rename(&path, to.join(&name)).map_err(io)?;
+        }
+    }
+    Ok(to)
+}
