@@ -154,7 +154,7 @@ pub async fn erase(cfg: Config, subject: ledger_core::Subject) -> anyhow::Result
         .with_context(|| format!("publishing the erasure to {}", cfg.kafka.topic))?;
     let at: Vec<String> = copies.iter().map(|(p, o)| format!("{p}@{o}")).collect();
     println!(
-        "erasure {} of a {} published to {} partitions of {} ({})",
+        "erasure {} ({}) published to {} partitions of {} ({})",
         e.id,
         e.subject,
         copies.len(),

@@ -224,9 +224,11 @@ fn spawn_maintenance(
             }
             last_purge = Some(std::time::Instant::now());
             loop {
-                match store.get().purge(clock(), &policy, PURGE_BATCH) {
+                let current = store.get();
+                match current.purge(clock(), &policy, PURGE_BATCH) {
                     Ok(r) => {
                         metrics.purged_sessions.inc_by(r.purged as u64);
+                        metrics.sessions.set(current.stats().sessions as i64);
                         if r.purged > 0 {
                             tracing::debug!(sessions = r.purged, "purged ended sessions");
                         }

@@ -26,6 +26,8 @@ struct Snapshot {
     purged: f64,
     erasures: f64,
     erased: f64,
+    rebuild_running: f64,
+    rebuilds: f64,
     ready: (u16, String),
 }
 
@@ -76,6 +78,8 @@ fn scrape(base: &str) -> anyhow::Result<Snapshot> {
             ("ledger_purged_sessions_total", _) => s.purged = v,
             ("ledger_erasures_total", _) => s.erasures = v,
             ("ledger_erased_sessions_total", _) => s.erased = v,
+            ("ledger_rebuild_running", _) => s.rebuild_running = v,
+            ("ledger_rebuilds_total", _) => s.rebuilds = v,
             _ => {}
         }
     }
@@ -193,6 +197,15 @@ fn render(base: &str, now: &Snapshot, before: Option<(&Snapshot, Duration)>) -> 
         thousands(now.events.get("dropped").copied().unwrap_or(0.0)),
         thousands(now.erasures),
         thousands(now.erased)
+    ));
+    o.push_str(&format!(
+        "rebuild      {}, {} online rebuilds switched in since start\n",
+        if now.rebuild_running > 0.0 {
+            "RUNNING"
+        } else {
+            "idle"
+        },
+        thousands(now.rebuilds)
     ));
     o.push_str(&format!(
         "consumer     {}, stalled partitions {}\n",

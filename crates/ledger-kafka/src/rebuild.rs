@@ -206,6 +206,9 @@ impl Rebuilder {
         let old = self.live.switch(&gate, fresh);
         drop(gate);
         self.metrics.rebuilds.inc();
+        self.metrics
+            .sessions
+            .set(self.live.get().stats().sessions as i64);
         let pause_ms = paused.elapsed().as_millis() as u64;
         let (before, after) = (old.size_on_disk(), self.live.get().size_on_disk());
         self.set(|s| {
