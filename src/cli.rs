@@ -98,6 +98,10 @@ pub enum Command {
         /// Admin API key for `--url`.
         #[arg(long, env = "LEDGER_API_KEY", hide_env_values = true)]
         key: Option<String>,
+        /// With `--url`: copy the live store instead of replaying the topic
+        /// (compaction only; its ingestion pauses for the copy).
+        #[arg(long, requires = "url")]
+        from_store: bool,
     },
     /// Erase a user's or a workspace's sessions (GDPR Art. 17): publishes an
     /// erasure to every partition of the topic, which every replica and every

@@ -70,6 +70,10 @@ pub struct StoreSection {
     /// Keep a store replaced by an online rebuild (moved to `old-<n>` in
     /// `path`) instead of deleting it.
     pub keep_old: bool,
+    /// Compact the store this often, ms (an online copy into a fresh store,
+    /// switched in: sled's files never shrink by themselves; live ingestion
+    /// pauses for the copy, reads go on); `0` = never.
+    pub compact_every_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -167,6 +171,7 @@ impl Default for StoreSection {
         Self {
             path: PathBuf::from("ledger-data"),
             keep_old: false,
+            compact_every_ms: 86_400_000,
         }
     }
 }

@@ -244,7 +244,17 @@ fn the_consumer_resumes_on_its_own_after_a_broker_restart() {
     let mut sent = publish(&brokers, &topic, records(first)) as i64;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("store");
-    let server = Server::start(&brokers, &topic, &data, &["--no-auth", "--no-reaper"]);
+    // Batches far smaller than the backlog: the broker stops mid-stream
+    // however fast the first batch is.
+    let config = dir.path().join("ledger.toml");
+    std::fs::write(&config, "[kafka]\nbatch_max = 2000\n").unwrap();
+    let config = config.display().to_string();
+    let server = Server::start(
+        &brokers,
+        &topic,
+        &data,
+        &["--no-auth", "--no-reaper", "--config", &config],
+    );
     // Stop the broker as soon as the consumer has applied its first batch.
     let t = std::time::Instant::now();
     while server.applied() <= 0 && t.elapsed() < Duration::from_secs(60) {

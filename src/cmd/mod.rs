@@ -93,8 +93,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Rebuild {
             url: Some(url),
             key,
+            from_store,
             ..
-        } => ops::rebuild_online(&url, key.as_deref()),
+        } => ops::rebuild_online(&url, key.as_deref(), from_store),
         Command::Rebuild {
             common, remove_old, ..
         } => ops::rebuild(settings(&common)?, remove_old),

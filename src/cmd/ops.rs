@@ -95,7 +95,7 @@ pub fn rebuild(cfg: Config, remove_old: bool) -> anyhow::Result<()> {
 }
 
 /// Starts an online rebuild of the server at `url` and follows it to the end.
-pub fn rebuild_online(url: &str, key: Option<&str>) -> anyhow::Result<()> {
+pub fn rebuild_online(url: &str, key: Option<&str>, from_store: bool) -> anyhow::Result<()> {
     let client = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()?;
@@ -110,8 +110,9 @@ pub fn rebuild_online(url: &str, key: Option<&str>) -> anyhow::Result<()> {
         anyhow::ensure!(status.is_success(), "{url} answered {status}: {body}");
         Ok(body)
     };
-    call(client.post(format!("{url}/admin/rebuild")))?;
-    println!("online rebuild started on {url}; it keeps serving meanwhile");
+    let from = if from_store { "store" } else { "topic" };
+    call(client.post(format!("{url}/admin/rebuild?from={from}")))?;
+    println!("online rebuild from the {from} started on {url}; it keeps serving meanwhile");
     let started = std::time::Instant::now();
     loop {
         std::thread::sleep(Duration::from_millis(500));
@@ -122,7 +123,7 @@ pub fn rebuild_online(url: &str, key: Option<&str>) -> anyhow::Result<()> {
                 println!(
                     "switched after {:.1} s ({} records replayed; ingestion paused {} ms): store {:.1} MiB → {:.1} MiB",
                     started.elapsed().as_secs_f64(),
-                    s["replayed"],
+                    s["replayed"].as_u64().unwrap_or(0),
                     s["pause_ms"],
                     mib(&s["bytes_before"]),
                     mib(&s["bytes_after"])

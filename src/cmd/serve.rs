@@ -107,6 +107,7 @@ pub async fn run(
         clock.clone(),
         metrics.clone(),
         rebuilder.clone(),
+        cfg.store.compact_every_ms,
         reaper_stop.clone(),
     );
     let mut state = AppState::new(store.clone(), &cfg.kafka.topic, auth, clock, registry);
@@ -117,7 +118,13 @@ pub async fn run(
     }));
     let (start, status) = (rebuilder.clone(), rebuilder);
     state.rebuild = Some(ledger_api::RebuildHooks {
-        start: Arc::new(move || start.start()),
+        start: Arc::new(move |from_store| {
+            start.start(if from_store {
+                ledger_kafka::Source::Store
+            } else {
+                ledger_kafka::Source::Topic
+            })
+        }),
         status: Arc::new(move || serde_json::to_value(status.status()).unwrap_or_default()),
     });
     let progress = ingest.progress.clone();
@@ -178,35 +185,46 @@ pub async fn run(
 
 /// Store maintenance on its own thread until `stop`: purges sessions past
 /// retention every `interval_ms`, in batches of at most [`PURGE_BATCH`]
-/// sessions (each one store write), until none is due; and, once erasures
-/// were applied and none followed for `compact_after_erasure_ms`, rebuilds
-/// the store online so that no old copy of the erased data stays in sled's
-/// files. Every replica does both to its own store by the same rules.
+/// sessions (each one store write), until none is due; once erasures were
+/// applied and none followed for `compact_after_erasure_ms`, rebuilds the
+/// store online from the topic so that no old copy of the erased data stays
+/// in sled's files; and every `compact_every_ms` compacts it (an online copy).
+/// Every replica does all three to its own store by the same rules.
 fn spawn_maintenance(
     store: LiveStore,
     cfg: &crate::config::RetentionSection,
     clock: super::Clock,
     metrics: Metrics,
     rebuilder: ledger_kafka::Rebuilder,
+    compact_every_ms: u64,
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) -> std::thread::JoinHandle<()> {
     let (policy, every) = (cfg.policy(), Duration::from_millis(cfg.interval_ms.max(10)));
     let compact_after = (cfg.compact_after_erasure_ms > 0)
         .then(|| Duration::from_millis(cfg.compact_after_erasure_ms));
+    let compact_every = (compact_every_ms > 0).then(|| Duration::from_millis(compact_every_ms));
     std::thread::spawn(move || {
         let tick = Duration::from_millis(50);
         let mut last_purge: Option<std::time::Instant> = None;
         // Erasures counted at the last compaction, and when the count last moved.
         let (mut compacted, mut seen, mut moved) = (0u64, 0u64, std::time::Instant::now());
+        let mut last_compaction = std::time::Instant::now();
         while !stop.load(Ordering::Acquire) {
             std::thread::sleep(tick);
+            if compact_every.is_some_and(|every| last_compaction.elapsed() >= every) {
+                last_compaction = std::time::Instant::now();
+                match rebuilder.start(ledger_kafka::Source::Store) {
+                    Ok(()) => tracing::info!("scheduled compaction: copying the store (online)"),
+                    Err(why) => tracing::info!(%why, "scheduled compaction skipped"),
+                }
+            }
             if let Some(after) = compact_after {
                 let now = metrics.erasures.get();
                 if now != seen {
                     (seen, moved) = (now, std::time::Instant::now());
                 }
                 if seen > compacted && moved.elapsed() >= after {
-                    match rebuilder.start() {
+                    match rebuilder.start(ledger_kafka::Source::Topic) {
                         Ok(()) => {
                             tracing::info!(
                                 "erasures applied: compacting the store (online rebuild)"

@@ -72,8 +72,9 @@ pub type Eraser = Arc<
 /// How `POST`/`GET /admin/rebuild` start and report an online rebuild.
 #[derive(Clone)]
 pub struct RebuildHooks {
-    /// Starts one; `Err` says why not (one is running).
-    pub start: Arc<dyn Fn() -> Result<(), String> + Send + Sync>,
+    /// Starts one from the topic (`false`) or the live store (`true`);
+    /// `Err` says why not (one is running).
+    pub start: Arc<dyn Fn(bool) -> Result<(), String> + Send + Sync>,
     /// What it is doing, as JSON.
     pub status: Arc<dyn Fn() -> serde_json::Value + Send + Sync>,
 }

@@ -621,6 +621,11 @@ fn real_responses_validate_against_the_openapi_document() {
         ("post", "/admin/erasures", "/admin/erasures".into(), Some(r#"{"user_id":"u"}"#), Some(USER)),
         ("post", "/admin/erasures", "/admin/erasures".into(), Some(r#"{"user_id":"u","workspace_id":"w"}"#), Some(ADMIN)),
         ("post", "/admin/erasures", "/admin/erasures".into(), Some(r#"{"workspace_id":"w"}"#), Some(ADMIN)),
+        ("post", "/admin/rebuild", "/admin/rebuild".into(), None, None),
+        ("post", "/admin/rebuild", "/admin/rebuild".into(), None, Some(USER)),
+        ("post", "/admin/rebuild", "/admin/rebuild?from=tape".into(), None, Some(ADMIN)),
+        ("post", "/admin/rebuild", "/admin/rebuild?from=store".into(), None, Some(ADMIN)),
+        ("get", "/admin/rebuild", "/admin/rebuild".into(), None, Some(ADMIN)),
     ];
     for id in ids.iter().take(12) {
         for (t, p) in [

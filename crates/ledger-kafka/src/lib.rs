@@ -20,7 +20,7 @@ pub use ingest::{consumer_config, IngestConfig, IngestHandle, Ingestor, Partitio
 pub use metrics::Metrics;
 pub use publish::{admin_create_topic, event_headers, Publisher};
 pub use reaper::{Reaper, ReaperConfig};
-pub use rebuild::{RebuildStatus, Rebuilder};
+pub use rebuild::{RebuildStatus, Rebuilder, Source};
 
 /// Errors at the Kafka edge.
 #[derive(Debug, thiserror::Error)]

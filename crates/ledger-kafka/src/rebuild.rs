@@ -13,6 +13,10 @@
 //!    switch announces an offset lower than one announced before it.
 //! 4. The replaced store is closed once no request holds it, then deleted
 //!    (or moved to `old-<n>` when kept).
+//!
+//! A rebuild from the store instead (compaction without the topic) copies
+//! the live store under the gate (`Store::copy_to`) and switches to it the
+//! same way.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -28,8 +32,10 @@ use crate::{IngestConfig, Ingestor, Metrics};
 /// What a rebuild is doing, for `GET /admin/rebuild` and `status`.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct RebuildStatus {
-    /// `idle`, `replaying`, `switching`, `done` or `failed`.
+    /// `idle`, `replaying`, `copying`, `switching`, `done` or `failed`.
     pub state: String,
+    /// What the last rebuild read: `topic` (a replay) or `store` (a copy).
+    pub source: String,
     /// Rebuilds finished since the server started.
     pub completed: u64,
     /// Records replayed so far, and the records to replay (the high
@@ -56,6 +62,24 @@ pub struct Rebuilder {
     keep_old: bool,
     status: Arc<Mutex<RebuildStatus>>,
     metrics: Metrics,
+}
+
+/// What an online rebuild reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// Replays the topic (the state is derived again from the events).
+    Topic,
+    /// Copies the live store (compaction only; ingestion pauses meanwhile).
+    Store,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Topic => "topic",
+            Source::Store => "store",
+        }
+    }
 }
 
 /// Longest time the switch waits for the replay to reach the live offsets.
@@ -95,14 +119,20 @@ impl Rebuilder {
         f(&mut self.status.lock().unwrap_or_else(|p| p.into_inner()));
     }
 
-    /// Starts a rebuild on its own thread; refused while one runs.
-    pub fn start(&self) -> Result<(), String> {
+    /// Starts a rebuild from `source` on its own thread; refused while one
+    /// runs.
+    pub fn start(&self, source: Source) -> Result<(), String> {
         {
             let mut s = self.status.lock().unwrap_or_else(|p| p.into_inner());
-            if s.state == "replaying" || s.state == "switching" {
+            if ["replaying", "copying", "switching"].contains(&s.state.as_str()) {
                 return Err("a rebuild is already running".into());
             }
-            s.state = "replaying".into();
+            s.state = match source {
+                Source::Topic => "replaying",
+                Source::Store => "copying",
+            }
+            .into();
+            s.source = source.as_str().into();
             s.error = None;
             s.replayed = 0;
             s.target = 0;
@@ -111,7 +141,10 @@ impl Rebuilder {
         me.metrics.rebuild_running.set(1);
         std::thread::spawn(move || {
             let started = Instant::now();
-            let result = me.run();
+            let result = match source {
+                Source::Topic => me.replay(),
+                Source::Store => me.copy(),
+            };
             me.metrics.rebuild_running.set(0);
             match result {
                 Ok(()) => {
@@ -136,7 +169,27 @@ impl Rebuilder {
         Ok(())
     }
 
-    fn run(&self) -> Result<(), String> {
+    /// Compaction without the topic: the live store copied under the gate
+    /// (`Store::copy_to`; ingestion pauses for the copy, reads go on), then
+    /// switched in.
+    fn copy(&self) -> Result<(), String> {
+        let dir = live::next_generation_dir(&self.root).map_err(|e| e.to_string())?;
+        let gate = self.live.gate();
+        let paused = Instant::now();
+        let fresh = match self.live.get().copy_to(&dir) {
+            Ok(f) => f,
+            Err(e) => {
+                drop(gate);
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(e.to_string());
+            }
+        };
+        self.set(|s| s.state = "switching".into());
+        self.switch(gate, paused, &dir, fresh)
+    }
+
+    /// The topic replayed into a fresh store (module docs), then switched in.
+    fn replay(&self) -> Result<(), String> {
         let err = |e: &dyn std::fmt::Display| e.to_string();
         let dir = live::next_generation_dir(&self.root).map_err(|e| err(&e))?;
         let fresh = Store::open(&dir, self.defaults).map_err(|e| err(&e))?;
@@ -202,7 +255,19 @@ impl Rebuilder {
         }
         ingest.stop().map_err(|e| err(&e))?;
         fresh.flush().map_err(|e| err(&e))?;
-        live::commit_generation(&self.root, &dir).map_err(|e| err(&e))?;
+        self.switch(gate, paused, &dir, fresh)
+    }
+
+    /// Makes `fresh` (flushed, in `dir`) the live store on disk and in
+    /// memory while the gate is held, then retires the store it replaces.
+    fn switch(
+        &self,
+        gate: std::sync::MutexGuard<'_, ()>,
+        paused: Instant,
+        dir: &std::path::Path,
+        fresh: Store,
+    ) -> Result<(), String> {
+        live::commit_generation(&self.root, dir).map_err(|e| e.to_string())?;
         let old = self.live.switch(&gate, fresh);
         drop(gate);
         self.metrics.rebuilds.inc();
@@ -223,7 +288,7 @@ impl Rebuilder {
             bytes_after = after,
             "online rebuild: switched to the rebuilt store"
         );
-        // 4. Retire the replaced store once no request holds it.
+        // Retire the replaced store once no request holds it.
         self.retire(old)
     }
 

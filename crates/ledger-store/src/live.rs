@@ -84,6 +84,33 @@ impl LiveStore {
     }
 }
 
+impl Store {
+    /// Compaction: copies every key of this store, in key order, into a fresh
+    /// store at `dir` and returns it, flushed. The copy holds exactly this
+    /// store's state, written sequentially with no old page versions: sled's
+    /// files at their smallest. Holds the write lock throughout (batches,
+    /// purges and erasures wait; reads go on).
+    pub fn copy_to(&self, dir: &Path) -> Result<Store, StoreError> {
+        let _w = self.inner.write.lock().unwrap_or_else(|p| p.into_inner());
+        let fresh = Store::open(dir, self.inner.defaults)?;
+        let mut batch = sled::Batch::default();
+        let mut n = 0usize;
+        for kv in self.tree().iter() {
+            let (k, v) = kv?;
+            batch.insert(k, v);
+            n += 1;
+            if n % 20_000 == 0 {
+                fresh.tree().apply_batch(std::mem::take(&mut batch))?;
+            }
+        }
+        fresh.tree().apply_batch(batch)?;
+        fresh.inner.db.flush()?;
+        drop(fresh);
+        // Reopened: counters and offsets are read from the copied keys.
+        Store::open(dir, self.inner.defaults)
+    }
+}
+
 /// The directory of the live generation under `root` (`root` itself for a
 /// store that was never switched).
 pub fn current_dir(root: &Path) -> Result<PathBuf, StoreError> {

@@ -208,7 +208,7 @@ pub struct BatchReport {
 pub(crate) struct Inner {
     /// The directory sled's files are in.
     dir: std::path::PathBuf,
-    db: sled::Db,
+    pub(crate) db: sled::Db,
     pub(crate) tree: sled::Tree,
     /// Cached counters; the stored ones are written with every batch.
     pub(crate) stats: Mutex<Stats>,

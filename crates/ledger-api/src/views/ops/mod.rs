@@ -96,11 +96,22 @@ async fn erasures(ctx: Ctx<Plain>, body: Bytes) -> Result<Response, ApiError> {
         .into_response())
 }
 
-/// Starts an online rebuild (admin keys only): 202 with its status, 409
+/// Starts an online rebuild (admin keys only) — `?from=topic` (default: a
+/// replay) or `?from=store` (a copy: compaction) — 202 with its status, 409
 /// while one runs.
 async fn start_rebuild(ctx: Ctx<Plain>) -> Result<Response, ApiError> {
     let hooks = rebuild_hooks(&ctx)?;
-    match (hooks.start)() {
+    let from_store = match ctx.params()?.get("from").map(String::as_str) {
+        None | Some("topic") => false,
+        Some("store") => true,
+        Some(other) => {
+            return Err(ctx.fail(
+                Failure::BadParameter,
+                format!("from must be topic or store, not {other}"),
+            ))
+        }
+    };
+    match (hooks.start)(from_store) {
         Ok(()) => Ok((StatusCode::ACCEPTED, Json((hooks.status)())).into_response()),
         Err(why) => Err(ctx.error(StatusCode::CONFLICT, "rebuild_running", why)),
     }
