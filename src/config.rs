@@ -55,7 +55,7 @@ impl KafkaSection {
             batch_max: self.batch_max,
             batch_wait: Duration::from_millis(self.batch_wait_ms),
             batch_wait_behind: Duration::from_millis(self.batch_wait_behind_ms),
-            dead_letter: true,
+            dead_letter: ledger_kafka::DeadLetters::All,
             stall_after: Duration::from_millis(self.stall_after_ms),
             skip_unfetchable_after: (self.skip_unfetchable_after_ms > 0)
                 .then(|| Duration::from_millis(self.skip_unfetchable_after_ms)),

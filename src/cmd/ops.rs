@@ -37,7 +37,7 @@ pub fn rebuild(cfg: Config, remove_old: bool) -> anyhow::Result<()> {
     let ingest = Ingestor::new(
         IngestConfig {
             group_id: format!("{}-rebuild", cfg.kafka.group_id),
-            dead_letter: false,
+            dead_letter: ledger_kafka::DeadLetters::None,
             ..cfg.kafka.ingest_config()
         },
         store.clone(),

@@ -186,9 +186,10 @@ pub async fn run(
 /// Store maintenance on its own thread until `stop`: purges sessions past
 /// retention every `interval_ms`, in batches of at most [`PURGE_BATCH`]
 /// sessions (each one store write), until none is due; once erasures were
-/// applied and none followed for `compact_after_erasure_ms`, rebuilds the
-/// store online from the topic so that no old copy of the erased data stays
-/// in sled's files; and every `compact_every_ms` compacts it (an online copy).
+/// applied and none followed for `compact_after_erasure_ms`, compacts the
+/// store (an online copy, the replaced store deleted even when `keep_old`)
+/// so that no old copy of the erased data stays in sled's files; and every
+/// `compact_every_ms` compacts it too.
 /// Every replica does all three to its own store by the same rules.
 fn spawn_maintenance(
     store: LiveStore,
@@ -224,11 +225,11 @@ fn spawn_maintenance(
                     (seen, moved) = (now, std::time::Instant::now());
                 }
                 if seen > compacted && moved.elapsed() >= after {
-                    match rebuilder.start(ledger_kafka::Source::Topic) {
+                    // A copy, not a replay: it needs nothing of the topic
+                    // (whose retention may be shorter than the store's).
+                    match rebuilder.start_erasing() {
                         Ok(()) => {
-                            tracing::info!(
-                                "erasures applied: compacting the store (online rebuild)"
-                            );
+                            tracing::info!("erasures applied: compacting the store (online copy)");
                             compacted = seen;
                         }
                         Err(why) => {
@@ -242,8 +243,13 @@ fn spawn_maintenance(
             }
             last_purge = Some(std::time::Instant::now());
             loop {
+                // Under the gate, like every store write: a purge never
+                // lands in a store a rebuild is replacing.
+                let gate = store.gate();
                 let current = store.get();
-                match current.purge(clock(), &policy, PURGE_BATCH) {
+                let purged = current.purge(clock(), &policy, PURGE_BATCH);
+                drop(gate);
+                match purged {
                     Ok(r) => {
                         metrics.purged_sessions.inc_by(r.purged as u64);
                         metrics.sessions.set(current.stats().sessions as i64);

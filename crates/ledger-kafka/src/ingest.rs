@@ -44,9 +44,8 @@ pub struct IngestConfig {
     /// Longest time spent filling one batch while at least `batch_max`
     /// records behind (catching up, rebuilding).
     pub batch_wait_behind: Duration,
-    /// Produce undecodable records to `<topic>.dlq` (off for rebuilds, which
-    /// replay records that were dead-lettered already).
-    pub dead_letter: bool,
+    /// Which undecodable (or skipped) records are produced to `<topic>.dlq`.
+    pub dead_letter: DeadLetters,
     /// A partition behind its high watermark that yields no record for this
     /// long is reported stalled (log, metric, `/readyz`).
     pub stall_after: Duration,
@@ -55,6 +54,39 @@ pub struct IngestConfig {
     /// limit) has that offset skipped with a dead letter saying why.
     /// `None`: never skip, only report.
     pub skip_unfetchable_after: Option<Duration>,
+}
+
+/// Which undecodable or skipped records a consumer produces to
+/// `<topic>.dlq` (every one is counted in `events.dead_lettered` anyway).
+#[derive(Clone)]
+pub enum DeadLetters {
+    /// Every one: live ingestion.
+    All,
+    /// None: an offline rebuild replays records dead-lettered already.
+    None,
+    /// Those at or past the offset this gives for their partition: an online
+    /// rebuild, past where the live store had read when the rebuild switched.
+    From(Arc<dyn Fn(i32) -> i64 + Send + Sync>),
+}
+
+impl DeadLetters {
+    fn wants(&self, partition: i32, offset: i64) -> bool {
+        match self {
+            Self::All => true,
+            Self::None => false,
+            Self::From(floor) => offset >= floor(partition),
+        }
+    }
+}
+
+impl std::fmt::Debug for DeadLetters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::All => "All",
+            Self::None => "None",
+            Self::From(_) => "From(live offsets)",
+        })
+    }
 }
 
 impl IngestConfig {
@@ -66,7 +98,7 @@ impl IngestConfig {
             batch_max: 50_000,
             batch_wait: Duration::from_millis(50),
             batch_wait_behind: Duration::from_secs(1),
-            dead_letter: true,
+            dead_letter: DeadLetters::All,
             stall_after: Duration::from_secs(30),
             skip_unfetchable_after: Some(Duration::from_secs(120)),
         }
@@ -249,6 +281,8 @@ struct Batch {
     started: Instant,
     records: Vec<Record>,
     dead: Vec<RawRecord>,
+    /// Undecodable records not produced to the dead-letter topic again.
+    undelivered: u64,
     next: BTreeMap<i32, i64>,
     /// An erasure read after `records` (it ends the batch): applied on its
     /// own once they are stored, at its partition and offset.
@@ -411,9 +445,8 @@ impl Ingestor {
             }
             // Dead letters first: their delivery must be certain before the
             // offsets that skip them are stored.
-            let dead = batch.dead.len() as u64;
-            if dead > 0
-                && self.cfg.dead_letter
+            let dead = batch.dead.len() as u64 + batch.undelivered;
+            if !batch.dead.is_empty()
                 && self
                     .dead_letter_all(&k.rt, &k.dlq, progress, batch.dead)
                     .is_err()
@@ -516,6 +549,7 @@ impl Ingestor {
             started,
             records: Vec::new(),
             dead: Vec::new(),
+            undelivered: 0,
             next: BTreeMap::new(),
             erasure: None,
         };
@@ -561,7 +595,10 @@ impl Ingestor {
                             b.erasure = Some((e, p, m.offset()));
                             break;
                         }
-                        Err(reason) => b.dead.push(dead_letter(&m, &self.cfg.topic, &reason)),
+                        Err(reason) if self.cfg.dead_letter.wants(p, m.offset()) => {
+                            b.dead.push(dead_letter(&m, &self.cfg.topic, &reason))
+                        }
+                        Err(_) => b.undelivered += 1,
                     }
                 }
             }
@@ -766,7 +803,7 @@ impl Ingestor {
                 // markers, compaction gaps): nothing is lost.
                 Some(Offset::Offset(o)) if o > n => (o.min(high), 0),
                 _ if n >= low && n < high => {
-                    if self.cfg.dead_letter {
+                    if self.cfg.dead_letter.wants(p, n) {
                         let reason = format!(
                             "unfetchable: the broker delivered no record at this offset for {} s while answering (larger than its fetch limit?); skipped",
                             quiet.as_secs()

@@ -16,7 +16,9 @@ pub mod publish;
 pub mod reaper;
 pub mod rebuild;
 
-pub use ingest::{consumer_config, IngestConfig, IngestHandle, Ingestor, PartitionProgress};
+pub use ingest::{
+    consumer_config, DeadLetters, IngestConfig, IngestHandle, Ingestor, PartitionProgress,
+};
 pub use metrics::Metrics;
 pub use publish::{admin_create_topic, event_headers, Publisher};
 pub use reaper::{Reaper, ReaperConfig};

@@ -27,7 +27,7 @@ use ledger_core::Defaults;
 use ledger_store::{live, LiveStore, Store};
 use serde::Serialize;
 
-use crate::{IngestConfig, Ingestor, Metrics};
+use crate::{DeadLetters, IngestConfig, Ingestor, Metrics};
 
 /// What a rebuild is doing, for `GET /admin/rebuild` and `status`.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -122,6 +122,17 @@ impl Rebuilder {
     /// Starts a rebuild from `source` on its own thread; refused while one
     /// runs.
     pub fn start(&self, source: Source) -> Result<(), String> {
+        self.start_with(source, self.keep_old)
+    }
+
+    /// Starts the compaction that follows erasures: a copy of the live store,
+    /// and the replaced store (which holds the erased data) deleted whatever
+    /// `keep_old` says.
+    pub fn start_erasing(&self) -> Result<(), String> {
+        self.start_with(Source::Store, false)
+    }
+
+    fn start_with(&self, source: Source, keep_old: bool) -> Result<(), String> {
         {
             let mut s = self.status.lock().unwrap_or_else(|p| p.into_inner());
             if ["replaying", "copying", "switching"].contains(&s.state.as_str()) {
@@ -142,8 +153,8 @@ impl Rebuilder {
         std::thread::spawn(move || {
             let started = Instant::now();
             let result = match source {
-                Source::Topic => me.replay(),
-                Source::Store => me.copy(),
+                Source::Topic => me.replay(keep_old),
+                Source::Store => me.copy(keep_old),
             };
             me.metrics.rebuild_running.set(0);
             match result {
@@ -172,7 +183,7 @@ impl Rebuilder {
     /// Compaction without the topic: the live store copied under the gate
     /// (`Store::copy_to`; ingestion pauses for the copy, reads go on), then
     /// switched in.
-    fn copy(&self) -> Result<(), String> {
+    fn copy(&self, keep_old: bool) -> Result<(), String> {
         let dir = live::next_generation_dir(&self.root).map_err(|e| e.to_string())?;
         let gate = self.live.gate();
         let paused = Instant::now();
@@ -185,11 +196,11 @@ impl Rebuilder {
             }
         };
         self.set(|s| s.state = "switching".into());
-        self.switch(gate, paused, &dir, fresh)
+        self.switch(gate, paused, &dir, fresh, keep_old)
     }
 
     /// The topic replayed into a fresh store (module docs), then switched in.
-    fn replay(&self) -> Result<(), String> {
+    fn replay(&self, keep_old: bool) -> Result<(), String> {
         let err = |e: &dyn std::fmt::Display| e.to_string();
         let dir = live::next_generation_dir(&self.root).map_err(|e| err(&e))?;
         let fresh = Store::open(&dir, self.defaults).map_err(|e| err(&e))?;
@@ -197,10 +208,22 @@ impl Rebuilder {
         fresh.seed_removals(&live_now).map_err(|e| err(&e))?;
         drop(live_now);
         tracing::info!(dir = %dir.display(), "online rebuild: replaying the topic beside the live store");
+        // Records before the live store's position were dead-lettered by
+        // live ingestion already; those past it (read before the switch)
+        // are this replay's to dead-letter.
+        let live = self.live.clone();
+        let topic = self.cfg.topic.clone();
+        let floor = move |p: i32| {
+            live.get()
+                .offsets(&topic)
+                .ok()
+                .and_then(|o| o.get(&p).copied())
+                .unwrap_or(0)
+        };
         let ingest = Ingestor::new(
             IngestConfig {
                 group_id: format!("{}-rebuild", self.cfg.group_id),
-                dead_letter: false,
+                dead_letter: DeadLetters::From(Arc::new(floor)),
                 ..self.cfg.clone()
             },
             fresh.clone(),
@@ -255,7 +278,7 @@ impl Rebuilder {
         }
         ingest.stop().map_err(|e| err(&e))?;
         fresh.flush().map_err(|e| err(&e))?;
-        self.switch(gate, paused, &dir, fresh)
+        self.switch(gate, paused, &dir, fresh, keep_old)
     }
 
     /// Makes `fresh` (flushed, in `dir`) the live store on disk and in
@@ -266,7 +289,15 @@ impl Rebuilder {
         paused: Instant,
         dir: &std::path::Path,
         fresh: Store,
+        keep_old: bool,
     ) -> Result<(), String> {
+        // Erasures the replay applied past the live store's position count
+        // as applied here too (the compaction they call for follows).
+        let erased = fresh.stats().erasures;
+        let erased_live = self.live.get().stats().erasures;
+        self.metrics
+            .erasures
+            .inc_by(erased.saturating_sub(erased_live));
         live::commit_generation(&self.root, dir).map_err(|e| e.to_string())?;
         let old = self.live.switch(&gate, fresh);
         drop(gate);
@@ -289,25 +320,44 @@ impl Rebuilder {
             "online rebuild: switched to the rebuilt store"
         );
         // Retire the replaced store once no request holds it.
-        self.retire(old)
+        self.retire(old, keep_old);
+        Ok(())
     }
 
-    fn retire(&self, old: Store) -> Result<(), String> {
+    /// Deletes (or keeps aside) a replaced store once no request holds it:
+    /// usually at once (a request holds a store for milliseconds); after 5 s
+    /// it goes on waiting on its own thread, however long it takes.
+    fn retire(&self, old: Store, keep_old: bool) {
+        let root = self.root.clone();
         let waited = Instant::now();
-        while old.handles() > 1 && waited.elapsed() < Duration::from_secs(60) {
+        while old.handles() > 1 && waited.elapsed() < Duration::from_secs(5) {
             std::thread::sleep(Duration::from_millis(20));
         }
-        if old.handles() > 1 {
-            return Err("the replaced store is still in use after 60 s; left on disk".into());
-        }
-        let dir = old.dir().to_path_buf();
-        drop(old);
-        if self.keep_old {
-            let to = live::keep_aside(&self.root, &dir).map_err(|e| e.to_string())?;
-            tracing::info!(to = %to.display(), "replaced store kept");
+        let free = old.handles() == 1;
+        let finish = move || {
+            if old.handles() > 1 {
+                tracing::warn!("a replaced store is still in use; it goes once released");
+            }
+            while old.handles() > 1 {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let dir = old.dir().to_path_buf();
+            drop(old);
+            let done = if keep_old {
+                live::keep_aside(&root, &dir).map(|to| {
+                    tracing::info!(to = %to.display(), "replaced store kept");
+                })
+            } else {
+                live::remove_stale(&root)
+            };
+            if let Err(e) = done {
+                tracing::error!(error = %e, dir = %dir.display(), "removing the replaced store failed");
+            }
+        };
+        if free {
+            finish();
         } else {
-            live::remove_stale(&self.root).map_err(|e| e.to_string())?;
+            std::thread::spawn(finish);
         }
-        Ok(())
     }
 }

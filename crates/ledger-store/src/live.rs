@@ -7,7 +7,9 @@
 //! follows `CURRENT`. An online rebuild writes generation N+1 beside the
 //! live one, then [`commit_generation`] replaces `CURRENT` atomically (write,
 //! fsync, rename): a crash before that leaves the old store live and the
-//! half-built one is removed at the next open; after it, the new one is live.
+//! half-built one is removed at the next open (once the live generation is
+//! open and locked: never by a process that could not lock it); after it,
+//! the new one is live.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -151,6 +153,10 @@ pub fn commit_generation(root: &Path, dir: &Path) -> Result<(), StoreError> {
         .file_name()
         .and_then(|n| n.to_str())
         .ok_or_else(|| StoreError::Io(format!("bad generation directory {}", dir.display())))?;
+    // The generation's own directory entries first, then CURRENT.
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io)?;
     let tmp = root.join(format!("{CURRENT}.tmp"));
     let mut f = std::fs::File::create(&tmp).map_err(io)?;
     f.write_all(name.as_bytes()).map_err(io)?;

@@ -9,9 +9,9 @@
 //! it, the topic no longer holds the session's events). An erasure marker is
 //! kept forever.
 //!
-//! Every removal is one sled batch of at most `limit` sessions, under the
-//! write lock that batches of events take: readers wait for it no longer
-//! than for an event batch of that size.
+//! Every removal is one sled batch of at most `limit` (purge) or 1,000
+//! (erasure) sessions, under the write lock that batches of events take:
+//! readers wait for it no longer than for an event batch of that size.
 
 use std::ops::Bound;
 
@@ -33,6 +33,9 @@ pub struct Retention {
 }
 
 const DAY_MS: i64 = 86_400_000;
+
+/// Most sessions one erasure write removes (a workspace may hold millions).
+const ERASE_BATCH: usize = 1_000;
 
 impl Retention {
     /// Keeps ended sessions `ended_days` days (`0` = forever) and markers
@@ -94,7 +97,7 @@ impl Store {
                 ended.saturating_add(r.ended_ms).saturating_add(r.marker_ms),
             ));
         }
-        let purged = self.remove(&due, |s| s.purged += due.len() as u64, &[])?;
+        let purged = self.remove(&due, |s, n| s.purged += n, &[])?;
         let markers_dropped = self.drop_markers(now_ms, limit)?;
         Ok(PurgeReport {
             purged,
@@ -125,13 +128,16 @@ impl Store {
                 due.push((id, i64::MAX));
             }
         }
-        let n = due.len() as u64;
-        let sessions = self.remove(
-            &due,
-            |s| {
-                s.erased += n;
-                s.erasures += 1;
-            },
+        // Bounded writes: the partition's offset moves with the last one
+        // only, so a crash in between applies the erasure again (removing
+        // what is left; what is gone stays gone).
+        let mut sessions = 0;
+        for chunk in due.chunks(ERASE_BATCH) {
+            sessions += self.remove(chunk, |s, n| s.erased += n, &[])?;
+        }
+        self.remove(
+            &[],
+            |s, _| s.erasures += 1,
             &[(topic, partition, offset + 1)],
         )?;
         Ok(EraseReport { sessions })
@@ -159,6 +165,8 @@ impl Store {
     /// dropped from the start and never written, so a rebuild's files hold
     /// no byte of them. Returns the markers copied.
     pub fn seed_removals(&self, from: &Store) -> Result<usize, StoreError> {
+        // `from`'s markers and counts as of one moment.
+        let _source = from.inner.write.lock().unwrap_or_else(|p| p.into_inner());
         let _w = self.inner.write.lock().unwrap_or_else(|p| p.into_inner());
         let mut batch = sled::Batch::default();
         let mut n = 0;
@@ -185,7 +193,7 @@ impl Store {
     fn remove(
         &self,
         due: &[(String, i64)],
-        count: impl FnOnce(&mut Stats),
+        count: impl FnOnce(&mut Stats, u64),
         offsets: &[(&str, i32, i64)],
     ) -> Result<usize, StoreError> {
         if due.is_empty() && offsets.is_empty() {
@@ -210,7 +218,7 @@ impl Store {
             *stats.by_status.entry(s.session.status).or_default() -= 1;
             removed += 1;
         }
-        count(&mut stats);
+        count(&mut stats, removed as u64);
         for (name, v) in stats.named() {
             batch.insert(keys::counter(&name), &v.to_be_bytes()[..]);
         }

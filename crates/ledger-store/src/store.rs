@@ -133,7 +133,8 @@ impl EventCounts {
 }
 
 /// Incremental counters kept in the store (stored status, not read-time).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Equal when every named counter is (a status counted 0 equals one absent).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Stats {
     pub sessions: u64,
     pub by_status: BTreeMap<Status, u64>,
@@ -147,6 +148,14 @@ pub struct Stats {
     pub erased: u64,
     pub erasures: u64,
 }
+
+impl PartialEq for Stats {
+    fn eq(&self, other: &Self) -> bool {
+        self.named() == other.named()
+    }
+}
+
+impl Eq for Stats {}
 
 impl Stats {
     pub fn status(&self, s: Status) -> u64 {
@@ -232,7 +241,9 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (or creates) the store in `dir` with the given timeout defaults.
+    /// Opens (or creates) the store in `dir` with the given timeout defaults;
+    /// when `dir` holds a `CURRENT` file, the generation it names (stores no
+    /// longer live are removed once that is open and locked).
     ///
     /// A store whose files are damaged — sled's data file missing, emptied or
     /// unreadable, or data without the format key every store writes at
@@ -243,11 +254,13 @@ impl Store {
         // no longer live (an unfinished rebuild, a replaced store) go.
         let root = dir.as_ref();
         let dir = &crate::live::current_dir(root)?;
-        crate::live::remove_stale(root)?;
         let damaged = |reason: &str| StoreError::Damaged {
             path: dir.display().to_string(),
             reason: reason.to_string(),
         };
+        if dir != root && !dir.join("conf").exists() {
+            return Err(damaged("the generation CURRENT names holds no store"));
+        }
         // sled writes `conf` and `db` when it creates a store.
         let existed = dir.join("conf").exists();
         let data_len = std::fs::metadata(dir.join("db")).map_or(0, |m| m.len());
@@ -319,7 +332,7 @@ impl Store {
                 .or_default()
                 .insert(p, decode_u64(&k, &v)? as i64);
         }
-        Ok(Self {
+        let store = Self {
             inner: Arc::new(Inner {
                 dir: dir.to_path_buf(),
                 db,
@@ -330,7 +343,13 @@ impl Store {
                 offsets: Mutex::new(offsets),
                 defaults,
             }),
-        })
+        };
+        // Only now, holding sled's lock on the live generation (no other
+        // process runs on this store), do the stores no longer live go.
+        if dir != root {
+            crate::live::remove_stale(root)?;
+        }
+        Ok(store)
     }
 
     pub fn defaults(&self) -> &Defaults {

@@ -341,3 +341,68 @@ fn a_damaged_store_is_refused_with_the_way_out() {
         }
     }
 }
+
+#[test]
+fn a_switched_generation_is_what_opens_and_only_a_locking_open_cleans_up() {
+    use ledger_store::live;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let events = generate(GenConfig {
+        seed: 9,
+        sessions: 300,
+        events: 3_000,
+        ..Default::default()
+    });
+    let store = Store::open(&root, Defaults::default()).unwrap();
+    ingest(&store, &events, 500);
+    store.flush().unwrap();
+    // A compaction copy, made the live generation on disk.
+    let gen = live::next_generation_dir(&root).unwrap();
+    assert!(gen.ends_with("gen-1"));
+    let copy = store.copy_to(&gen).unwrap();
+    assert_eq!(copy.stats(), store.stats());
+    assert_eq!(
+        copy.index_entries().unwrap(),
+        store.index_entries().unwrap()
+    );
+    assert_eq!(copy.offsets("t").unwrap(), store.offsets("t").unwrap());
+    live::commit_generation(&root, &gen).unwrap();
+    // An unfinished rebuild's directory beside it.
+    let unfinished = root.join("gen-2");
+    std::fs::create_dir_all(&unfinished).unwrap();
+    std::fs::write(unfinished.join("db"), b"half").unwrap();
+    // The copy is open (locked): another open fails and deletes nothing.
+    assert!(Store::open(&root, Defaults::default()).is_err());
+    assert!(unfinished.exists() && root.join("db").exists());
+    let want = fold(&events);
+    drop(store);
+    drop(copy);
+    let reopened = Store::open(&root, Defaults::default()).unwrap();
+    assert!(reopened.dir().ends_with("gen-1"));
+    let got: BTreeMap<String, Session> = reopened
+        .all_sessions()
+        .map(|s| {
+            let s = s.unwrap();
+            (s.session.id.clone(), s.session)
+        })
+        .collect();
+    assert_same(&got, &want);
+    assert_eq!(reopened.audit().unwrap(), Vec::<String>::new());
+    assert!(!unfinished.exists(), "the unfinished generation is gone");
+    assert!(
+        !root.join("db").exists(),
+        "the replaced store's files are gone"
+    );
+    drop(reopened);
+    // CURRENT naming no store is refused, never replaced by an empty one.
+    std::fs::write(root.join(live::CURRENT), "gen-9").unwrap();
+    let err = Store::open(&root, Defaults::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("damaged"), "{err}");
+    assert!(
+        root.join("gen-1").join("db").exists(),
+        "nothing was deleted"
+    );
+}
