@@ -109,20 +109,6 @@ impl IndexChanges {
         self.change(logical, false);
     }
 
-    /// Adds `other`'s changes (of other sessions: no entry is in both).
-    pub fn merge(&mut self, other: IndexChanges) {
-        for (prefix, mut changes) in other.by_prefix {
-            match self.by_prefix.entry(prefix) {
-                std::collections::btree_map::Entry::Vacant(v) => {
-                    v.insert(changes);
-                }
-                std::collections::btree_map::Entry::Occupied(mut o) => {
-                    o.get_mut().append(&mut changes);
-                }
-            }
-        }
-    }
-
     /// Adds the chunk writes these changes imply to `batch`, reading the
     /// current chunks from `tree` (indexes split between two threads when
     /// there are many changes).

@@ -1,8 +1,9 @@
 //! The sled read models of the session ledger.
 //!
-//! One sled tree holds everything, split by key prefix, so that a single
-//! `apply_batch` covers sessions, indexes, stats, history and offsets
-//! atomically. Numeric key parts are big-endian so byte order = numeric order;
+//! One sled tree holds everything, split by key prefix. `apply_batch`
+//! writes sessions, indexes, stats and history in parts of bounded size and
+//! the offsets with the last part; each session records what it applied, so
+//! a batch applied again after a crash between parts repeats nothing. Numeric key parts are big-endian so byte order = numeric order;
 //! strings that are followed by more key parts are length-prefixed (u32 BE).
 //!
 //! | prefix | key after the prefix | value |
@@ -37,7 +38,7 @@
 //! hold at most [`CHUNK_MAX`] entries, and hold exactly the entries between
 //! their low bound and the next chunk's, and a non-empty low bound is one of
 //! the chunk's entries (so no removed session's id survives in a key); counters equal a recount; the
-//! stored offsets are exactly the positions after the last applied events.
+//! stored offsets are the positions after the last events applied to every session.
 
 mod chunks;
 mod keys;
@@ -56,3 +57,4 @@ pub use store::{
     BatchReport, EventCounts, HistoryEntry, Record, Stats, Store, StoreError, StoredSession,
     FORMAT, HISTORY_LEN,
 };
+pub use write::WRITE_PART;

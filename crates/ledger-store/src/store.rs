@@ -16,7 +16,7 @@ use crate::query::Filter;
 
 /// The on-disk layout this build reads and writes (the `m` format key).
 /// 2: index entries packed into chunks.
-pub const FORMAT: u64 = 3;
+pub const FORMAT: u64 = 4;
 
 /// How many events of each session the history keeps (oldest dropped first).
 pub const HISTORY_LEN: u64 = 100;
@@ -56,6 +56,11 @@ pub struct StoredSession {
     /// The stored history chunks, oldest first: (first `seq` in the chunk,
     /// entries in it). A chunk holds one batch's events of this session.
     pub history_chunks: VecDeque<(u64, u32)>,
+    /// The offset of the last record applied to this session, by partition:
+    /// a record at or below it was applied already and is passed over, so a
+    /// batch written in several parts can be applied again after a crash
+    /// between them.
+    pub applied: BTreeMap<i32, i64>,
 }
 
 /// One event of a batch, with where it was read from.
@@ -223,6 +228,8 @@ pub(crate) struct Inner {
     pub(crate) stats: Mutex<Stats>,
     /// Serializes writers: one batch at a time.
     pub(crate) write: Mutex<()>,
+    /// Most sessions one sled batch of `apply_batch` writes.
+    pub(crate) write_part: std::sync::atomic::AtomicUsize,
     /// The stored next offsets by topic and partition, read at open and kept
     /// equal to the tree by every applied batch (every API response reads
     /// them).
@@ -338,6 +345,7 @@ impl Store {
                 db,
                 tree,
                 write: Mutex::new(()),
+                write_part: std::sync::atomic::AtomicUsize::new(crate::write::WRITE_PART),
                 stats: Mutex::new(stats),
                 durable: Mutex::new(offsets.clone()),
                 offsets: Mutex::new(offsets),
@@ -526,6 +534,15 @@ impl Store {
         for &(topic, p, off) in offsets {
             applied.entry(topic.to_string()).or_default().insert(p, off);
         }
+    }
+
+    /// Sets the most sessions one sled batch of `apply_batch` writes
+    /// (default [`crate::WRITE_PART`]): smaller parts, shorter waits for
+    /// readers; tests use tiny ones to crash between parts.
+    pub fn set_write_part(&self, sessions: usize) {
+        self.inner
+            .write_part
+            .store(sessions.max(1), std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The directory holding this store's files.

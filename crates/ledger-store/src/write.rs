@@ -1,12 +1,17 @@
 //! The write path: a batch is folded in memory, each touched session read
-//! and written once, and written with ONE atomic sled batch that also holds
-//! the counters and the partitions' next offsets, so a crash at any instant
-//! leaves the store at a batch boundary.
+//! and written once, and written in sled batches of at most [`WRITE_PART`]
+//! sessions each. sled 0.34 blocks every read while it applies a batch, so
+//! the part bounds how long readers wait, whatever the consumed batch size.
 //!
-//! (sled 0.34 blocks every read while a batch is being applied, so folding
-//! the next batch cannot overlap the write of this one.)
+//! Each part holds its sessions (records, history, index changes) and the
+//! counters as of its end; the last also holds the partitions' next offsets.
+//! A crash between parts leaves sessions written ahead of the offsets: each
+//! session records the offset of the last record applied to it
+//! (`StoredSession::applied`), and applying the batch again passes over
+//! every record at or below it. So a crash at any instant loses and repeats
+//! nothing.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use ledger_core::{apply, Outcome, Status};
 
@@ -26,8 +31,11 @@ struct Folded {
 
 struct SessionWrite {
     key: Vec<u8>,
+    /// Index entries to remove (`false`) and insert (`true`).
+    index: Vec<(Vec<u8>, bool)>,
     record: Vec<u8>,
-    history: (Vec<u8>, Vec<u8>),
+    /// The batch's history chunk (none when only duplicates were folded).
+    history: Option<(Vec<u8>, Vec<u8>)>,
     /// History chunks that fell out of the kept window.
     history_dropped: Vec<Vec<u8>>,
     /// Status before the batch (`None`: a new session) and after it.
@@ -39,11 +47,15 @@ struct SessionWrite {
 /// Below this many sessions a batch is folded on the calling thread alone.
 const PARALLEL_MIN: usize = 512;
 
+/// Most sessions written by one sled batch (readers wait for one at most).
+pub const WRITE_PART: usize = 2_000;
+
 impl Store {
     /// Folds a batch and writes it — sessions, index changes, history,
-    /// counters and the partitions' next offsets — in ONE atomic sled batch.
+    /// counters and the partitions' next offsets — in sled batches of at most
+    /// [`WRITE_PART`] sessions, the offsets with the last (module docs).
     /// Events of one session are folded in memory and written once; sessions
-    /// are read and folded on every core, the sled write is one thread's.
+    /// are read and folded on every core, the sled writes are one thread's.
     ///
     /// `next_offsets` are `(partition, offset after the last record consumed)`
     /// for `topic`, covering dead-lettered records too; `dead_lettered` counts
@@ -69,14 +81,11 @@ impl Store {
         }
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let fold_part = |part: &[Vec<&Record>]| {
-            let mut index = IndexChanges::default();
-            let folded = part
-                .iter()
-                .map(|g| self.fold_session(g, &mut index))
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok::<_, StoreError>((folded, index))
+            part.iter()
+                .map(|g| self.fold_session(g))
+                .collect::<Result<Vec<_>, _>>()
         };
-        let (folded, index) = if threads < 2 || groups.len() < PARALLEL_MIN {
+        let folded = if threads < 2 || groups.len() < PARALLEL_MIN {
             fold_part(&groups)?
         } else {
             let per = groups.len().div_ceil(threads);
@@ -86,45 +95,80 @@ impl Store {
                     .map(|part| scope.spawn(move || fold_part(part)))
                     .collect();
                 let mut all = Vec::with_capacity(groups.len());
-                let mut index = IndexChanges::default();
                 for p in parts {
-                    let (f, i) = p.join().expect("folding a session does not panic")?;
-                    all.extend(f);
-                    index.merge(i);
+                    all.extend(p.join().expect("folding a session does not panic")?);
                 }
-                Ok::<_, StoreError>((all, index))
+                Ok::<_, StoreError>(all)
             })?
         };
 
-        let mut batch = sled::Batch::default();
         let mut stats = self.stats();
         let mut report = BatchReport::default();
         report.events.dead_lettered = dead_lettered;
+        // Records that change no session (duplicates only, dropped ones)
+        // are counted with the offsets, in the last part.
+        let mut unwritten = EventCounts {
+            dead_lettered,
+            ..EventCounts::default()
+        };
+        let mut writes = Vec::new();
         for f in folded {
             report.events.add(&f.counts);
-            let Some(w) = f.write else { continue };
-            report.sessions_written += 1;
-            match w.status.0 {
-                None => stats.sessions += 1,
-                Some(before) => *stats.by_status.entry(before).or_default() -= 1,
+            match f.write {
+                Some(w) => writes.push((f.counts, w)),
+                None => unwritten.add(&f.counts),
             }
-            *stats.by_status.entry(w.status.1).or_default() += 1;
-            stats.max_warning_minutes = stats.max_warning_minutes.max(u64::from(w.warning_minutes));
-            for k in w.history_dropped {
-                batch.remove(k);
+        }
+        let part_max = self
+            .inner
+            .write_part
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let parts = writes.len().div_ceil(part_max).max(1);
+        let mut writes = writes.into_iter();
+        for part in 0..parts {
+            let mut batch = sled::Batch::default();
+            let mut index = IndexChanges::default();
+            for (counts, w) in writes.by_ref().take(part_max) {
+                stats.events.add(&counts);
+                report.sessions_written += 1;
+                match w.status.0 {
+                    None => stats.sessions += 1,
+                    Some(before) => *stats.by_status.entry(before).or_default() -= 1,
+                }
+                *stats.by_status.entry(w.status.1).or_default() += 1;
+                stats.max_warning_minutes =
+                    stats.max_warning_minutes.max(u64::from(w.warning_minutes));
+                for k in w.history_dropped {
+                    batch.remove(k);
+                }
+                if let Some((k, v)) = w.history {
+                    batch.insert(k, v);
+                }
+                batch.insert(w.key, w.record);
+                for (k, insert) in &w.index {
+                    if *insert {
+                        index.insert(k);
+                    } else {
+                        index.remove(k);
+                    }
+                }
             }
-            batch.insert(w.history.0, w.history.1);
-            batch.insert(w.key, w.record);
+            let last = part + 1 == parts;
+            if last {
+                stats.events.add(&unwritten);
+                for &(p, off) in next_offsets {
+                    batch.insert(keys::offset(topic, p), &off.to_be_bytes()[..]);
+                }
+            }
+            for (name, v) in stats.named() {
+                batch.insert(keys::counter(&name), &v.to_be_bytes()[..]);
+            }
+            index.write(tree, &mut batch)?;
+            tree.apply_batch(batch)?;
+            if !last {
+                self.set_applied(stats.clone(), &[]);
+            }
         }
-        stats.events.add(&report.events);
-        for (name, v) in stats.named() {
-            batch.insert(keys::counter(&name), &v.to_be_bytes()[..]);
-        }
-        for &(p, off) in next_offsets {
-            batch.insert(keys::offset(topic, p), &off.to_be_bytes()[..]);
-        }
-        index.write(tree, &mut batch)?;
-        tree.apply_batch(batch)?;
         let offsets: Vec<_> = next_offsets.iter().map(|&(p, o)| (topic, p, o)).collect();
         self.set_applied(stats, &offsets);
         Ok(report)
@@ -132,11 +176,7 @@ impl Store {
 
     /// Reads one session, folds its records of this batch (in order) and
     /// encodes what changes. Pure but for the one read.
-    fn fold_session(
-        &self,
-        records: &[&Record],
-        index: &mut IndexChanges,
-    ) -> Result<Folded, StoreError> {
+    fn fold_session(&self, records: &[&Record]) -> Result<Folded, StoreError> {
         let id = records[0].event.session_id.as_str();
         let key = keys::session(id);
         let stored = self
@@ -155,22 +195,37 @@ impl Store {
                 write: None,
             });
         }
-        let (before, mut session, mut history_len, mut chunks) = match stored {
+        let (before, mut session, mut history_len, mut chunks, mut applied) = match stored {
             Some(s) => (
                 Some((s.session.status, keys::index_keys(&s.session, s.partition))),
                 Some(s.session),
                 s.history_len,
                 s.history_chunks,
+                s.applied,
             ),
-            None => (None, None, 0, VecDeque::new()),
+            None => (None, None, 0, VecDeque::new(), BTreeMap::new()),
         };
+        // Records applied already (the batch is applied again after a crash
+        // between its parts) are passed over: counted once, folded once.
+        let records: Vec<&Record> = records
+            .iter()
+            .copied()
+            .filter(|r| applied.get(&r.partition).is_none_or(|&o| r.offset > o))
+            .collect();
+        if records.is_empty() {
+            return Ok(Folded {
+                counts: EventCounts::default(),
+                write: None,
+            });
+        }
         let mut counts = EventCounts::default();
         let mut history = Vec::new();
         let mut partition = records[0].partition;
-        for r in records {
+        for r in &records {
             let (next, outcome) = apply(session.take(), &r.event, &self.inner.defaults);
             session = Some(next);
             partition = r.partition;
+            applied.insert(r.partition, r.offset);
             counts.count(outcome);
             if outcome != Outcome::Duplicate {
                 history.push(HistoryEntry {
@@ -184,12 +239,28 @@ impl Store {
                 });
             }
         }
-        // Only duplicates: the fold left the session as it was (a
-        // non-duplicate always adds a history entry, so always a write).
+        // Only duplicates: the fold left the session as it was, but what was
+        // applied moved (so a repeat of the batch passes them over).
         if history.is_empty() {
+            let Some(mut s) = self.stored(id)? else {
+                return Ok(Folded {
+                    counts,
+                    write: None,
+                });
+            };
+            s.applied = applied;
+            let status = s.session.status;
             return Ok(Folded {
                 counts,
-                write: None,
+                write: Some(SessionWrite {
+                    key,
+                    index: vec![],
+                    record: encode(&s),
+                    history: None,
+                    history_dropped: vec![],
+                    status: (Some(status), status),
+                    warning_minutes: s.session.timeout.warning_threshold_minutes,
+                }),
             });
         }
         // Keep at least HISTORY_LEN entries: drop whole old chunks while the
@@ -212,24 +283,31 @@ impl Store {
             partition,
             history_len,
             history_chunks: chunks,
+            applied,
         };
         let new_keys = keys::index_keys(&now.session, now.partition);
         let (status_before, old_keys) = match before {
             Some((st, k)) => (Some(st), k),
             None => (None, vec![]),
         };
-        for k in old_keys.iter().filter(|k| !new_keys.contains(k)) {
-            index.remove(k);
-        }
-        for k in new_keys.iter().filter(|k| !old_keys.contains(k)) {
-            index.insert(k);
-        }
+        let mut index: Vec<(Vec<u8>, bool)> = old_keys
+            .iter()
+            .filter(|k| !new_keys.contains(k))
+            .map(|k| (k.clone(), false))
+            .collect();
+        index.extend(
+            new_keys
+                .iter()
+                .filter(|k| !old_keys.contains(k))
+                .map(|k| (k.clone(), true)),
+        );
         Ok(Folded {
             counts,
             write: Some(SessionWrite {
                 key,
+                index,
                 record: encode(&now),
-                history: (keys::history(id, first), encode(&history)),
+                history: Some((keys::history(id, first), encode(&history))),
                 history_dropped,
                 status: (status_before, now.session.status),
                 warning_minutes: now.session.timeout.warning_threshold_minutes,
