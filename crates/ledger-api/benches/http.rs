@@ -42,7 +42,11 @@ fn cache_dir() -> PathBuf {
 
 /// Builds (or reuses) the store; returns it with its `now` and sampled ids.
 fn store(sessions: usize) -> (Store, i64, Vec<String>) {
-    let dir = cache_dir().join(format!("bench-http-{sessions}-v3"));
+    // Named by the store's format: a store of another format is rebuilt.
+    let dir = cache_dir().join(format!(
+        "bench-http-{sessions}-format{}",
+        ledger_store::FORMAT
+    ));
     let done = dir.join("complete");
     if !done.exists() {
         let _ = std::fs::remove_dir_all(&dir);
