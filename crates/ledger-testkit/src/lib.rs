@@ -21,10 +21,12 @@ pub fn partition_of(session_id: &str, partitions: u32) -> i32 {
 }
 
 /// Applies `events` to `store` as `topic`'s `partitions` partitions, in
-/// batches of `batch` records, each batch with every partition's next offset;
+/// batches of `batch` records (offsets going on from the store's), each
+/// batch with every partition's next offset;
 /// flushes at the end (so the offsets are durable, as after ingestion).
 pub fn load(store: &Store, topic: &str, events: &[Event], batch: usize, partitions: u32) {
-    let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+    // Offsets go on from what the store applied, as a consumer's do.
+    let mut next: BTreeMap<i32, i64> = store.offsets(topic).unwrap_or_default();
     for chunk in events.chunks(batch.max(1)) {
         let records: Vec<Record> = chunk
             .iter()
