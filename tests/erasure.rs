@@ -23,17 +23,6 @@ fn get(server: &Server, path: &str) -> (u16, Value) {
     (status, r.json().unwrap_or(Value::Null))
 }
 
-fn metric(server: &Server, line_start: &str) -> f64 {
-    let text = reqwest::blocking::get(server.url("/metrics"))
-        .unwrap()
-        .text()
-        .unwrap();
-    text.lines()
-        .find(|l| l.starts_with(line_start))
-        .and_then(|l| l.rsplit(' ').next())
-        .map_or(0.0, |v| v.parse().unwrap())
-}
-
 /// Every file under `dir` holding any of `needles`: (file, needle).
 fn files_holding(dir: &Path, needles: &[String]) -> Vec<(String, String)> {
     let mut out = vec![];
@@ -221,17 +210,17 @@ fn an_erasure_reaches_every_replica_and_replay_and_a_rebuild_leaves_no_byte_of_i
             );
         }
         assert_eq!(
-            metric(s, "ledger_events_total{outcome=\"dropped\"}"),
+            s.metric("ledger_events_total{outcome=\"dropped\"}"),
             late.len() as f64
         );
         assert_eq!(
-            metric(s, "ledger_erased_sessions_total"),
+            s.metric("ledger_erased_sessions_total"),
             erased.len() as f64
         );
     }
     // b compacts on its own: an online rebuild once the erasures stop.
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    while metric(&b, "ledger_rebuilds_total") < 1.0 || metric(&b, "ledger_rebuild_running") > 0.0 {
+    while b.metric("ledger_rebuilds_total") < 1.0 || b.metric("ledger_rebuild_running") > 0.0 {
         assert!(
             std::time::Instant::now() < deadline,
             "b compacted after the erasures"
@@ -239,7 +228,7 @@ fn an_erasure_reaches_every_replica_and_replay_and_a_rebuild_leaves_no_byte_of_i
         std::thread::sleep(Duration::from_millis(200));
     }
     assert_eq!(
-        metric(&a, "ledger_rebuilds_total"),
+        a.metric("ledger_rebuilds_total"),
         0.0,
         "a does not compact by itself"
     );

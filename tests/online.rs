@@ -35,15 +35,23 @@ fn offsets_of(r: &reqwest::blocking::Response) -> Offsets {
         .collect()
 }
 
-fn metric(server: &Server, name: &str) -> f64 {
-    let text = reqwest::blocking::get(server.url("/metrics"))
-        .unwrap()
-        .text()
+/// Runs `rebuild --url` on `server` to the end; returns what
+/// `GET /admin/rebuild` says then.
+fn rebuild(server: &Server, args: &[&str]) -> Value {
+    let out = Command::new(BIN)
+        .args(["rebuild", "--url", &server.base])
+        .args(args)
+        .output()
         .unwrap();
-    text.lines()
-        .find(|l| l.starts_with(name))
-        .and_then(|l| l.rsplit(' ').next())
-        .map_or(0.0, |v| v.parse().unwrap())
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    reqwest::blocking::get(server.url("/admin/rebuild"))
+        .unwrap()
+        .json()
+        .unwrap()
 }
 
 /// One response as a reader saw it: when it asked, when it got the answer,
@@ -114,7 +122,7 @@ fn an_online_rebuild_switches_stores_under_read_load_without_errors_or_going_bac
         .collect();
     assert!(gone.len() >= 500, "{} sessions past retention", gone.len());
     let deadline = Instant::now() + Duration::from_secs(30);
-    while metric(&a, "ledger_purged_sessions_total") < gone.len() as f64 {
+    while a.metric("ledger_purged_sessions_total") < gone.len() as f64 {
         assert!(
             Instant::now() < deadline,
             "retention purged every session past it"
@@ -196,23 +204,11 @@ fn an_online_rebuild_switches_stores_under_read_load_without_errors_or_going_bac
         })
         .collect();
     std::thread::sleep(Duration::from_millis(500));
-    let size_before = metric(&a, "ledger_store_bytes");
+    let size_before = a.metric("ledger_store_bytes");
 
     // A rebuild while quiet: same data, less disk (the live store's files
     // still hold the purged sessions' pages and old page versions).
-    let out = Command::new(BIN)
-        .args(["rebuild", "--url", &a.base])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let status: Value = reqwest::blocking::get(a.url("/admin/rebuild"))
-        .unwrap()
-        .json()
-        .unwrap();
+    let status = rebuild(&a, &[]);
     let (before, after) = (
         status["bytes_before"].as_f64().unwrap(),
         status["bytes_after"].as_f64().unwrap(),
@@ -297,22 +293,10 @@ fn an_online_rebuild_switches_stores_under_read_load_without_errors_or_going_bac
     );
 
     // A compaction (a copy of the live store, no topic), readers gone.
-    let out = Command::new(BIN)
-        .args(["rebuild", "--from-store", "--url", &a.base])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let status: Value = reqwest::blocking::get(a.url("/admin/rebuild"))
-        .unwrap()
-        .json()
-        .unwrap();
+    let status = rebuild(&a, &["--from-store"]);
     assert_eq!(status["source"], "store", "{status}");
     assert_eq!(status["state"], "done", "{status}");
-    assert_eq!(metric(&a, "ledger_rebuilds_total"), 3.0);
+    assert_eq!(a.metric("ledger_rebuilds_total"), 3.0);
 
     // The final state equals the replica's, which never rebuilt.
     replica.wait_applied(sent + more, Duration::from_secs(300));

@@ -194,6 +194,19 @@ impl Server {
         format!("{}{path}", self.base)
     }
 
+    /// The value of the first `/metrics` line starting with `name` (0 when
+    /// there is none).
+    pub fn metric(&self, name: &str) -> f64 {
+        let text = reqwest::blocking::get(self.url("/metrics"))
+            .unwrap()
+            .text()
+            .unwrap();
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .map_or(0.0, |v| v.parse().unwrap())
+    }
+
     /// Sum of the applied offsets the server reports.
     pub fn applied(&self) -> i64 {
         let mut req = reqwest::blocking::Client::new().get(self.url("/v1/sessions?limit=1"));

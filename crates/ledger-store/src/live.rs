@@ -188,9 +188,7 @@ pub fn remove_stale(root: &Path) -> Result<(), StoreError> {
         if path == current || name == CURRENT || name.starts_with("old-") {
             continue;
         }
-        let sled_file =
-            name == "conf" || name == "db" || name == "blobs" || name.starts_with("snap.");
-        if name.starts_with(GENERATION) || sled_file {
+        if name.starts_with(GENERATION) || is_sled_file(&name) {
             if path.is_dir() {
                 std::fs::remove_dir_all(&path).map_err(io)?;
             } else {
@@ -199,6 +197,11 @@ pub fn remove_stale(root: &Path) -> Result<(), StoreError> {
         }
     }
     Ok(())
+}
+
+/// Whether `name` is one of the files sled keeps in a store directory.
+fn is_sled_file(name: &str) -> bool {
+    name == "conf" || name == "db" || name == "blobs" || name.starts_with("snap.")
 }
 
 /// Moves a replaced store's files (a generation directory, or sled's files
@@ -219,7 +222,7 @@ pub fn keep_aside(root: &Path, old_dir: &Path) -> Result<PathBuf, StoreError> {
             .and_then(|n| n.to_str())
             .unwrap_or_default()
             .to_string();
-        if name == "conf" || name == "db" || name == "blobs" || name.starts_with("snap.") {
+        if is_sled_file(&name) {
             std::fs::rename(&path, to.join(&name)).map_err(io)?;
         }
     }
