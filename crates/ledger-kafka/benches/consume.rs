@@ -2,7 +2,10 @@
 //!
 //! `scripts/bench-ingest [EVENTS] [SESSIONS] [RUNS]` starts the dev broker and
 //! runs this (or: `LEDGER_BENCH_BROKER=host:port cargo bench -p ledger-kafka
-//! --bench consume -- EVENTS SESSIONS RUNS`). Defaults: 300,000 events over
+//! --bench consume -- EVENTS SESSIONS RUNS`; `LEDGER_BENCH_BROKER=mock` runs
+//! it on librdkafka's in-process mock cluster: the consumer's own ceiling,
+//! without the dev broker's; at 100,000 records and more the mock cluster's
+//! fetches stall here, so run it with 30,000). Defaults: 300,000 events over
 //! 30,000 sessions, 3 partitions, 3 runs.
 //!
 //! It publishes the generated stream once, then per run measures (a) the raw
@@ -93,8 +96,15 @@ fn uuid() -> String {
 }
 
 fn main() {
-    let brokers = std::env::var("LEDGER_BENCH_BROKER")
-        .expect("LEDGER_BENCH_BROKER=host:port (scripts/bench-ingest sets it)");
+    // `mock`: librdkafka's in-process mock cluster (real client, no broker
+    // limit): the consumer's own ceiling.
+    let target = std::env::var("LEDGER_BENCH_BROKER")
+        .expect("LEDGER_BENCH_BROKER=host:port or mock (scripts/bench-ingest sets it)");
+    let mock =
+        (target == "mock").then(|| rdkafka::mocking::MockCluster::new(1).expect("mock cluster"));
+    let brokers = mock
+        .as_ref()
+        .map_or(target, rdkafka::mocking::MockCluster::bootstrap_servers);
     let args: Vec<usize> = std::env::args()
         .skip(1)
         .filter_map(|a| a.parse().ok())
@@ -104,8 +114,14 @@ fn main() {
     let runs = args.get(2).copied().unwrap_or(3);
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let topic = format!("bench-{}", chrono::Utc::now().timestamp_millis());
-    rt.block_on(admin_create_topic(&brokers, &topic, PARTITIONS))
-        .expect("create topic");
+    match &mock {
+        Some(cluster) => cluster
+            .create_topic(&topic, PARTITIONS, 1)
+            .expect("create topic"),
+        None => rt
+            .block_on(admin_create_topic(&brokers, &topic, PARTITIONS))
+            .expect("create topic"),
+    }
     let records: Vec<RawRecord> = Generator::new(GenConfig {
         seed: 7,
         sessions,
