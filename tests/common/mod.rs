@@ -326,6 +326,19 @@ pub fn read_topic(brokers: &str, topic: &str) -> Vec<Read> {
                     payload_len: m.payload().map_or(0, |p| p.len()),
                 });
             }
+            // librdkafka reports a dropped connection as an error event and
+            // reconnects by itself: only the deadline above fails the read.
+            Some(Err(e))
+                if matches!(
+                    e.rdkafka_error_code(),
+                    Some(
+                        rdkafka::types::RDKafkaErrorCode::AllBrokersDown
+                            | rdkafka::types::RDKafkaErrorCode::BrokerTransportFailure
+                    )
+                ) =>
+            {
+                eprintln!("reading {topic}: {e} (transient; retrying)");
+            }
             Some(Err(e)) => panic!("reading {topic}: {e}"),
             None => {}
         }
