@@ -148,7 +148,17 @@ pub fn inspect(cfg: Config, id: &str) -> anyhow::Result<()> {
         .iter()
         .map(|k| k.escape_ascii().to_string())
         .collect();
-    let history = store.history(id)?;
+    let history: Vec<serde_json::Value> = store
+        .history(id)?
+        .into_iter()
+        .map(|e| {
+            json!({
+                "seq": e.seq, "id": e.id, "type": e.kind, "time": e.time,
+                "outcome": e.outcome, "partition": e.partition, "offset": e.offset,
+                "event": serde_json::from_slice::<serde_json::Value>(&e.event).ok(),
+            })
+        })
+        .collect();
     let out = json!({
         "session": stored.session,
         "partition": stored.partition,

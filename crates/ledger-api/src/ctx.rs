@@ -13,7 +13,7 @@ use axum::extract::{FromRequestParts, Query};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, Uri};
 use ledger_core::Session;
-use ledger_store::{Filter, Order, Page, Start, StoreError};
+use ledger_store::{Filter, Order, Page, Past, Start, StoreError};
 
 use crate::auth::{Checked, Scope};
 use crate::dialect::{self, Dialect, Failure};
@@ -29,7 +29,11 @@ pub struct Ctx<D> {
     pub scope: Scope,
     /// The request's clock reading, Unix ms: read once, it is the time of
     /// every read-time status, deadline and error timestamp of the response.
+    /// With `as_of`, it is that time.
     pub now: i64,
+    /// `as_of` (Unix ms): by-id routes answer the session as it was then;
+    /// other routes refuse it.
+    pub as_of: Option<i64>,
     uri: Uri,
     dialect: PhantomData<fn() -> D>,
 }
@@ -44,6 +48,17 @@ impl<D: Dialect + Default> FromRequestParts<AppState> for Ctx<D> {
             Some(Checked(c)) => c.clone(),
             None => state.auth.check(&parts.headers),
         };
+        let as_of = match as_of_param(&parts.uri, now) {
+            Ok(t) => t,
+            Err(msg) => {
+                return Err(ApiError::of(
+                    dialect::of::<D>(),
+                    Failure::BadParameter,
+                    msg,
+                    now,
+                ))
+            }
+        };
         match checked {
             Ok(scope) => Ok(Self {
                 store: parts
@@ -52,7 +67,8 @@ impl<D: Dialect + Default> FromRequestParts<AppState> for Ctx<D> {
                     .map_or_else(|| state.store(), |p| p.0.clone()),
                 state: state.clone(),
                 scope,
-                now,
+                now: as_of.unwrap_or(now),
+                as_of,
                 uri: parts.uri.clone(),
                 dialect: PhantomData,
             }),
@@ -169,9 +185,33 @@ impl<D: Dialect + Default> Ctx<D> {
             .allows(s.user_id.as_deref(), s.workspace_id.as_deref())
     }
 
-    /// The session `id`, whoever may see it.
+    /// The session `id`, whoever may see it (as of `as_of` when given: its
+    /// history re-folded up to then; a time before the kept history is a
+    /// 400).
     pub fn session(&self, id: &str) -> Result<Option<Session>, ApiError> {
-        self.store.get(id).map_err(|e| self.store_error(e))
+        let Some(at) = self.as_of else {
+            return self.store.get(id).map_err(|e| self.store_error(e));
+        };
+        match self.store.as_of(id, at).map_err(|e| self.store_error(e))? {
+            Past::Found(s) => Ok(Some(s)),
+            Past::Missing => Ok(None),
+            Past::OutOfHistory { from } => Err(self.invalid(format!(
+                "`as_of` {} is older than the history kept for session {id}, which answers from {} on",
+                ledger_core::time::format_iso_ms(at),
+                ledger_core::time::format_iso_ms(from),
+            ))),
+        }
+    }
+
+    /// Refuses `as_of` on a route that does not answer it (lists, counts).
+    fn present_only(&self) -> Result<(), ApiError> {
+        match self.as_of {
+            None => Ok(()),
+            Some(_) => {
+                Err(self
+                    .invalid("`as_of` is answered by the by-id routes only (`GET …/{id}?as_of=…`)"))
+            }
+        }
     }
 
     /// The session `id` as the caller may see it: 404 if unknown or out of
@@ -188,6 +228,7 @@ impl<D: Dialect + Default> Ctx<D> {
 
     /// How many sessions match `f` now.
     pub fn count(&self, f: &Filter) -> Result<u64, ApiError> {
+        self.present_only()?;
         self.store
             .count(f, self.now)
             .map_err(|e| self.store_error(e))
@@ -201,6 +242,7 @@ impl<D: Dialect + Default> Ctx<D> {
         order: Order,
         after: Option<&str>,
     ) -> Result<impl Iterator<Item = Result<Session, ApiError>> + 'a, ApiError> {
+        self.present_only()?;
         let iter = self
             .store
             .matching(f, order, after, self.now)
@@ -218,6 +260,7 @@ impl<D: Dialect + Default> Ctx<D> {
         offset: usize,
         limit: usize,
     ) -> Result<Page, ApiError> {
+        self.present_only()?;
         self.apply_scope(f)?;
         let start = match p.get("cursor") {
             Some(c) => Start::After(c.clone()),
@@ -227,4 +270,29 @@ impl<D: Dialect + Default> Ctx<D> {
             .list(f, Order::NewestFirst, &start, limit, self.now)
             .map_err(|e| self.store_error(e))
     }
+}
+
+/// The `as_of` query parameter: RFC 3339 or Unix ms, not after `now`.
+fn as_of_param(uri: &Uri, now: i64) -> Result<Option<i64>, String> {
+    // A query that does not parse is the handler's 400 (`params`).
+    let Ok(Query(pairs)) = Query::<Vec<(String, String)>>::try_from_uri(uri) else {
+        return Ok(None);
+    };
+    let Some(v) = pairs
+        .into_iter()
+        .filter(|(k, _)| k == "as_of")
+        .map(|(_, v)| v)
+        .last()
+    else {
+        return Ok(None);
+    };
+    let t = v
+        .parse::<i64>()
+        .ok()
+        .or_else(|| ledger_core::time::parse_rfc3339_ms(&v))
+        .ok_or_else(|| format!("`as_of` must be an RFC 3339 time or Unix ms, got `{v}`"))?;
+    if t > now {
+        return Err(format!("`as_of` must not be in the future, got `{v}`"));
+    }
+    Ok(Some(t))
 }

@@ -232,7 +232,7 @@ pub struct TerminalData {
 }
 
 /// Typed `data`, one variant per shape.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum EventData {
     Created(Box<CreatedData>),
     Activity(Box<ActivityData>),
@@ -244,8 +244,9 @@ pub enum EventData {
     Terminal(TerminalData),
 }
 
-/// A decoded, validated session event.
-#[derive(Debug, Clone, PartialEq)]
+/// A decoded, validated session event. Its serde form (JSON) is what a
+/// session's history keeps, so the fold can be replayed from it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     /// CloudEvents `id`; unique per event, used for de-duplication.
     pub id: String,

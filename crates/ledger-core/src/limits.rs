@@ -127,6 +127,22 @@ pub fn is_secret_key(key: &str) -> bool {
     WORDS.iter().any(|w| norm.contains(w))
 }
 
+/// `ev` without its secret-named keys (in `labels`, `metadata`, `actor`):
+/// what may be stored of it. Folding it gives the state folding `ev` gives.
+pub fn redacted(ev: &crate::Event) -> crate::Event {
+    let mut ev = ev.clone();
+    if let crate::event::EventData::Created(d) = &mut ev.data {
+        d.labels.retain(|k, _| !is_secret_key(k));
+        if let Some(m) = d.metadata.as_mut() {
+            redact_object(m);
+        }
+        if let Some(m) = d.actor.as_mut() {
+            redact_object(m);
+        }
+    }
+    ev
+}
+
 /// Removes secret-named keys from a JSON object, at every depth.
 pub fn redact_object(m: &mut Map<String, Value>) {
     m.retain(|k, _| !is_secret_key(k));

@@ -17,6 +17,9 @@ pub const HISTORY: &[u8] = b"h";
 pub const COUNTER: &[u8] = b"c";
 pub const OFFSET: &[u8] = b"o";
 pub const MARKER: &[u8] = b"t";
+pub const HISTORY_BASE: &[u8] = b"b";
+pub const CHANGE: &[u8] = b"f";
+pub const CHANGE_START: &[u8] = b"g";
 /// The store format key (u64 BE).
 pub const FORMAT: &[u8] = b"mformat";
 
@@ -86,6 +89,43 @@ pub fn history(id: &str, seq: u64) -> Vec<u8> {
 pub fn history_prefix(id: &str) -> Vec<u8> {
     let mut k = HISTORY.to_vec();
     push_str(&mut k, id);
+    k
+}
+
+/// The state a session's kept history starts from, once older chunks fell
+/// out of it.
+pub fn history_base(id: &str) -> Vec<u8> {
+    let mut k = HISTORY_BASE.to_vec();
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+/// The change-log prefix of one partition.
+pub fn change_prefix(partition: i32) -> Vec<u8> {
+    let mut k = CHANGE.to_vec();
+    k.extend_from_slice(&partition.to_be_bytes());
+    k
+}
+
+/// The change-log entry of the record at `offset` of `partition`.
+pub fn change(partition: i32, offset: i64) -> Vec<u8> {
+    let mut k = change_prefix(partition);
+    k.extend_from_slice(&offset.to_be_bytes());
+    k
+}
+
+/// Inverse of [`change`]: (partition, offset).
+pub fn split_change(key: &[u8]) -> Option<(i32, i64)> {
+    let rest = key.get(CHANGE.len()..)?;
+    let p = i32::from_be_bytes(rest.get(..4)?.try_into().ok()?);
+    let off = i64::from_be_bytes(rest.get(4..12)?.try_into().ok()?);
+    Some((p, off))
+}
+
+/// The first offset the change log of `partition` still holds.
+pub fn change_start(partition: i32) -> Vec<u8> {
+    let mut k = CHANGE_START.to_vec();
+    k.extend_from_slice(&partition.to_be_bytes());
     k
 }
 

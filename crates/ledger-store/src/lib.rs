@@ -17,7 +17,10 @@
 //! | `io` | chunk low bound | index chunk: entries sort(8), session id (every session, creation order) |
 //! | `ix` | chunk low bound | index chunk: entries deadline(8), session id, status due(1), partition(4) (active sessions only) |
 //! | `ie` | chunk low bound | index chunk: entries ended_at(8), session id (terminal sessions only: what retention purges, oldest first) |
-//! | `h` | len+session id, first seq(8) | one batch's [`HistoryEntry`]s of the session, postcard |
+//! | `h` | len+session id, first seq(8) | one batch's [`HistoryEntry`]s of the session (each with its event), postcard |
+//! | `b` | session id | [`HistoryBase`]: the state the kept history starts from, once older chunks were dropped |
+//! | `f` | partition(4), offset(8) | change log: the session id the record at that offset changed (visibly: not a pending shell) |
+//! | `g` | partition(4) | first offset the partition's change log holds, i64 BE |
 //! | `c` | counter name | u64 BE |
 //! | `o` | len+topic, partition(4) | next offset, i64 BE |
 //! | `t` | SHA-256(session id)[..16] | marker of a purged or erased session: kept until, Unix ms, i64 BE ([`i64::MAX`]: erased, forever) |
@@ -43,6 +46,7 @@
 mod chunks;
 mod keys;
 pub mod live;
+mod past;
 mod query;
 mod retention;
 mod store;
@@ -51,10 +55,11 @@ mod write;
 pub use chunks::CHUNK_MAX;
 pub use keys::index_keys;
 pub use live::LiveStore;
+pub use past::Past;
 pub use query::{encode_cursor, Filter, Order, Page, Start};
 pub use retention::{EraseReport, PurgeReport, Retention};
 pub use store::{
-    BatchReport, EventCounts, HistoryEntry, Record, Stats, Store, StoreError, StoredSession,
-    FORMAT, HISTORY_LEN,
+    BatchReport, EventCounts, HistoryBase, HistoryEntry, Record, Stats, Store, StoreError,
+    StoredSession, FORMAT, HISTORY_LEN,
 };
 pub use write::WRITE_PART;

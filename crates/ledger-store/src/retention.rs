@@ -19,7 +19,7 @@ use ledger_core::Subject;
 
 use crate::chunks::{IndexChanges, Scan};
 use crate::keys;
-use crate::store::{corrupt, Stats, Store, StoreError};
+use crate::store::{corrupt, decode, HistoryEntry, Stats, Store, StoreError};
 
 /// How long ended sessions are kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -209,9 +209,17 @@ impl Store {
             for k in keys::index_keys(&s.session, s.partition) {
                 index.remove(&k);
             }
+            // The change log names it no more either.
             for (seq, _) in &s.history_chunks {
-                batch.remove(keys::history(id, *seq));
+                let k = keys::history(id, *seq);
+                if let Some(v) = self.tree().get(&k)? {
+                    for e in decode::<Vec<HistoryEntry>>(&k, &v)? {
+                        batch.remove(keys::change(e.partition, e.offset));
+                    }
+                }
+                batch.remove(k);
             }
+            batch.remove(keys::history_base(id));
             batch.remove(keys::session(id));
             batch.insert(keys::marker(id), &until.to_be_bytes()[..]);
             stats.sessions -= 1;

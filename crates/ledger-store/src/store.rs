@@ -16,7 +16,7 @@ use crate::query::Filter;
 
 /// The on-disk layout this build reads and writes (the `m` format key).
 /// 2: index entries packed into chunks.
-pub const FORMAT: u64 = 4;
+pub const FORMAT: u64 = 5;
 
 /// How many events of each session the history keeps (oldest dropped first).
 pub const HISTORY_LEN: u64 = 100;
@@ -83,6 +83,19 @@ pub struct HistoryEntry {
     pub outcome: String,
     pub partition: i32,
     pub offset: i64,
+    /// The event as applied (its JSON, secret-named keys removed): the
+    /// history re-folds from these (`as_of`, the change feed).
+    pub event: Vec<u8>,
+}
+
+/// What a session's kept history starts from once older chunks fell out of
+/// it: the fold of every dropped event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryBase {
+    pub session: Session,
+    /// The latest event time folded into `session`, Unix ms: the history
+    /// answers for times at or after it.
+    pub through: i64,
 }
 
 /// Counts of what happened to consumed records.

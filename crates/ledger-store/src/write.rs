@@ -38,10 +38,25 @@ struct SessionWrite {
     history: Option<(Vec<u8>, Vec<u8>)>,
     /// History chunks that fell out of the kept window.
     history_dropped: Vec<Vec<u8>>,
+    /// The new history base when chunks were dropped (`keys::history_base`).
+    base: Option<Vec<u8>>,
+    /// Change-log entries: records of this batch that changed the session
+    /// visibly (partition, offset).
+    changes: Vec<(i32, i64)>,
     /// Status before the batch (`None`: a new session) and after it.
     status: (Option<Status>, Status),
     /// The session's warning threshold, minutes.
     warning_minutes: u32,
+}
+
+/// Whether a session state is one the views show (not a pending shell).
+fn next_visible(s: Option<&ledger_core::Session>) -> bool {
+    s.is_some_and(|s| s.status != Status::Pending)
+}
+
+/// The session id of a session record key.
+fn id_of(key: &[u8]) -> &str {
+    std::str::from_utf8(&key[keys::SESSION.len()..]).unwrap_or_default()
 }
 
 /// Below this many sessions a batch is folded on the calling thread alone.
@@ -125,6 +140,8 @@ impl Store {
             .load(std::sync::atomic::Ordering::Relaxed);
         let parts = writes.len().div_ceil(part_max).max(1);
         let mut writes = writes.into_iter();
+        // Partitions whose change log is known to have a start.
+        let mut change_start: HashMap<i32, i64> = HashMap::new();
         for part in 0..parts {
             let mut batch = sled::Batch::default();
             let mut index = IndexChanges::default();
@@ -140,6 +157,17 @@ impl Store {
                     stats.max_warning_minutes.max(u64::from(w.warning_minutes));
                 for k in w.history_dropped {
                     batch.remove(k);
+                }
+                if let Some(b) = w.base {
+                    batch.insert(keys::history_base(id_of(&w.key)), b);
+                }
+                for &(p, off) in &w.changes {
+                    if !change_start.contains_key(&p) && self.change_start(p)?.is_none() {
+                        change_start.insert(p, off);
+                        batch.insert(keys::change_start(p), &off.to_be_bytes()[..]);
+                    }
+                    change_start.entry(p).or_insert(off);
+                    batch.insert(keys::change(p, off), &w.key[keys::SESSION.len()..]);
                 }
                 if let Some((k, v)) = w.history {
                     batch.insert(k, v);
@@ -220,6 +248,7 @@ impl Store {
         }
         let mut counts = EventCounts::default();
         let mut history = Vec::new();
+        let mut changes = Vec::new();
         let mut partition = records[0].partition;
         for r in &records {
             let (next, outcome) = apply(session.take(), &r.event, &self.inner.defaults);
@@ -227,7 +256,12 @@ impl Store {
             partition = r.partition;
             applied.insert(r.partition, r.offset);
             counts.count(outcome);
+            if outcome.changed_state() && next_visible(session.as_ref()) {
+                changes.push((r.partition, r.offset));
+            }
             if outcome != Outcome::Duplicate {
+                let event = serde_json::to_vec(&ledger_core::limits::redacted(&r.event))
+                    .map_err(|e| crate::store::corrupt(&key, e))?;
                 history.push(HistoryEntry {
                     seq: history_len + history.len() as u64,
                     id: r.event.id.clone(),
@@ -236,6 +270,7 @@ impl Store {
                     outcome: outcome.as_str().to_string(),
                     partition: r.partition,
                     offset: r.offset,
+                    event,
                 });
             }
         }
@@ -258,6 +293,8 @@ impl Store {
                     record: encode(&s),
                     history: None,
                     history_dropped: vec![],
+                    base: None,
+                    changes: vec![],
                     status: (Some(status), status),
                     warning_minutes: s.session.timeout.warning_threshold_minutes,
                 }),
@@ -278,6 +315,31 @@ impl Store {
             kept -= u64::from(n);
             chunks.pop_front();
         }
+        // What falls out of the history is folded into its base, so the
+        // rest still re-folds to every state after it.
+        let base = if history_dropped.is_empty() {
+            None
+        } else {
+            let mut base = self.history_base(id)?;
+            for k in &history_dropped {
+                let Some(v) = self.inner.tree.get(k)? else {
+                    continue;
+                };
+                for e in decode::<Vec<HistoryEntry>>(k, &v)? {
+                    let ev = crate::past::event_of(&e, k)?;
+                    let (prev, through) = match base.take() {
+                        Some(b) => (Some(b.session), b.through),
+                        None => (None, i64::MIN),
+                    };
+                    let (s, _) = apply(prev, &ev, &self.inner.defaults);
+                    base = Some(crate::store::HistoryBase {
+                        session: s,
+                        through: through.max(ev.time_ms),
+                    });
+                }
+            }
+            base.map(|b| encode(&b))
+        };
         let now = StoredSession {
             session: session.expect("a session has folded at least one event"),
             partition,
@@ -309,6 +371,8 @@ impl Store {
                 record: encode(&now),
                 history: Some((keys::history(id, first), encode(&history))),
                 history_dropped,
+                base,
+                changes,
                 status: (status_before, now.session.status),
                 warning_minutes: now.session.timeout.warning_threshold_minutes,
             }),

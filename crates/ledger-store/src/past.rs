@@ -1,0 +1,212 @@
+//! The past of a session and of the store: states re-folded from a
+//! session's kept history (`as_of`, the change feed's states), and the change
+//! log (`f`: which session each record changed visibly, by partition and
+//! offset).
+//!
+//! A session's history keeps its last [`crate::HISTORY_LEN`] events or more,
+//! each with the event itself; what fell out of it is folded into its base
+//! (`b`), so every state from the base's latest event time on re-folds
+//! exactly. The change log is written with the sessions it names and trimmed
+//! from the front ([`Store::trim_changes`]); `g` holds where each partition's
+//! log starts.
+
+use ledger_core::{apply, Event, Session, Status};
+
+use crate::keys;
+use crate::store::{decode, HistoryBase, HistoryEntry, Store, StoreError, StoredSession};
+
+/// A session at a past point.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Past {
+    /// No such session, or not yet visible then (unknown, or a pending shell).
+    Missing,
+    /// The session as it was.
+    Found(Session),
+    /// Older than the kept history: states are known from `from` on (event
+    /// time, Unix ms).
+    OutOfHistory { from: i64 },
+}
+
+/// The event a history entry recorded.
+pub(crate) fn event_of(e: &HistoryEntry, key: &[u8]) -> Result<Event, StoreError> {
+    serde_json::from_slice(&e.event).map_err(|err| crate::store::corrupt(key, err))
+}
+
+impl Store {
+    /// The base the kept history of `id` starts from (`None`: it starts
+    /// from the session's first event).
+    pub fn history_base(&self, id: &str) -> Result<Option<HistoryBase>, StoreError> {
+        let k = keys::history_base(id);
+        self.tree()
+            .get(&k)?
+            .map(|v| decode::<HistoryBase>(&k, &v))
+            .transpose()
+    }
+
+    /// Every kept history entry of a stored session, oldest first, with the
+    /// event each recorded.
+    fn kept_history(
+        &self,
+        id: &str,
+        s: &StoredSession,
+    ) -> Result<Vec<(HistoryEntry, Event)>, StoreError> {
+        let mut out = vec![];
+        for &(seq, _) in &s.history_chunks {
+            let k = keys::history(id, seq);
+            let Some(v) = self.tree().get(&k)? else {
+                continue;
+            };
+            for e in decode::<Vec<HistoryEntry>>(&k, &v)? {
+                let ev = event_of(&e, &k)?;
+                out.push((e, ev));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Re-folds `id`'s kept history over its base, folding the entries
+    /// `take` accepts and stopping at the first it answers `None` for.
+    fn refold(
+        &self,
+        id: &str,
+        from_ok: impl FnOnce(i64) -> bool,
+        mut take: impl FnMut(&HistoryEntry, &Event) -> Option<bool>,
+    ) -> Result<Past, StoreError> {
+        let Some(stored) = self.stored(id)? else {
+            return Ok(Past::Missing);
+        };
+        let base = self.history_base(id)?;
+        if let Some(b) = &base {
+            if !from_ok(b.through) {
+                return Ok(Past::OutOfHistory { from: b.through });
+            }
+        }
+        let mut state = base.map(|b| b.session);
+        for (e, ev) in self.kept_history(id, &stored)? {
+            match take(&e, &ev) {
+                None => break,
+                Some(false) => {}
+                Some(true) => state = Some(apply(state.take(), &ev, self.defaults()).0),
+            }
+        }
+        Ok(match state {
+            Some(s) if s.status != Status::Pending => Past::Found(s),
+            _ => Past::Missing,
+        })
+    }
+
+    /// Session `id` as it was at `at` (Unix ms): the fold, in the order they
+    /// were applied, of its events whose event time is at or before `at`.
+    /// Read-time statuses are the caller's (render the state at `at`).
+    pub fn as_of(&self, id: &str, at: i64) -> Result<Past, StoreError> {
+        self.refold(id, |through| through <= at, |_, ev| Some(ev.time_ms <= at))
+    }
+
+    /// Session `id` right after the record at `offset` of `partition` was
+    /// applied (what the change-log entry of that record announces).
+    /// `OutOfHistory` when that record is no longer in the kept history.
+    pub fn state_after(&self, id: &str, partition: i32, offset: i64) -> Result<Past, StoreError> {
+        let mut reached = false;
+        let mut in_base = true;
+        let past = self.refold(
+            id,
+            |_| true,
+            |e, _| {
+                in_base = false;
+                if reached {
+                    return None;
+                }
+                reached = e.partition == partition && e.offset == offset;
+                Some(true)
+            },
+        )?;
+        if !reached {
+            // The record fell out of the kept history (or never was in it).
+            let from = if in_base {
+                i64::MAX
+            } else {
+                self.history_base(id)?.map_or(i64::MIN, |b| b.through)
+            };
+            return Ok(Past::OutOfHistory { from });
+        }
+        Ok(past)
+    }
+
+    /// Where the change log of `partition` starts (`None`: nothing logged
+    /// yet).
+    pub fn change_start(&self, partition: i32) -> Result<Option<i64>, StoreError> {
+        let k = keys::change_start(partition);
+        Ok(self.tree().get(&k)?.and_then(|v| {
+            let b: [u8; 8] = v.as_ref().try_into().ok()?;
+            Some(i64::from_be_bytes(b))
+        }))
+    }
+
+    /// Change-log entries of `partition` at or after offset `from`, oldest
+    /// first, at most `limit`: (offset, session id).
+    pub fn changes(
+        &self,
+        partition: i32,
+        from: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        let mut out = Vec::new();
+        let end = keys::change(partition, i64::MAX);
+        for kv in self
+            .tree()
+            .range(keys::change(partition, from.max(0))..end)
+            .take(limit)
+        {
+            let (k, v) = kv?;
+            let Some((_, off)) = keys::split_change(&k) else {
+                continue;
+            };
+            out.push((off, String::from_utf8_lossy(&v).into_owned()));
+        }
+        Ok(out)
+    }
+
+    /// Removes change-log entries of each partition more than `keep`
+    /// offsets behind its next offset (for `topic`), at most `limit` in all;
+    /// moves each partition's start. Returns how many were removed.
+    pub fn trim_changes(&self, topic: &str, keep: i64, limit: usize) -> Result<usize, StoreError> {
+        let mut removed = 0;
+        for (p, next) in self.offsets(topic)? {
+            let cut = next.saturating_sub(keep);
+            if self.change_start(p)?.is_none_or(|s| s >= cut) {
+                continue;
+            }
+            let _w = self.inner.write.lock().unwrap_or_else(|p| p.into_inner());
+            let mut batch = sled::Batch::default();
+            let mut n = 0;
+            for kv in self
+                .tree()
+                .range(keys::change(p, 0)..keys::change(p, cut))
+                .keys()
+                .take(limit - removed)
+            {
+                batch.remove(kv?);
+                n += 1;
+            }
+            let start = if removed + n >= limit {
+                // Stopped early: the log starts at the first entry left.
+                self.tree()
+                    .range(keys::change(p, 0)..keys::change(p, cut))
+                    .keys()
+                    .nth(n)
+                    .transpose()?
+                    .and_then(|k| keys::split_change(&k))
+                    .map_or(cut, |(_, off)| off)
+            } else {
+                cut
+            };
+            batch.insert(keys::change_start(p), &start.to_be_bytes()[..]);
+            self.tree().apply_batch(batch)?;
+            removed += n;
+            if removed >= limit {
+                break;
+            }
+        }
+        Ok(removed)
+    }
+}
