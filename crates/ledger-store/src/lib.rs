@@ -44,6 +44,7 @@
 //! stored offsets are the positions after the last events applied to every session.
 
 mod chunks;
+mod feed;
 mod keys;
 pub mod live;
 mod past;
@@ -54,6 +55,7 @@ mod write;
 
 pub use chunks::CHUNK_MAX;
 pub use keys::index_keys;
+pub use feed::{event_type_of, ChangeKind, FeedItem, Token};
 pub use live::LiveStore;
 pub use past::Past;
 pub use query::{encode_cursor, Filter, Order, Page, Start};

@@ -45,7 +45,7 @@ impl Store {
 
     /// Every kept history entry of a stored session, oldest first, with the
     /// event each recorded.
-    fn kept_history(
+    pub(crate) fn kept_history(
         &self,
         id: &str,
         s: &StoredSession,
@@ -173,7 +173,7 @@ impl Store {
         let mut removed = 0;
         for (p, next) in self.offsets(topic)? {
             let cut = next.saturating_sub(keep);
-            if self.change_start(p)?.is_none_or(|s| s >= cut) {
+            if self.change_start(p)?.unwrap_or(0) >= cut {
                 continue;
             }
             let _w = self.inner.write.lock().unwrap_or_else(|p| p.into_inner());

@@ -200,6 +200,8 @@ impl Store {
             return Ok(0);
         }
         let _w = self.inner.write.lock().unwrap_or_else(|p| p.into_inner());
+        self.bump_epoch();
+        let _end = crate::write::EpochEnd(self);
         let mut batch = sled::Batch::default();
         let mut index = IndexChanges::default();
         let mut stats = self.stats();

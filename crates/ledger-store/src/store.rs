@@ -251,6 +251,9 @@ pub(crate) struct Inner {
     /// as of the start of the last completed flush. Never ahead of `offsets`.
     pub(crate) durable: Mutex<HashMap<String, BTreeMap<i32, i64>>>,
     pub(crate) defaults: Defaults,
+    /// Write epoch: odd while a batch or removal is being written, bumped
+    /// before and after each; watchers (the change feed) are woken by it.
+    pub(crate) epoch: tokio::sync::watch::Sender<u64>,
 }
 
 /// A cheap-to-clone handle on the read models. Reads are concurrent; batches
@@ -363,6 +366,7 @@ impl Store {
                 durable: Mutex::new(offsets.clone()),
                 offsets: Mutex::new(offsets),
                 defaults,
+                epoch: tokio::sync::watch::Sender::new(0),
             }),
         };
         // Only now, holding sled's lock on the live generation (no other
@@ -466,7 +470,7 @@ impl Store {
 
     /// Deadline index entries with a deadline in `[from, to]` (Unix ms),
     /// earliest first, at most `limit`.
-    fn deadlines(
+    pub(crate) fn deadlines(
         &self,
         from: i64,
         to: i64,
@@ -541,6 +545,21 @@ impl Store {
 
     /// Makes a written batch's counters and offsets (topic, partition, next
     /// offset) the applied ones.
+    /// The write epoch: odd while a write is under way; changed by each.
+    pub fn epoch(&self) -> u64 {
+        *self.inner.epoch.borrow()
+    }
+
+    /// Wakes on every change of the write epoch (closed with the store).
+    pub fn watch(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.epoch.subscribe()
+    }
+
+    /// Marks a write as begun or ended (called under the write lock).
+    pub(crate) fn bump_epoch(&self) {
+        self.inner.epoch.send_modify(|e| *e += 1);
+    }
+
     pub(crate) fn set_applied(&self, stats: Stats, offsets: &[(&str, i32, i64)]) {
         *self.inner.stats.lock().unwrap_or_else(|p| p.into_inner()) = stats;
         let mut applied = self.inner.offsets.lock().unwrap_or_else(|p| p.into_inner());

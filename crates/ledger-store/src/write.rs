@@ -49,6 +49,15 @@ struct SessionWrite {
     warning_minutes: u32,
 }
 
+/// Ends a write epoch when dropped (on every return, errors included).
+pub(crate) struct EpochEnd<'a>(pub(crate) &'a Store);
+
+impl Drop for EpochEnd<'_> {
+    fn drop(&mut self) {
+        self.0.bump_epoch();
+    }
+}
+
 /// Whether a session state is one the views show (not a pending shell).
 fn next_visible(s: Option<&ledger_core::Session>) -> bool {
     s.is_some_and(|s| s.status != Status::Pending)
@@ -83,6 +92,8 @@ impl Store {
         dead_lettered: u64,
     ) -> Result<BatchReport, StoreError> {
         let _w = self.inner.write.lock().unwrap_or_else(|p| p.into_inner());
+        self.bump_epoch();
+        let _end = EpochEnd(self);
         let tree = &self.inner.tree;
         // Each session's records, in batch order; sessions in first-seen order.
         let mut slot: HashMap<&str, usize> = HashMap::new();
@@ -140,8 +151,15 @@ impl Store {
             .load(std::sync::atomic::Ordering::Relaxed);
         let parts = writes.len().div_ceil(part_max).max(1);
         let mut writes = writes.into_iter();
-        // Partitions whose change log is known to have a start.
-        let mut change_start: HashMap<i32, i64> = HashMap::new();
+        // A partition first consumed past offset 0 (the topic's retention
+        // deleted what came before) has a change log that starts there.
+        let known = self.offsets(topic)?;
+        let mut first_seen: BTreeMap<i32, i64> = BTreeMap::new();
+        for r in records {
+            if !known.contains_key(&r.partition) {
+                first_seen.entry(r.partition).or_insert(r.offset);
+            }
+        }
         for part in 0..parts {
             let mut batch = sled::Batch::default();
             let mut index = IndexChanges::default();
@@ -162,11 +180,6 @@ impl Store {
                     batch.insert(keys::history_base(id_of(&w.key)), b);
                 }
                 for &(p, off) in &w.changes {
-                    if !change_start.contains_key(&p) && self.change_start(p)?.is_none() {
-                        change_start.insert(p, off);
-                        batch.insert(keys::change_start(p), &off.to_be_bytes()[..]);
-                    }
-                    change_start.entry(p).or_insert(off);
                     batch.insert(keys::change(p, off), &w.key[keys::SESSION.len()..]);
                 }
                 if let Some((k, v)) = w.history {
@@ -182,6 +195,13 @@ impl Store {
                 }
             }
             let last = part + 1 == parts;
+            if part == 0 {
+                for (&p, &off) in &first_seen {
+                    if off > 0 && self.change_start(p)?.is_none() {
+                        batch.insert(keys::change_start(p), &off.to_be_bytes()[..]);
+                    }
+                }
+            }
             if last {
                 stats.events.add(&unwritten);
                 for &(p, off) in next_offsets {
