@@ -18,6 +18,7 @@ pub struct Config {
     pub defaults: Defaults,
     pub reaper: ReaperSection,
     pub retention: RetentionSection,
+    pub feed: FeedSection,
     pub auth: AuthSection,
 }
 
@@ -88,6 +89,29 @@ pub struct ReaperSection {
     pub enabled: bool,
     /// How often to look for sessions past their deadline, ms.
     pub interval_ms: u64,
+}
+
+/// The change feed (`…/stream`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FeedSection {
+    /// Offsets of each partition the change log keeps behind its head: a
+    /// reader further behind gets a `reset`.
+    pub keep_offsets: i64,
+    /// How often an idle reader gets a heartbeat (with its token), ms.
+    pub heartbeat_ms: u64,
+    /// How often the change log is trimmed, ms.
+    pub trim_every_ms: u64,
+}
+
+impl Default for FeedSection {
+    fn default() -> Self {
+        Self {
+            keep_offsets: 1_000_000,
+            heartbeat_ms: 15_000,
+            trim_every_ms: 10_000,
+        }
+    }
 }
 
 /// How long ended sessions are kept (`docs`: retention and erasure).

@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::process::{Command, Output};
 use std::time::Duration;
 
@@ -18,31 +18,6 @@ use ledger_kafka::publish::RawRecord;
 
 const ADMIN_KEY: &str = "sk_test_ledger_sdk";
 const USER_KEY: &str = "sk_test_ledger_sdk_user";
-
-/// `scripts/sdk install`'s `name=path` lines.
-fn install_sdks() -> HashMap<String, String> {
-    let out = Command::new(root().join("scripts/sdk"))
-        .arg("install")
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "installing the SDKs failed");
-    let paths: HashMap<String, String> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect();
-    for name in ["python", "python_orq3", "node_prefix"] {
-        assert!(paths.contains_key(name), "scripts/sdk printed no {name}=");
-    }
-    paths
-}
-
-fn hash(key: &str) -> String {
-    let out = Command::new(BIN).args(["hash-key", key]).output().unwrap();
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
 
 #[test]
 fn official_clients_read_the_ledger_unchanged() {
@@ -89,8 +64,8 @@ fn official_clients_read_the_ledger_unchanged() {
         format!(
             "[[auth.keys]]\nname = \"sdk\"\nsha256 = \"{}\"\nscope = \"admin\"\n\n\
              [[auth.keys]]\nname = \"sdk-user\"\nsha256 = \"{}\"\nscope = \"user:{user}\"\n",
-            hash(ADMIN_KEY),
-            hash(USER_KEY),
+            hash_key(ADMIN_KEY),
+            hash_key(USER_KEY),
         ),
     )
     .unwrap();
@@ -103,7 +78,7 @@ fn official_clients_read_the_ledger_unchanged() {
     server.key = Some(ADMIN_KEY.to_string());
     server.wait_applied(sent, Duration::from_secs(300));
 
-    let sdk = install_sdks();
+    let sdk = sdk_paths();
     let sdk_dir = root().join("sdk");
     let args = [server.base.as_str(), ADMIN_KEY, USER_KEY, user.as_str()];
     let python = |venv: &str, script: &str| {

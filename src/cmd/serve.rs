@@ -103,14 +103,14 @@ pub async fn run(
     );
     let retention = spawn_maintenance(
         store.clone(),
-        &cfg.retention,
+        &cfg,
         clock.clone(),
         metrics.clone(),
         rebuilder.clone(),
-        cfg.store.compact_every_ms,
         reaper_stop.clone(),
     );
     let mut state = AppState::new(store.clone(), &cfg.kafka.topic, auth, clock, registry);
+    state.heartbeat = Duration::from_millis(cfg.feed.heartbeat_ms.max(10));
     let publisher = ledger_kafka::Publisher::new(&cfg.kafka.brokers, &cfg.kafka.topic)?;
     state.eraser = Some(Arc::new(move |e| {
         let publisher = publisher.clone();
@@ -193,13 +193,15 @@ pub async fn run(
 /// Every replica does all three to its own store by the same rules.
 fn spawn_maintenance(
     store: LiveStore,
-    cfg: &crate::config::RetentionSection,
+    config: &crate::config::Config,
     clock: super::Clock,
     metrics: Metrics,
     rebuilder: ledger_kafka::Rebuilder,
-    compact_every_ms: u64,
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) -> std::thread::JoinHandle<()> {
+    let (cfg, compact_every_ms) = (&config.retention, config.store.compact_every_ms);
+    let (topic, feed) = (config.kafka.topic.clone(), config.feed.clone());
+    let trim_every = Duration::from_millis(feed.trim_every_ms.max(10));
     let (policy, every) = (cfg.policy(), Duration::from_millis(cfg.interval_ms.max(10)));
     let compact_after = (cfg.compact_after_erasure_ms > 0)
         .then(|| Duration::from_millis(cfg.compact_after_erasure_ms));
@@ -210,8 +212,28 @@ fn spawn_maintenance(
         // Erasures counted at the last compaction, and when the count last moved.
         let (mut compacted, mut seen, mut moved) = (0u64, 0u64, std::time::Instant::now());
         let mut last_compaction = std::time::Instant::now();
+        let mut last_trim = std::time::Instant::now();
         while !stop.load(Ordering::Acquire) {
             std::thread::sleep(tick);
+            if last_trim.elapsed() >= trim_every {
+                last_trim = std::time::Instant::now();
+                loop {
+                    let gate = store.gate();
+                    let trimmed =
+                        store
+                            .get()
+                            .trim_changes(&topic, feed.keep_offsets.max(1), TRIM_BATCH);
+                    drop(gate);
+                    match trimmed {
+                        Ok(n) if n < TRIM_BATCH || stop.load(Ordering::Acquire) => break,
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::error!(error = %e, "trimming the change log failed; retrying next interval");
+                            break;
+                        }
+                    }
+                }
+            }
             if compact_every.is_some_and(|every| last_compaction.elapsed() >= every) {
                 last_compaction = std::time::Instant::now();
                 match rebuilder.start(ledger_kafka::Source::Store) {
@@ -271,6 +293,9 @@ fn spawn_maintenance(
         }
     })
 }
+
+/// Most change-log entries one trim write removes.
+const TRIM_BATCH: usize = 10_000;
 
 /// Most sessions one purge write removes: short enough that readers never
 /// wait for it longer than for an event batch.

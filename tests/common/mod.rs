@@ -5,7 +5,7 @@
 //! unset, one is started with `scripts/dev-broker` for this test process.
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -353,4 +353,35 @@ pub fn sigterm(pid: u32) {
         .status()
         .unwrap();
     assert!(st.success(), "kill -TERM {pid}");
+}
+
+/// `scripts/sdk install`'s `name=path` lines.
+pub fn sdk_paths() -> HashMap<String, String> {
+    let out = Command::new(root().join("scripts/sdk"))
+        .arg("install")
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "installing the SDKs failed");
+    let paths: HashMap<String, String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    for name in [
+        "python",
+        "python_orq3",
+        "node_prefix",
+        "python_live",
+        "chromium",
+    ] {
+        assert!(paths.contains_key(name), "scripts/sdk printed no {name}=");
+    }
+    paths
+}
+
+pub fn hash_key(key: &str) -> String {
+    let out = Command::new(BIN).args(["hash-key", key]).output().unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }

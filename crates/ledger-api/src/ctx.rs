@@ -280,9 +280,9 @@ fn as_of_param(uri: &Uri, now: i64) -> Result<Option<i64>, String> {
     };
     let Some(v) = pairs
         .into_iter()
-        .filter(|(k, _)| k == "as_of")
+        .rev()
+        .find(|(k, _)| k == "as_of")
         .map(|(_, v)| v)
-        .last()
     else {
         return Ok(None);
     };

@@ -18,6 +18,9 @@ pub use auth::{hash_key, ApiKey, Auth, Scope};
 pub use dialect::{Dialect, Failure};
 pub use error::ApiError;
 pub use state::{AppState, Eraser, HttpMetrics, IngestHealth, RebuildHooks};
+/// A session in Clerk's wire shape at `now` (Unix ms): what Clerk's routes
+/// and its change feed send.
+pub use views::clerk::session_json as clerk_session_json;
 
 use axum::Router;
 

@@ -48,6 +48,40 @@ impl HttpMetrics {
     }
 }
 
+/// The change feed's metrics.
+#[derive(Clone, Default)]
+pub struct FeedMetrics {
+    /// Readers connected now.
+    pub subscribers: Gauge,
+    /// Events sent to readers (after their filters).
+    pub events: prometheus_client::metrics::counter::Counter,
+    /// `reset` events sent (readers behind the change log).
+    pub resets: prometheus_client::metrics::counter::Counter,
+}
+
+impl FeedMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = Self::default();
+        let r = registry.sub_registry_with_prefix("ledger");
+        r.register(
+            "feed_subscribers",
+            "Change-feed readers connected",
+            m.subscribers.clone(),
+        );
+        r.register(
+            "feed_events",
+            "Change-feed events sent to readers",
+            m.events.clone(),
+        );
+        r.register(
+            "feed_resets",
+            "Change-feed resets sent (readers behind the change log)",
+            m.resets.clone(),
+        );
+        m
+    }
+}
+
 /// What ingestion says about itself, for `/healthz` and `/readyz`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IngestHealth {
@@ -104,6 +138,9 @@ pub struct AppState {
     pub eraser: Option<Eraser>,
     /// Online rebuilds (`None`: not offered here).
     pub rebuild: Option<RebuildHooks>,
+    pub feed: FeedMetrics,
+    /// How often an idle change-feed reader gets a heartbeat.
+    pub heartbeat: std::time::Duration,
 }
 
 impl AppState {
@@ -118,6 +155,7 @@ impl AppState {
         mut registry: Registry,
     ) -> Self {
         let http = HttpMetrics::register(&mut registry);
+        let feed = FeedMetrics::register(&mut registry);
         let (_tx, rx) = watch::channel(0);
         let started_ms = clock();
         Self {
@@ -133,6 +171,8 @@ impl AppState {
             http,
             eraser: None,
             rebuild: None,
+            feed,
+            heartbeat: std::time::Duration::from_secs(15),
         }
     }
 

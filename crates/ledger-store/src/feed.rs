@@ -104,6 +104,7 @@ pub enum ChangeKind {
 
 /// One item of the feed.
 #[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)] // items are moved, not stored
 pub enum FeedItem {
     Change {
         /// Where a reader that received this item resumes.
@@ -251,7 +252,14 @@ impl Store {
             let Past::Found(now) = self.as_of(id, i64::MAX)? else {
                 return Ok(None);
             };
-            return Ok(Some(self.item(now, "session.updated", false, partition, offset, token)));
+            return Ok(Some(self.item(
+                now,
+                "session.updated",
+                false,
+                partition,
+                offset,
+                token,
+            )));
         };
         if after.status == Status::Pending {
             return Ok(None);
@@ -272,7 +280,9 @@ impl Store {
         } else {
             "session.updated"
         };
-        Ok(Some(self.item(after, event_type, created, partition, offset, token)))
+        Ok(Some(self.item(
+            after, event_type, created, partition, offset, token,
+        )))
     }
 
     fn item(
@@ -332,7 +342,15 @@ mod tests {
             through_id: None,
         };
         assert_eq!(Token::decode(&none.encode()), Some(none));
-        for bad in ["", "2.0=1.5.-", "1.0=x.5.-", "1.0=1.5", "1.0=1.5.-.x", "1.-1=0.5.-", "1.0=1.5.zz"] {
+        for bad in [
+            "",
+            "2.0=1.5.-",
+            "1.0=x.5.-",
+            "1.0=1.5",
+            "1.0=1.5.-.x",
+            "1.-1=0.5.-",
+            "1.0=1.5.zz",
+        ] {
             assert_eq!(Token::decode(bad), None, "{bad}");
         }
     }

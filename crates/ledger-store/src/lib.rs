@@ -54,8 +54,8 @@ mod store;
 mod write;
 
 pub use chunks::CHUNK_MAX;
-pub use keys::index_keys;
 pub use feed::{event_type_of, ChangeKind, FeedItem, Token};
+pub use keys::index_keys;
 pub use live::LiveStore;
 pub use past::Past;
 pub use query::{encode_cursor, Filter, Order, Page, Start};

@@ -17,6 +17,7 @@ use crate::store::{decode, HistoryBase, HistoryEntry, Store, StoreError, StoredS
 
 /// A session at a past point.
 #[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)] // returned, not stored
 pub enum Past {
     /// No such session, or not yet visible then (unknown, or a pending shell).
     Missing,

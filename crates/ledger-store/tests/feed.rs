@@ -58,7 +58,11 @@ fn a_reconnecting_reader_gets_every_change_once() {
     let mut last_received = token.clone();
     let mut got: Vec<FeedItem> = vec![];
     let mut reconnects = 0;
-    let read = |store: &Store, token: &mut Token, last: &mut Token, now: i64, got: &mut Vec<FeedItem>| loop {
+    let read = |store: &Store,
+                token: &mut Token,
+                last: &mut Token,
+                now: i64,
+                got: &mut Vec<FeedItem>| loop {
         let items = store.feed_read(TOPIC, token, now, 64).unwrap();
         if items.is_empty() {
             break;
@@ -109,7 +113,14 @@ fn a_reconnecting_reader_gets_every_change_once() {
     let mut read_time = BTreeSet::new();
     let mut last_pos: BTreeMap<String, (i32, i64)> = BTreeMap::new();
     for it in &got {
-        let FeedItem::Change { kind, session, position, at, .. } = it else {
+        let FeedItem::Change {
+            kind,
+            session,
+            position,
+            at,
+            ..
+        } = it
+        else {
             panic!("no reset expected: the log is not trimmed");
         };
         match position {
@@ -124,14 +135,23 @@ fn a_reconnecting_reader_gets_every_change_once() {
                 }
             }
             None => {
-                let ChangeKind::ReadTime(st) = kind else { panic!("{kind:?}") };
+                let ChangeKind::ReadTime(st) = kind else {
+                    panic!("{kind:?}")
+                };
                 assert_eq!(session.status_at(*at), *st);
                 assert_eq!(session.next_deadline().map(|d| d.0), Some(*at));
-                assert!(read_time.insert((session.id.clone(), *at)), "{} expired twice", session.id);
+                assert!(
+                    read_time.insert((session.id.clone(), *at)),
+                    "{} expired twice",
+                    session.id
+                );
             }
         }
     }
-    assert!(!read_time.is_empty(), "some deadlines passed before the reaper's event");
+    assert!(
+        !read_time.is_empty(),
+        "some deadlines passed before the reaper's event"
+    );
     let mut suppressed = 0;
     for (pos, (before, after)) in &want {
         if seen_pos.contains(pos) {
@@ -141,8 +161,15 @@ fn a_reconnecting_reader_gets_every_change_once() {
         // left out.
         let b = before.as_ref().expect("a change of a known session");
         let (at, due) = b.next_deadline().expect("a deadline");
-        assert_eq!((after.status, after.ended_at), (due, Some(at)), "change at {pos:?} missing");
-        assert!(read_time.contains(&(after.id.clone(), at)), "change at {pos:?} missing");
+        assert_eq!(
+            (after.status, after.ended_at),
+            (due, Some(at)),
+            "change at {pos:?} missing"
+        );
+        assert!(
+            read_time.contains(&(after.id.clone(), at)),
+            "change at {pos:?} missing"
+        );
         suppressed += 1;
     }
     assert!(suppressed > 0);
@@ -173,6 +200,12 @@ fn a_reader_behind_the_trimmed_log_is_reset() {
     // From the head on, nothing is missed.
     apply_batch(&store, &mut next, &events[2_000..]);
     let items = store.feed_read(TOPIC, &mut token, 1, 100_000).unwrap();
-    assert!(items.iter().all(|i| matches!(i, FeedItem::Change { position: Some(_), .. })));
+    assert!(items.iter().all(|i| matches!(
+        i,
+        FeedItem::Change {
+            position: Some(_),
+            ..
+        }
+    )));
     assert!(!items.is_empty());
 }

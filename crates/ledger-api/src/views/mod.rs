@@ -9,6 +9,7 @@ pub mod clerk;
 pub mod eliza;
 pub mod ops;
 pub mod orq;
+pub(crate) mod stream;
 pub mod wingspan;
 
 use axum::response::{IntoResponse, Response};

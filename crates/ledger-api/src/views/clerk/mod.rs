@@ -12,14 +12,16 @@ use ledger_core::Status;
 use ledger_store::Filter;
 use serde_json::{json, Value};
 
+use super::stream::{stream, StreamSpec};
 use super::with_next_cursor;
 use crate::ctx::Ctx;
 use crate::dialect::Dialect;
 use crate::error::ApiError;
 use crate::state::AppState;
+use axum::http::HeaderMap;
 
 pub use dialect::Clerk;
-use json::session_json;
+pub use json::session_json;
 
 /// The paths Clerk's dialect is spoken under.
 pub const PREFIXES: &[(&str, &dyn Dialect)] = &[("/v1/sessions", &Clerk)];
@@ -29,7 +31,23 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/sessions", get(list))
         .route("/v1/sessions/{id}", get(get_one))
+        .route(
+            "/v1/sessions/stream",
+            get(|ctx: Ctx<Clerk>, h: HeaderMap| stream(ctx, h, &STREAM)),
+        )
 }
+
+/// `GET /v1/sessions/stream`: the change feed in Clerk's shape, with the
+/// list's filters (`views::stream`).
+static STREAM: StreamSpec = StreamSpec {
+    render: session_json,
+    user: "user_id",
+    client: "client_id",
+    agent: "agent_id",
+    workspace: "workspace_id",
+    status: "status",
+    serves: |_| true,
+};
 
 /// `GET /v1/sessions?client_id&user_id&status&paginated&limit&offset`
 /// (+ `agent_id`, `workspace_id`, `cursor`; `x-next-cursor` header).

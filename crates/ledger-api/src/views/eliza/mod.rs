@@ -17,12 +17,14 @@ use ledger_core::Status;
 use ledger_store::Filter;
 use serde_json::{json, Value};
 
+use super::stream::{stream, StreamSpec};
 use super::with_next_cursor;
 use crate::auth::Scope;
 use crate::ctx::Ctx;
 use crate::dialect::Dialect;
 use crate::error::ApiError;
 use crate::state::AppState;
+use axum::http::HeaderMap;
 
 pub use dialect::Eliza;
 use json::{event_json, session_info, ListBody, ListStats};
@@ -34,11 +36,27 @@ pub const PREFIXES: &[(&str, &dyn Dialect)] = &[("/api/messaging/sessions", &Eli
 /// no parameters and expects every live session (DESIGN.md §7).
 pub const LIST_MAX: usize = 1_000;
 
+/// `GET /api/messaging/sessions/stream`: the change feed in elizaOS's
+/// `SessionInfo` shape, with the list's filters (`views::stream`).
+static STREAM: StreamSpec = StreamSpec {
+    render: |s, now| serde_json::to_value(session_info(s, now)).unwrap_or_default(),
+    user: "userId",
+    client: "clientId",
+    agent: "agentId",
+    workspace: "workspaceId",
+    status: "status",
+    serves: |_| true,
+};
+
 /// elizaOS's routes.
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/messaging/sessions", get(list))
         .route("/api/messaging/sessions/health", get(health))
+        .route(
+            "/api/messaging/sessions/stream",
+            get(|ctx: Ctx<Eliza>, h: HeaderMap| stream(ctx, h, &STREAM)),
+        )
         .route("/api/messaging/sessions/{id}", get(get_one))
         .route("/api/messaging/sessions/{id}/events", get(events))
 }

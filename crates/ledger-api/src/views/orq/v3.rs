@@ -17,6 +17,8 @@ use super::{DEFAULT_LIMIT, MAX_LIMIT};
 use crate::ctx::Ctx;
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::views::stream::{stream, StreamSpec};
+use axum::http::HeaderMap;
 
 /// The 3.x routes.
 pub fn routes() -> Router<AppState> {
@@ -25,12 +27,28 @@ pub fn routes() -> Router<AppState> {
         .route("/v2/traces/sessions/query", post(query))
         .route("/v2/traces/sessions/count", post(count_sessions))
         .route(
+            "/v2/traces/sessions/stream",
+            get(|ctx: Ctx<Orq>, h: HeaderMap| stream(ctx, h, &STREAM)),
+        )
+        .route(
             "/v2/traces/sessions/{id}",
             get(get_one)
                 .patch(read_only::<Orq>)
                 .delete(read_only::<Orq>),
         )
 }
+
+/// `GET /v2/traces/sessions/stream`: the change feed in orq's session shape
+/// (`views::stream`).
+static STREAM: StreamSpec = StreamSpec {
+    render: session_json,
+    user: "user_id",
+    client: "client_id",
+    agent: "agent_id",
+    workspace: "workspace_id",
+    status: "status",
+    serves: |_| true,
+};
 
 /// The body of `query` and `count`.
 #[derive(Debug, Default, Deserialize)]

@@ -13,12 +13,14 @@ use ledger_core::event::SessionType;
 use ledger_store::Filter;
 use serde_json::Value;
 
+use super::stream::{stream, StreamSpec};
 use super::with_next_cursor;
 use crate::auth::Scope;
 use crate::ctx::Ctx;
 use crate::dialect::Dialect;
 use crate::error::ApiError;
 use crate::state::AppState;
+use axum::http::HeaderMap;
 
 pub use dialect::Wingspan;
 use json::{api_session_json, session_response_json};
@@ -32,7 +34,23 @@ pub fn routes() -> Router<AppState> {
         .route("/users/session/api", get(list))
         .route("/users/session/api/{id}", get(get_api))
         .route("/users/session/token/{id}", get(get_token))
+        .route(
+            "/users/session/api/stream",
+            get(|ctx: Ctx<Wingspan>, h: HeaderMap| stream(ctx, h, &STREAM)),
+        )
 }
+
+/// `GET /users/session/api/stream`: the change feed of API sessions in
+/// Wingspan's `ApiSessionResponse` shape (`views::stream`).
+static STREAM: StreamSpec = StreamSpec {
+    render: |s, _| api_session_json(s),
+    user: "userId",
+    client: "",
+    agent: "",
+    workspace: "",
+    status: "status",
+    serves: |s| s.session_type == SessionType::API,
+};
 
 /// `GET /users/session/api?userId&limit&cursor` → `ApiSessionResponse[]`.
 async fn list(ctx: Ctx<Wingspan>) -> Result<Response, ApiError> {
