@@ -439,3 +439,150 @@ fn readers_get_every_change_once_across_a_restart() {
         mine.len()
     );
 }
+
+/// Resident memory of a process, bytes.
+fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kb * 1024
+}
+
+#[test]
+fn a_reader_that_stops_reading_costs_no_memory_and_gets_a_reset() {
+    let paths = sdk_paths();
+    let brokers = broker();
+    let topic = topic(&brokers, "slow", 3);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ledger.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[kafka]\nbatch_max = 2000\n[feed]\nkeep_offsets = 500\ntrim_every_ms = 100\nheartbeat_ms = 500\n\n\
+             [[auth.keys]]\nname = \"admin\"\nsha256 = \"{}\"\nscope = \"admin\"\n",
+            hash_key(ADMIN_KEY),
+        ),
+    )
+    .unwrap();
+    let config = config.to_string_lossy().into_owned();
+    let mut server = Server::start(
+        &brokers,
+        &topic,
+        &dir.path().join("store"),
+        &["--no-reaper", "--config", &config],
+    );
+    server.key = Some(ADMIN_KEY.to_string());
+    // The same ledger with a reader that keeps reading: what ingestion and
+    // reading the feed cost.
+    let mut control = Server::start(
+        &brokers,
+        &topic,
+        &dir.path().join("control"),
+        &["--no-reaper", "--config", &config],
+    );
+    control.key = Some(ADMIN_KEY.to_string());
+    let url_file = dir.path().join("control-url");
+    std::fs::write(&url_file, &control.base).unwrap();
+    let _reading = reader(
+        &paths["python_live"],
+        dir.path(),
+        &url_file,
+        "/v1/sessions/stream",
+        ADMIN_KEY,
+        "control",
+    );
+    let (out, go) = (dir.path().join("slow.jsonl"), dir.path().join("go"));
+    let mut slow = Reader {
+        child: Some(
+            Command::new(&paths["python_live"])
+                .arg(root().join("tests/live/slow_reader.py"))
+                .arg(server.url("/v1/sessions/stream"))
+                .arg(ADMIN_KEY)
+                .arg(&out)
+                .arg(&go)
+                .stderr(Stdio::inherit())
+                .spawn()
+                .unwrap(),
+        ),
+        out: out.clone(),
+    };
+    let t0 = Instant::now();
+    while server.metric("ledger_feed_subscribers") < 1.0
+        || control.metric("ledger_feed_subscribers") < 1.0
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "the reader did not connect"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let events = generate(GenConfig {
+        seed: 5,
+        sessions: 12_000,
+        events: 100_000,
+        start_ms: now_ms() - 3_600_000,
+        ..Default::default()
+    });
+    let n0 = publish(
+        &brokers,
+        &topic,
+        events[..100].iter().map(RawRecord::event).collect(),
+    ) as i64;
+    server.wait_applied(n0, Duration::from_secs(60));
+    std::thread::sleep(Duration::from_millis(500));
+    let before = rss(server.child.id());
+    let n1 = publish(
+        &brokers,
+        &topic,
+        events[100..].iter().map(RawRecord::event).collect(),
+    ) as i64;
+    server.wait_applied(n0 + n1, Duration::from_secs(120));
+    control.wait_applied(n0 + n1, Duration::from_secs(120));
+    std::thread::sleep(Duration::from_millis(1_000));
+    let (after, alone) = (rss(server.child.id()), rss(control.child.id()));
+    // What the reader fell behind by, as the feed would have sent it.
+    let sample = ledger_api::clerk_session_json(
+        &ledger_testkit::fold(&events[..50])
+            .into_values()
+            .next()
+            .unwrap(),
+        0,
+    )
+    .to_string()
+    .len() as u64;
+    let behind = (n1 as u64) * sample;
+    std::fs::write(&go, "").unwrap();
+    let st = slow.child.take().unwrap().wait().unwrap();
+    assert!(st.success());
+    let got: Vec<Value> = std::fs::read_to_string(&slow.out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let reset = got
+        .iter()
+        .position(|e| e["event"] == "reset")
+        .expect("a reset event");
+    // The reset's id is the head; what follows resumes from it.
+    let head = Token::decode(got[reset]["id"].as_str().unwrap()).unwrap();
+    let next = Token::decode(got[reset + 1]["id"].as_str().unwrap()).unwrap();
+    assert!(next
+        .next
+        .iter()
+        .all(|(p, o)| *o >= head.next.get(p).copied().unwrap_or(0)));
+    eprintln!(
+        "slow reader: {} events before the reset; server RSS {:.1} MiB before the backlog, {:.1} MiB with the reader {:.1} MiB of changes behind, {:.1} MiB for the same ledger with a reader that keeps reading",
+        reset,
+        before as f64 / 1048576.0,
+        after as f64 / 1048576.0,
+        behind as f64 / 1048576.0,
+        alone as f64 / 1048576.0,
+    );
+    assert!(
+        after < alone + behind / 2,
+        "{after} bytes resident with the reader {behind} bytes behind, {alone} with one reading"
+    );
+}
