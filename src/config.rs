@@ -19,6 +19,9 @@ pub struct Config {
     pub reaper: ReaperSection,
     pub retention: RetentionSection,
     pub feed: FeedSection,
+    /// Endpoints the change feed is delivered to (`[[webhooks]]`).
+    pub webhooks: Vec<WebhookSection>,
+    pub webhook_retry: WebhookRetrySection,
     pub auth: AuthSection,
 }
 
@@ -89,6 +92,81 @@ pub struct ReaperSection {
     pub enabled: bool,
     /// How often to look for sessions past their deadline, ms.
     pub interval_ms: u64,
+}
+
+/// One webhook endpoint: sessions' changes POSTed as Clerk-style events,
+/// signed per Standard Webhooks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSection {
+    /// Names the endpoint (metrics, logs, its consumer group): keep it
+    /// stable, the delivery cursors are kept under it.
+    pub name: String,
+    pub url: String,
+    /// Event types to deliver (`session.created`, `session.updated`,
+    /// `session.ended`, …); empty: every type.
+    #[serde(default)]
+    pub events: Vec<String>,
+    #[serde(default)]
+    pub user_id: Option<String>,
+    #[serde(default)]
+    pub workspace_id: Option<String>,
+    #[serde(default)]
+    pub client_id: Option<String>,
+    #[serde(default)]
+    pub agent_id: Option<String>,
+    /// The signing secret, `whsec_` + base64 (or name it in `secret_env`).
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// An environment variable holding the secret.
+    #[serde(default)]
+    pub secret_env: Option<String>,
+}
+
+impl WebhookSection {
+    /// The endpoint as the deliverer takes it (the secret read and checked).
+    pub fn endpoint(&self) -> anyhow::Result<ledger_hooks::Endpoint> {
+        let secret = match (&self.secret, &self.secret_env) {
+            (Some(s), _) => s.clone(),
+            (None, Some(var)) => std::env::var(var).with_context(|| {
+                format!("webhook {}: reading its secret from ${var}", self.name)
+            })?,
+            (None, None) => anyhow::bail!("webhook {}: needs `secret` or `secret_env`", self.name),
+        };
+        Ok(ledger_hooks::Endpoint {
+            name: self.name.clone(),
+            url: self.url.clone(),
+            events: self.events.clone(),
+            user_id: self.user_id.clone(),
+            workspace_id: self.workspace_id.clone(),
+            client_id: self.client_id.clone(),
+            agent_id: self.agent_id.clone(),
+            key: ledger_hooks::parse_secret(&secret)
+                .map_err(|e| anyhow::anyhow!("webhook {}: {e}", self.name))?,
+        })
+    }
+}
+
+/// How webhook deliveries are timed and retried (forever: at least once).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookRetrySection {
+    /// Timeout of one attempt, ms.
+    pub timeout_ms: u64,
+    /// Wait after the first failure, ms; doubles after each.
+    pub first_backoff_ms: u64,
+    /// Longest wait between attempts, ms.
+    pub max_backoff_ms: u64,
+}
+
+impl Default for WebhookRetrySection {
+    fn default() -> Self {
+        Self {
+            timeout_ms: 10_000,
+            first_backoff_ms: 500,
+            max_backoff_ms: 300_000,
+        }
+    }
 }
 
 /// The change feed (`…/stream`).
@@ -235,6 +313,11 @@ impl Config {
         let mut c = self.clone();
         for k in &mut c.auth.keys {
             k.sha256 = format!("{}…", &k.sha256.chars().take(8).collect::<String>());
+        }
+        for w in &mut c.webhooks {
+            if w.secret.is_some() {
+                w.secret = Some("whsec_…".into());
+            }
         }
         toml::to_string(&c).unwrap_or_default()
     }

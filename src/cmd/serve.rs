@@ -74,6 +74,12 @@ pub async fn run(
     );
     let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry);
+    let hook_metrics = ledger_hooks::HookMetrics::register(&mut registry);
+    let endpoints = cfg
+        .webhooks
+        .iter()
+        .map(|w| w.endpoint())
+        .collect::<anyhow::Result<Vec<_>>>()?;
     // The dead-letter topic is created when the first dead letter needs it
     // (the broker may not be up yet).
     let ingest = Ingestor::new(cfg.kafka.ingest_config(), store.clone(), metrics.clone()).spawn();
@@ -107,6 +113,21 @@ pub async fn run(
         clock.clone(),
         metrics.clone(),
         rebuilder.clone(),
+        reaper_stop.clone(),
+    );
+    let hooks = ledger_hooks::spawn(
+        ledger_hooks::HooksConfig {
+            brokers: cfg.kafka.brokers.clone(),
+            topic: cfg.kafka.topic.clone(),
+            group_id: cfg.kafka.group_id.clone(),
+            endpoints,
+            timeout: Duration::from_millis(cfg.webhook_retry.timeout_ms),
+            first_backoff: Duration::from_millis(cfg.webhook_retry.first_backoff_ms.max(1)),
+            max_backoff: Duration::from_millis(cfg.webhook_retry.max_backoff_ms.max(1)),
+        },
+        store.clone(),
+        hook_metrics,
+        clock.clone(),
         reaper_stop.clone(),
     );
     let mut state = AppState::new(store.clone(), &cfg.kafka.topic, auth, clock, registry);
@@ -169,6 +190,9 @@ pub async fn run(
             let _ = r.join();
         }
         let _ = retention.join();
+        for h in hooks {
+            let _ = h.join();
+        }
         ingest.stop()
     })
     .await?;

@@ -143,13 +143,32 @@ impl Store {
         now: i64,
         limit: usize,
     ) -> Result<Vec<FeedItem>, StoreError> {
+        self.feed_read_in(topic, token, now, limit, None)
+    }
+
+    /// [`Store::feed_read`] of one partition's sessions only (`only`), or of
+    /// all: a token of one partition moves in that partition alone.
+    pub fn feed_read_in(
+        &self,
+        topic: &str,
+        token: &mut Token,
+        now: i64,
+        limit: usize,
+        only: Option<i32>,
+    ) -> Result<Vec<FeedItem>, StoreError> {
         let limit = limit.max(1);
         let epoch = self.epoch();
-        let applied = self.offsets(topic)?;
+        let mut applied = self.offsets(topic)?;
+        if let Some(p) = only {
+            applied.retain(|&q, _| q == p);
+        }
         for &p in applied.keys() {
             let pos = token.next.get(&p).copied().unwrap_or(0);
             if self.change_start(p)?.is_some_and(|start| pos < start) {
-                let head = self.feed_head(topic, now)?;
+                let mut head = self.feed_head(topic, now)?;
+                if let Some(p) = only {
+                    head.next.retain(|&q, _| q == p);
+                }
                 *token = head.clone();
                 return Ok(vec![FeedItem::Reset { token: head }]);
             }
@@ -192,8 +211,8 @@ impl Store {
         let mut expiries = Vec::new();
         let due = self.deadlines(token.through, now, limit + 1)?;
         let full = due.len() > limit;
-        for (id, at, status, _) in due.into_iter().take(limit) {
-            if scanned.covers(at, &id) {
+        for (id, at, status, partition) in due.into_iter().take(limit) {
+            if scanned.covers(at, &id) || only.is_some_and(|p| p != partition) {
                 continue;
             }
             scanned.through = at;
