@@ -44,6 +44,15 @@ fn demo_serves_all_four_views_with_no_setup() {
         printed.iter().any(|l| l.contains("curl")),
         "prints requests to paste: {printed:?}"
     );
+    // The console's address comes first, and it serves the page.
+    let console = format!("{base}/ui");
+    assert!(printed[0].contains(&console), "{printed:?}");
+    let page = reqwest::blocking::get(&console).unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page
+        .text()
+        .unwrap()
+        .contains("<title>session-ledger console</title>"));
     let get = |path: &str| -> Value {
         // The stream is consumed right after start: wait until sessions show.
         for _ in 0..100 {

@@ -29,6 +29,7 @@ pub async fn run(port: u16, sessions: usize, events: usize) -> anyhow::Result<()
     cfg.store.path = dir.clone();
     cfg.http.listen = format!("127.0.0.1:{port}");
     cfg.auth.disabled = true;
+    println!("demo: console at http://127.0.0.1:{port}/ui (auth is off in the demo: connect with any key)");
     let opts = GenerateOpts {
         sessions,
         events,

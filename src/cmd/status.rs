@@ -28,6 +28,9 @@ struct Snapshot {
     erased: f64,
     rebuild_running: f64,
     rebuilds: f64,
+    feed_subscribers: f64,
+    /// Endpoint → (delivered, failed attempts, failing now, partitions owned).
+    webhooks: BTreeMap<String, (f64, f64, f64, f64)>,
     ready: (u16, String),
 }
 
@@ -80,6 +83,18 @@ fn scrape(base: &str) -> anyhow::Result<Snapshot> {
             ("ledger_erased_sessions_total", _) => s.erased = v,
             ("ledger_rebuild_running", _) => s.rebuild_running = v,
             ("ledger_rebuilds_total", _) => s.rebuilds = v,
+            ("ledger_feed_subscribers", _) => s.feed_subscribers = v,
+            (name, _) if name.starts_with("ledger_webhook_") => {
+                let ep = m.labels.get("endpoint").unwrap_or("?").to_string();
+                let w = s.webhooks.entry(ep).or_default();
+                match name {
+                    "ledger_webhook_deliveries_total" => w.0 = v,
+                    "ledger_webhook_failures_total" => w.1 = v,
+                    "ledger_webhook_failing" => w.2 = v,
+                    "ledger_webhook_owned_partitions" => w.3 = v,
+                    _ => {}
+                }
+            }
             _ => {}
         }
     }
@@ -207,6 +222,22 @@ fn render(base: &str, now: &Snapshot, before: Option<(&Snapshot, Duration)>) -> 
         },
         thousands(now.rebuilds)
     ));
+    o.push_str(&format!(
+        "feed         {} readers connected\n",
+        thousands(now.feed_subscribers)
+    ));
+    if now.webhooks.is_empty() {
+        o.push_str("webhooks     none configured\n");
+    }
+    for (ep, (delivered, failures, failing, owned)) in &now.webhooks {
+        o.push_str(&format!(
+            "webhook      {ep}: {}, {} delivered, {} failed attempts since start; delivers {} partitions here\n",
+            if *failing > 0.0 { "FAILING (retrying)" } else { "ok" },
+            thousands(*delivered),
+            thousands(*failures),
+            thousands(*owned),
+        ));
+    }
     o.push_str(&format!(
         "consumer     {}, stalled partitions {}\n",
         match now.consumer_up {

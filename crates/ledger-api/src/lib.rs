@@ -42,6 +42,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(api)
         .merge(views::ops::routes())
+        .merge(views::console::routes())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::observe,

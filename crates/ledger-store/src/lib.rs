@@ -57,7 +57,7 @@ pub use chunks::CHUNK_MAX;
 pub use feed::{event_type_of, ChangeKind, FeedItem, Token};
 pub use keys::index_keys;
 pub use live::LiveStore;
-pub use past::Past;
+pub use past::{Past, Step};
 pub use query::{encode_cursor, Filter, Order, Page, Start};
 pub use retention::{EraseReport, PurgeReport, Retention};
 pub use store::{

@@ -211,3 +211,68 @@ impl Store {
         Ok(removed)
     }
 }
+
+/// One step of a session's timeline: an event of its kept history and the
+/// state it left.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    pub entry: HistoryEntry,
+    pub after: Session,
+}
+
+impl Store {
+    /// The kept history of `id`, each event with the state after it (the
+    /// base's state is where it starts: `HistoryBase::through`). `None`: no
+    /// such session.
+    pub fn timeline(
+        &self,
+        id: &str,
+    ) -> Result<Option<(Option<HistoryBase>, Vec<Step>)>, StoreError> {
+        let Some(stored) = self.stored(id)? else {
+            return Ok(None);
+        };
+        let base = self.history_base(id)?;
+        let mut state = base.as_ref().map(|b| b.session.clone());
+        let mut steps = vec![];
+        for (entry, ev) in self.kept_history(id, &stored)? {
+            let after = apply(state.take(), &ev, self.defaults()).0;
+            state = Some(after.clone());
+            steps.push(Step { entry, after });
+        }
+        Ok(Some((base, steps)))
+    }
+
+    /// Sessions that ended in `(from, to]` (Unix ms): terminal ones by their
+    /// `ended_at`, and active ones whose deadline passed then (read-time);
+    /// `(id, when)`, at most `limit`.
+    pub fn ended_between(
+        &self,
+        from: i64,
+        to: i64,
+        limit: usize,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let mut out = vec![];
+        let start = keys::ord_i64(from.saturating_add(1)).to_vec();
+        for e in crate::chunks::Scan::new(
+            self.tree(),
+            keys::BY_END,
+            std::ops::Bound::Included(start),
+            false,
+        )? {
+            let e = e?;
+            let (ended, id) = keys::split_ordered(&e, 0)
+                .ok_or_else(|| crate::store::corrupt(&e, "bad end entry"))?;
+            if ended > to || out.len() >= limit {
+                break;
+            }
+            out.push((id, ended));
+        }
+        for (id, at, _, _) in self.deadlines(from.saturating_add(1), to, limit)? {
+            if out.len() >= limit {
+                break;
+            }
+            out.push((id, at));
+        }
+        Ok(out)
+    }
+}

@@ -6,6 +6,7 @@
 //! the paths its dialect is spoken under (listed in [`PREFIXES`] here).
 
 pub mod clerk;
+pub mod console;
 pub mod eliza;
 pub mod ops;
 pub mod orq;
