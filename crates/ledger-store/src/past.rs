@@ -220,6 +220,9 @@ pub struct Step {
     pub after: Session,
 }
 
+/// A session's kept history: where it starts, and each step.
+pub type Timeline = (Option<HistoryBase>, Vec<Step>);
+
 impl Store {
     /// The kept history of `id`, each event with the state after it (the
     /// base's state is where it starts: `HistoryBase::through`). `None`: no
@@ -227,7 +230,7 @@ impl Store {
     pub fn timeline(
         &self,
         id: &str,
-    ) -> Result<Option<(Option<HistoryBase>, Vec<Step>)>, StoreError> {
+    ) -> Result<Option<Timeline>, StoreError> {
         let Some(stored) = self.stored(id)? else {
             return Ok(None);
         };
