@@ -227,10 +227,7 @@ impl Store {
     /// The kept history of `id`, each event with the state after it (the
     /// base's state is where it starts: `HistoryBase::through`). `None`: no
     /// such session.
-    pub fn timeline(
-        &self,
-        id: &str,
-    ) -> Result<Option<Timeline>, StoreError> {
+    pub fn timeline(&self, id: &str) -> Result<Option<Timeline>, StoreError> {
         let Some(stored) = self.stored(id)? else {
             return Ok(None);
         };
