@@ -21,7 +21,8 @@
 //! Applied changes are shown as of the watermark's time (the reader's now);
 //! read-time transitions as of their deadline.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
 
 use ledger_core::{apply, Session, Status};
 
@@ -88,6 +89,52 @@ impl Token {
     fn covers(&self, at: i64, id: &str) -> bool {
         at < self.through
             || (at == self.through && self.through_id.as_deref().is_none_or(|w| id <= w))
+    }
+}
+
+/// What one applied record did to its session, as every reader sees it
+/// (cached: readers following the head read the same records).
+#[derive(Debug)]
+pub(crate) struct Known {
+    event_type: &'static str,
+    created: bool,
+    session: Session,
+    /// The deadline this change closed the session at (the reaper's close):
+    /// not announced to a reader whose watermark passed it.
+    closes_at: Option<i64>,
+}
+
+/// Recently read changes by (partition, offset), at most [`CACHE_MAX`]:
+/// facts that never change, but for sessions removed since (a removal
+/// clears the cache).
+#[derive(Debug, Default)]
+pub(crate) struct FeedCache {
+    map: HashMap<(i32, i64), Option<Arc<Known>>>,
+    order: VecDeque<(i32, i64)>,
+}
+
+/// Changes the feed cache holds.
+const CACHE_MAX: usize = 65_536;
+
+impl FeedCache {
+    fn get(&self, p: i32, off: i64) -> Option<Option<Arc<Known>>> {
+        self.map.get(&(p, off)).cloned()
+    }
+
+    fn put(&mut self, p: i32, off: i64, v: Option<Arc<Known>>) {
+        if self.map.insert((p, off), v).is_none() {
+            self.order.push_back((p, off));
+        }
+        while self.order.len() > CACHE_MAX {
+            if let Some(k) = self.order.pop_front() {
+                self.map.remove(&k);
+            }
+        }
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.map.clear();
+        self.order.clear();
     }
 }
 
@@ -252,6 +299,55 @@ impl Store {
         offset: i64,
         token: &Token,
     ) -> Result<Option<FeedItem>, StoreError> {
+        let Some(c) = self.change_at(id, partition, offset)? else {
+            return Ok(None);
+        };
+        // The reaper's close at a deadline already announced at read time.
+        if c.closes_at.is_some_and(|at| token.covers(at, id)) {
+            return Ok(None);
+        }
+        Ok(Some(self.item(
+            c.session.clone(),
+            c.event_type,
+            c.created,
+            partition,
+            offset,
+            token,
+        )))
+    }
+
+    /// What the record at `offset` of `partition` did to session `id`, from
+    /// the feed cache (every reader reads the same changes) or re-folded.
+    fn change_at(
+        &self,
+        id: &str,
+        partition: i32,
+        offset: i64,
+    ) -> Result<Option<Arc<Known>>, StoreError> {
+        if let Some(hit) = self
+            .inner
+            .feed_cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(partition, offset)
+        {
+            return Ok(hit);
+        }
+        let known = self.fold_change(id, partition, offset)?.map(Arc::new);
+        self.inner
+            .feed_cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .put(partition, offset, known.clone());
+        Ok(known)
+    }
+
+    fn fold_change(
+        &self,
+        id: &str,
+        partition: i32,
+        offset: i64,
+    ) -> Result<Option<Known>, StoreError> {
         let Some(stored) = self.stored(id)? else {
             return Ok(None);
         };
@@ -271,26 +367,22 @@ impl Store {
             let Past::Found(now) = self.as_of(id, i64::MAX)? else {
                 return Ok(None);
             };
-            return Ok(Some(self.item(
-                now,
-                "session.updated",
-                false,
-                partition,
-                offset,
-                token,
-            )));
+            return Ok(Some(Known {
+                event_type: "session.updated",
+                created: false,
+                session: now,
+                closes_at: None,
+            }));
         };
         if after.status == Status::Pending {
             return Ok(None);
         }
-        // The reaper's close at a deadline already announced at read time.
-        if let Some(b) = before.as_ref().filter(|b| b.status == Status::Active) {
-            if let Some((at, due)) = b.next_deadline() {
-                if after.status == due && after.ended_at == Some(at) && token.covers(at, id) {
-                    return Ok(None);
-                }
-            }
-        }
+        let closes_at = before
+            .as_ref()
+            .filter(|b| b.status == Status::Active)
+            .and_then(|b| b.next_deadline())
+            .filter(|&(at, due)| after.status == due && after.ended_at == Some(at))
+            .map(|(at, _)| at);
         let created = kind == "session.created";
         let event_type = if created {
             "session.created"
@@ -299,9 +391,12 @@ impl Store {
         } else {
             "session.updated"
         };
-        Ok(Some(self.item(
-            after, event_type, created, partition, offset, token,
-        )))
+        Ok(Some(Known {
+            event_type,
+            created,
+            session: after,
+            closes_at,
+        }))
     }
 
     fn item(

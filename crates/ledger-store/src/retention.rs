@@ -237,6 +237,12 @@ impl Store {
         }
         index.write(self.tree(), &mut batch)?;
         self.tree().apply_batch(batch)?;
+        // The feed shows no removed session again.
+        self.inner
+            .feed_cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
         self.set_applied(stats, offsets);
         Ok(removed)
     }

@@ -254,6 +254,8 @@ pub(crate) struct Inner {
     /// Write epoch: odd while a batch or removal is being written, bumped
     /// before and after each; watchers (the change feed) are woken by it.
     pub(crate) epoch: tokio::sync::watch::Sender<u64>,
+    /// Changes the feed read recently (shared by every reader).
+    pub(crate) feed_cache: Mutex<crate::feed::FeedCache>,
 }
 
 /// A cheap-to-clone handle on the read models. Reads are concurrent; batches
@@ -367,6 +369,7 @@ impl Store {
                 offsets: Mutex::new(offsets),
                 defaults,
                 epoch: tokio::sync::watch::Sender::new(0),
+                feed_cache: Mutex::default(),
             }),
         };
         // Only now, holding sled's lock on the live generation (no other
