@@ -648,6 +648,76 @@ fn real_responses_validate_against_the_openapi_document() {
             cases.push(("get", t, format!("{p}{id}{suffix}"), None, Some(ADMIN)));
         }
     }
+    // `as_of`: the past state of each session on every by-id route, and a
+    // time that is none, in the view's envelope.
+    for id in ids.iter().take(6) {
+        for (t, p) in [
+            ("/v1/sessions/{id}", "/v1/sessions/"),
+            ("/v2/traces/sessions/{id}", "/v2/traces/sessions/"),
+            ("/v2/sessions/{id}", "/v2/sessions/"),
+            ("/users/session/api/{id}", "/users/session/api/"),
+            ("/users/session/token/{id}", "/users/session/token/"),
+            ("/api/messaging/sessions/{id}", "/api/messaging/sessions/"),
+        ] {
+            let at = NOW - 5 * 60_000;
+            cases.push(("get", t, format!("{p}{id}?as_of={at}"), None, Some(ADMIN)));
+            cases.push(("get", t, format!("{p}{id}?as_of=soon"), None, Some(ADMIN)));
+        }
+    }
+    // The change feeds answer errors as JSON at once (a 200 streams: the
+    // end-to-end tests read those).
+    for t in [
+        "/v1/sessions/stream",
+        "/v2/traces/sessions/stream",
+        "/users/session/api/stream",
+        "/api/messaging/sessions/stream",
+    ] {
+        cases.push(("get", t, t.to_string(), None, None));
+        cases.push((
+            "get",
+            t,
+            format!("{t}?since=not-a-token"),
+            None,
+            Some(ADMIN),
+        ));
+        let who = if t.contains("/users/") || t.contains("/messaging/") {
+            "userId"
+        } else {
+            "user_id"
+        };
+        cases.push(("get", t, format!("{t}?{who}=user_2"), None, Some(USER)));
+    }
+    // The console's page and routes.
+    cases.push(("get", "/ui", "/ui".into(), None, None));
+    cases.push((
+        "get",
+        "/ledger/summary",
+        "/ledger/summary".into(),
+        None,
+        Some(USER),
+    ));
+    cases.push((
+        "get",
+        "/ledger/summary",
+        "/ledger/summary".into(),
+        None,
+        None,
+    ));
+    for (id, key) in [
+        (ids[0].as_str(), ADMIN),
+        ("nope", ADMIN),
+        (ids[0].as_str(), ""),
+    ] {
+        let key = (!key.is_empty()).then_some(key);
+        cases.push((
+            "get",
+            "/ledger/sessions/{id}/timeline",
+            format!("/ledger/sessions/{id}/timeline"),
+            None,
+            key,
+        ));
+    }
+
     // Writes on a session are refused in both orq generations.
     for (t, p) in [
         ("/v2/traces/sessions/{id}", "/v2/traces/sessions/"),
