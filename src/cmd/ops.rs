@@ -153,9 +153,9 @@ pub fn inspect(cfg: Config, id: &str) -> anyhow::Result<()> {
         .into_iter()
         .map(|e| {
             json!({
-                "seq": e.seq, "id": e.id, "type": e.kind, "time": e.time,
+                "seq": e.seq, "id": e.id(), "type": e.kind(), "time": e.time(),
                 "outcome": e.outcome, "partition": e.partition, "offset": e.offset,
-                "event": serde_json::from_slice::<serde_json::Value>(&e.event).ok(),
+                "event": e.event,
             })
         })
         .collect();

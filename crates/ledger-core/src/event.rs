@@ -168,13 +168,13 @@ pub struct CreatedData {
     pub session_type: Option<SessionType>,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
-    #[serde(default)]
+    #[serde(default, with = "crate::session::json_native_or_text")]
     pub metadata: Option<serde_json::Map<String, Value>>,
     #[serde(default)]
     pub tags: Vec<String>,
     #[serde(default)]
     pub contact_ids: Vec<String>,
-    #[serde(default)]
+    #[serde(default, with = "crate::session::json_native_or_text")]
     pub actor: Option<serde_json::Map<String, Value>>,
     #[serde(default)]
     pub organization_id: Option<String>,
@@ -244,8 +244,8 @@ pub enum EventData {
     Terminal(TerminalData),
 }
 
-/// A decoded, validated session event. Its serde form (JSON) is what a
-/// session's history keeps, so the fold can be replayed from it.
+/// A decoded, validated session event. A session's history keeps it
+/// (postcard), so the fold can be replayed from it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     /// CloudEvents `id`; unique per event, used for de-duplication.

@@ -288,6 +288,31 @@ pub fn id_hash(id: &str) -> u64 {
     h
 }
 
+/// Free-form JSON members as themselves in human-readable formats (the wire's
+/// JSON) and as JSON text in compact ones (postcard, which is not
+/// self-describing): events keep their JSON shape and still store compactly.
+pub(crate) mod json_native_or_text {
+    use serde::{de::DeserializeOwned, Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<T: Serialize, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            return v.serialize(s);
+        }
+        let text = serde_json::to_string(v).map_err(serde::ser::Error::custom)?;
+        s.serialize_str(&text)
+    }
+
+    pub fn deserialize<'de, T: DeserializeOwned, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<T, D::Error> {
+        if d.is_human_readable() {
+            return T::deserialize(d);
+        }
+        let text = String::deserialize(d)?;
+        serde_json::from_str(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 /// Serializes free-form JSON members as JSON text, so that sessions also
 /// encode in compact formats that are not self-describing.
 mod json_text {

@@ -353,10 +353,10 @@ impl Store {
         };
         let mut before: Option<Session> = self.history_base(id)?.map(|b| b.session);
         let mut found = None;
-        for (e, ev) in self.kept_history(id, &stored)? {
-            let (after, _) = apply(before.clone(), &ev, self.defaults());
+        for e in self.kept_history(id, &stored)? {
+            let (after, _) = apply(before.clone(), &e.event, self.defaults());
             if e.partition == partition && e.offset == offset {
-                found = Some((e.kind, after));
+                found = Some((e.kind(), after));
                 break;
             }
             before = Some(after);

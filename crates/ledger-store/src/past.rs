@@ -28,11 +28,6 @@ pub enum Past {
     OutOfHistory { from: i64 },
 }
 
-/// The event a history entry recorded.
-pub(crate) fn event_of(e: &HistoryEntry, key: &[u8]) -> Result<Event, StoreError> {
-    serde_json::from_slice(&e.event).map_err(|err| crate::store::corrupt(key, err))
-}
-
 impl Store {
     /// The base the kept history of `id` starts from (`None`: it starts
     /// from the session's first event).
@@ -44,22 +39,25 @@ impl Store {
             .transpose()
     }
 
-    /// Every kept history entry of a stored session, oldest first, with the
-    /// event each recorded.
+    /// Every kept history entry of a stored session, oldest first.
     pub(crate) fn kept_history(
         &self,
         id: &str,
         s: &StoredSession,
-    ) -> Result<Vec<(HistoryEntry, Event)>, StoreError> {
+    ) -> Result<Vec<HistoryEntry>, StoreError> {
         let mut out = vec![];
         for &(seq, _) in &s.history_chunks {
             let k = keys::history(id, seq);
-            let Some(v) = self.tree().get(&k)? else {
-                continue;
-            };
-            for e in decode::<Vec<HistoryEntry>>(&k, &v)? {
-                let ev = event_of(&e, &k)?;
-                out.push((e, ev));
+            if let Some(v) = self.tree().get(&k)? {
+                out.extend(
+                    decode::<Vec<HistoryEntry>>(&k, &v)?
+                        .into_iter()
+                        .map(|mut e| {
+                            // Stored without it: the key names the session.
+                            e.event.session_id = id.to_string();
+                            e
+                        }),
+                );
             }
         }
         Ok(out)
@@ -83,11 +81,11 @@ impl Store {
             }
         }
         let mut state = base.map(|b| b.session);
-        for (e, ev) in self.kept_history(id, &stored)? {
-            match take(&e, &ev) {
+        for e in self.kept_history(id, &stored)? {
+            match take(&e, &e.event) {
                 None => break,
                 Some(false) => {}
-                Some(true) => state = Some(apply(state.take(), &ev, self.defaults()).0),
+                Some(true) => state = Some(apply(state.take(), &e.event, self.defaults()).0),
             }
         }
         Ok(match state {
@@ -234,8 +232,8 @@ impl Store {
         let base = self.history_base(id)?;
         let mut state = base.as_ref().map(|b| b.session.clone());
         let mut steps = vec![];
-        for (entry, ev) in self.kept_history(id, &stored)? {
-            let after = apply(state.take(), &ev, self.defaults()).0;
+        for entry in self.kept_history(id, &stored)? {
+            let after = apply(state.take(), &entry.event, self.defaults()).0;
             state = Some(after.clone());
             steps.push(Step { entry, after });
         }

@@ -16,7 +16,7 @@ use crate::query::Filter;
 
 /// The on-disk layout this build reads and writes (the `m` format key).
 /// 2: index entries packed into chunks.
-pub const FORMAT: u64 = 5;
+pub const FORMAT: u64 = 6;
 
 /// How many events of each session the history keeps (oldest dropped first).
 pub const HISTORY_LEN: u64 = 100;
@@ -72,20 +72,33 @@ pub struct Record {
 }
 
 /// One entry of a session's bounded event history.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HistoryEntry {
     pub seq: u64,
-    pub id: String,
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// Event time, Unix ms.
-    pub time: i64,
     pub outcome: String,
     pub partition: i32,
     pub offset: i64,
-    /// The event as applied (its JSON, secret-named keys removed): the
-    /// history re-folds from these (`as_of`, the change feed).
-    pub event: Vec<u8>,
+    /// The event as applied (secret-named keys removed): the history
+    /// re-folds from these (`as_of`, the change feed). Stored without its
+    /// session id (the key's); every reader fills it in.
+    pub event: Event,
+}
+
+impl HistoryEntry {
+    /// The event's id.
+    pub fn id(&self) -> &str {
+        &self.event.id
+    }
+
+    /// The event's type (`session.created`, …).
+    pub fn kind(&self) -> &'static str {
+        self.event.kind.type_name()
+    }
+
+    /// The event's time, Unix ms.
+    pub fn time(&self) -> i64 {
+        self.event.time_ms
+    }
 }
 
 /// What a session's kept history starts from once older chunks fell out of
@@ -454,6 +467,9 @@ impl Store {
         for kv in self.inner.tree.scan_prefix(keys::history_prefix(id)) {
             let (k, v) = kv?;
             out.extend(decode::<Vec<HistoryEntry>>(&k, &v)?);
+        }
+        for e in &mut out {
+            e.event.session_id = id.to_string();
         }
         let extra = out.len().saturating_sub(HISTORY_LEN as usize);
         out.drain(..extra);

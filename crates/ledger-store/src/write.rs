@@ -280,13 +280,11 @@ impl Store {
                 changes.push((r.partition, r.offset));
             }
             if outcome != Outcome::Duplicate {
-                let event = serde_json::to_vec(&ledger_core::limits::redacted(&r.event))
-                    .map_err(|e| crate::store::corrupt(&key, e))?;
+                // The session id is the key's: not stored again per event.
+                let mut event = ledger_core::limits::redacted(&r.event);
+                event.session_id = String::new();
                 history.push(HistoryEntry {
                     seq: history_len + history.len() as u64,
-                    id: r.event.id.clone(),
-                    kind: r.event.kind.type_name().to_string(),
-                    time: r.event.time_ms,
                     outcome: outcome.as_str().to_string(),
                     partition: r.partition,
                     offset: r.offset,
@@ -346,7 +344,8 @@ impl Store {
                     continue;
                 };
                 for e in decode::<Vec<HistoryEntry>>(k, &v)? {
-                    let ev = crate::past::event_of(&e, k)?;
+                    let mut ev = e.event;
+                    ev.session_id = id.to_string();
                     let (prev, through) = match base.take() {
                         Some(b) => (Some(b.session), b.through),
                         None => (None, i64::MIN),

@@ -176,7 +176,7 @@ fn history_is_bounded_and_ordered() {
     let h = store.history(id).unwrap();
     let n = events.len() as u64;
     assert_eq!(h.len() as u64, HISTORY_LEN.min(n));
-    assert_eq!(h.last().unwrap().id, events.last().unwrap().id);
+    assert_eq!(h.last().unwrap().id(), events.last().unwrap().id);
     assert!(h.windows(2).all(|w| w[0].seq + 1 == w[1].seq));
     assert_eq!(store.stored(id).unwrap().unwrap().history_len, n);
 }

@@ -96,9 +96,9 @@ async fn timeline(Path(id): Path<String>, ctx: Ctx<Plain>) -> Result<Json<Value>
             let deadline = s.after.next_deadline();
             json!({
                 "seq": s.entry.seq,
-                "id": s.entry.id,
-                "type": s.entry.kind,
-                "time": s.entry.time,
+                "id": s.entry.id(),
+                "type": s.entry.kind(),
+                "time": s.entry.time(),
                 "outcome": s.entry.outcome,
                 "status_after": s.after.status.as_str(),
                 "expire_at": s.after.expires_at,

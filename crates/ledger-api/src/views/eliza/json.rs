@@ -78,5 +78,5 @@ pub(super) struct ListStats {
 
 /// One audit-trail entry: the event, its outcome and where it was read.
 pub(super) fn event_json(e: &HistoryEntry) -> Value {
-    json!({"seq": e.seq, "id": e.id, "type": e.kind, "time": format_iso_ms(e.time), "outcome": e.outcome, "partition": e.partition, "offset": e.offset})
+    json!({"seq": e.seq, "id": e.id(), "type": e.kind(), "time": format_iso_ms(e.time()), "outcome": e.outcome, "partition": e.partition, "offset": e.offset})
 }
