@@ -193,7 +193,7 @@ fn reaper_expires_each_session_once_at_its_deadline_with_two_instances() {
                 .history(id)
                 .unwrap()
                 .into_iter()
-                .filter(|h| h.kind != "session.created")
+                .filter(|h| h.kind() != "session.created")
                 .filter(|h| h.outcome == "applied" || h.outcome == "closed_at_deadline")
                 .collect();
             assert_eq!(
