@@ -48,18 +48,12 @@ fn the_console_follows_finds_and_steps_back_in_a_real_browser() {
     let artifacts = root().join("target/test-artifacts/console");
     let _ = std::fs::remove_dir_all(&artifacts);
     std::fs::create_dir_all(&artifacts).unwrap();
-    let config = dir.path().join("ledger.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[[auth.keys]]\nname = \"admin\"\nsha256 = \"{}\"\nscope = \"admin\"\n\n\
-             [[auth.keys]]\nname = \"console\"\nsha256 = \"{}\"\nscope = \"user:{USER}\"\n",
-            hash_key(ADMIN_KEY),
-            hash_key(USER_KEY),
-        ),
-    )
-    .unwrap();
-    let config = config.to_string_lossy().into_owned();
+    let user_scope = format!("user:{USER}");
+    let config = config_with_keys(
+        dir.path(),
+        "",
+        &[(ADMIN_KEY, "admin"), (USER_KEY, &user_scope)],
+    );
     let mut server = Server::start(
         &brokers,
         &topic,

@@ -58,22 +58,17 @@ fn official_clients_read_the_ledger_unchanged() {
     ) as i64;
 
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("ledger.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[[auth.keys]]\nname = \"sdk\"\nsha256 = \"{}\"\nscope = \"admin\"\n\n\
-             [[auth.keys]]\nname = \"sdk-user\"\nsha256 = \"{}\"\nscope = \"user:{user}\"\n",
-            hash_key(ADMIN_KEY),
-            hash_key(USER_KEY),
-        ),
-    )
-    .unwrap();
+    let user_scope = format!("user:{user}");
+    let config = config_with_keys(
+        dir.path(),
+        "",
+        &[(ADMIN_KEY, "admin"), (USER_KEY, &user_scope)],
+    );
     let mut server = Server::start(
         &brokers,
         &topic,
         &dir.path().join("store"),
-        &["--no-reaper", "--config", config.to_str().unwrap()],
+        &["--no-reaper", "--config", &config],
     );
     server.key = Some(ADMIN_KEY.to_string());
     server.wait_applied(sent, Duration::from_secs(300));

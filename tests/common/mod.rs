@@ -385,3 +385,18 @@ pub fn hash_key(key: &str) -> String {
     let out = Command::new(BIN).args(["hash-key", key]).output().unwrap();
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
+
+/// Writes a configuration file in `dir`: `body`, then one `[[auth.keys]]`
+/// per `(key, scope)` (stored hashed, as an operator would); returns its path.
+pub fn config_with_keys(dir: &Path, body: &str, keys: &[(&str, &str)]) -> String {
+    let mut text = body.to_string();
+    for (i, (key, scope)) in keys.iter().enumerate() {
+        text.push_str(&format!(
+            "\n[[auth.keys]]\nname = \"key-{i}\"\nsha256 = \"{}\"\nscope = \"{scope}\"\n",
+            hash_key(key)
+        ));
+    }
+    let path = dir.join(format!("{}.toml", unique("ledger")));
+    std::fs::write(&path, text).unwrap();
+    path.to_string_lossy().into_owned()
+}
