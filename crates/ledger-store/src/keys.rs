@@ -107,19 +107,23 @@ pub fn change_prefix(partition: i32) -> Vec<u8> {
     k
 }
 
-/// The change-log entry of the record at `offset` of `partition`.
-pub fn change(partition: i32, offset: i64) -> Vec<u8> {
+/// A change-log chunk of `partition`: the changes one write part made in
+/// the consumed batch starting at `batch_first`; `first` is the chunk's
+/// smallest offset (chunks of one batch never share it).
+pub fn change(partition: i32, batch_first: i64, first: i64) -> Vec<u8> {
     let mut k = change_prefix(partition);
-    k.extend_from_slice(&offset.to_be_bytes());
+    k.extend_from_slice(&batch_first.to_be_bytes());
+    k.extend_from_slice(&first.to_be_bytes());
     k
 }
 
-/// Inverse of [`change`]: (partition, offset).
-pub fn split_change(key: &[u8]) -> Option<(i32, i64)> {
+/// Inverse of [`change`]: (partition, batch_first, first).
+pub fn split_change(key: &[u8]) -> Option<(i32, i64, i64)> {
     let rest = key.get(CHANGE.len()..)?;
     let p = i32::from_be_bytes(rest.get(..4)?.try_into().ok()?);
-    let off = i64::from_be_bytes(rest.get(4..12)?.try_into().ok()?);
-    Some((p, off))
+    let batch = i64::from_be_bytes(rest.get(4..12)?.try_into().ok()?);
+    let first = i64::from_be_bytes(rest.get(12..20)?.try_into().ok()?);
+    Some((p, batch, first))
 }
 
 /// The first offset the change log of `partition` still holds.

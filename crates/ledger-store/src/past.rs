@@ -1,7 +1,7 @@
 //! The past of a session and of the store: states re-folded from a
 //! session's kept history (`as_of`, the change feed's states), and the change
 //! log (`f`: which session each record changed visibly, by partition and
-//! offset).
+//! offset, in one chunk per partition and write part).
 //!
 //! A session's history keeps its last [`crate::HISTORY_LEN`] events or more,
 //! each with the event itself; what fell out of it is folded into its base
@@ -149,25 +149,51 @@ impl Store {
         from: i64,
         limit: usize,
     ) -> Result<Vec<(i64, String)>, StoreError> {
-        let mut out = Vec::new();
-        let end = keys::change(partition, i64::MAX);
-        for kv in self
+        let prefix = keys::change_prefix(partition);
+        let end = keys::prefix_end(&prefix).unwrap_or_default();
+        let from = from.max(0);
+        // Chunks are keyed by their batch's first offset: start at the last
+        // batch that starts at or before `from`.
+        let start = match self
             .tree()
-            .range(keys::change(partition, from.max(0))..end)
-            .take(limit)
+            .range(prefix.clone()..keys::change(partition, from, i64::MAX))
+            .next_back()
+            .transpose()?
+            .and_then(|(k, _)| keys::split_change(&k))
         {
+            Some((_, batch, _)) => keys::change(partition, batch, 0),
+            None => prefix,
+        };
+        let mut out = Vec::new();
+        let mut group: Vec<(i64, String)> = Vec::new();
+        let mut group_batch = None;
+        let flush = |group: &mut Vec<(i64, String)>, out: &mut Vec<(i64, String)>| {
+            group.sort_unstable_by_key(|e| e.0);
+            out.extend(group.drain(..).filter(|e| e.0 >= from));
+        };
+        for kv in self.tree().range(start..end) {
             let (k, v) = kv?;
-            let Some((_, off)) = keys::split_change(&k) else {
+            let Some((_, batch, _)) = keys::split_change(&k) else {
                 continue;
             };
-            out.push((off, String::from_utf8_lossy(&v).into_owned()));
+            if group_batch != Some(batch) {
+                flush(&mut group, &mut out);
+                if out.len() >= limit {
+                    break;
+                }
+                group_batch = Some(batch);
+            }
+            group.extend(decode::<Vec<(i64, String)>>(&k, &v)?);
         }
+        flush(&mut group, &mut out);
+        out.truncate(limit);
         Ok(out)
     }
 
-    /// Removes change-log entries of each partition more than `keep`
-    /// offsets behind its next offset (for `topic`), at most `limit` in all;
-    /// moves each partition's start. Returns how many were removed.
+    /// Removes the change-log entries of each partition more than `keep`
+    /// offsets behind its next offset (for `topic`), chunk by chunk, at most
+    /// about `limit` in all; moves each partition's start. Returns how many
+    /// entries were removed.
     pub fn trim_changes(&self, topic: &str, keep: i64, limit: usize) -> Result<usize, StoreError> {
         let mut removed = 0;
         for (p, next) in self.offsets(topic)? {
@@ -177,36 +203,82 @@ impl Store {
             }
             let _w = self.inner.write.lock().unwrap_or_else(|p| p.into_inner());
             let mut batch = sled::Batch::default();
-            let mut n = 0;
+            let mut start = cut;
             for kv in self
                 .tree()
-                .range(keys::change(p, 0)..keys::change(p, cut))
-                .keys()
-                .take(limit - removed)
+                .range(keys::change_prefix(p)..keys::change(p, cut, 0))
             {
-                batch.remove(kv?);
-                n += 1;
+                let (k, v) = kv?;
+                let entries = decode::<Vec<(i64, String)>>(&k, &v)?;
+                if removed >= limit {
+                    // Stopped early: the log starts at the first chunk left.
+                    start = entries.first().map_or(cut, |e| e.0).min(cut);
+                    break;
+                }
+                let kept: Vec<(i64, String)> =
+                    entries.iter().filter(|e| e.0 >= cut).cloned().collect();
+                removed += entries.len() - kept.len();
+                if kept.is_empty() {
+                    batch.remove(k);
+                } else if kept.len() < entries.len() {
+                    // Reaches past the cut: keeps its entries from the cut on.
+                    batch.insert(k, crate::store::encode(&kept));
+                }
             }
-            let start = if removed + n >= limit {
-                // Stopped early: the log starts at the first entry left.
-                self.tree()
-                    .range(keys::change(p, 0)..keys::change(p, cut))
-                    .keys()
-                    .nth(n)
-                    .transpose()?
-                    .and_then(|k| keys::split_change(&k))
-                    .map_or(cut, |(_, off)| off)
-            } else {
-                cut
-            };
             batch.insert(keys::change_start(p), &start.to_be_bytes()[..]);
             self.tree().apply_batch(batch)?;
-            removed += n;
             if removed >= limit {
                 break;
             }
         }
         Ok(removed)
+    }
+
+    /// Takes the records at `positions` (partition, offset) out of the
+    /// change log, in `batch` (a removed session's changes).
+    pub(crate) fn unlog(
+        &self,
+        positions: &[(i32, i64)],
+        batch: &mut sled::Batch,
+    ) -> Result<(), StoreError> {
+        let mut chunks: std::collections::BTreeMap<Vec<u8>, Vec<(i64, String)>> =
+            std::collections::BTreeMap::new();
+        for &(p, off) in positions {
+            let prefix = keys::change_prefix(p);
+            let Some((_, batch_first, _)) = self
+                .tree()
+                .range(prefix..keys::change(p, off, i64::MAX))
+                .next_back()
+                .transpose()?
+                .and_then(|(k, _)| keys::split_change(&k))
+            else {
+                continue;
+            };
+            for kv in self
+                .tree()
+                .range(keys::change(p, batch_first, 0)..=keys::change(p, batch_first, i64::MAX))
+            {
+                let (k, v) = kv?;
+                let k = k.to_vec();
+                if !chunks.contains_key(&k) {
+                    let entries = decode::<Vec<(i64, String)>>(&k, &v)?;
+                    chunks.insert(k.clone(), entries);
+                }
+                let entries = chunks.get_mut(&k).expect("just inserted");
+                if let Some(i) = entries.iter().position(|e| e.0 == off) {
+                    entries.remove(i);
+                    break;
+                }
+            }
+        }
+        for (k, entries) in chunks {
+            if entries.is_empty() {
+                batch.remove(k);
+            } else {
+                batch.insert(k, crate::store::encode(&entries));
+            }
+        }
+        Ok(())
     }
 }
 

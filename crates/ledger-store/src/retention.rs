@@ -206,6 +206,7 @@ impl Store {
         let mut index = IndexChanges::default();
         let mut stats = self.stats();
         let mut removed = 0;
+        let mut positions = vec![];
         for (id, until) in due {
             let Some(s) = self.stored(id)? else { continue };
             for k in keys::index_keys(&s.session, s.partition) {
@@ -216,7 +217,7 @@ impl Store {
                 let k = keys::history(id, *seq);
                 if let Some(v) = self.tree().get(&k)? {
                     for e in decode::<Vec<HistoryEntry>>(&k, &v)? {
-                        batch.remove(keys::change(e.partition, e.offset));
+                        positions.push((e.partition, e.offset));
                     }
                 }
                 batch.remove(k);
@@ -228,6 +229,7 @@ impl Store {
             *stats.by_status.entry(s.session.status).or_default() -= 1;
             removed += 1;
         }
+        self.unlog(&positions, &mut batch)?;
         count(&mut stats, removed as u64);
         for (name, v) in stats.named() {
             batch.insert(keys::counter(&name), &v.to_be_bytes()[..]);

@@ -160,9 +160,17 @@ impl Store {
                 first_seen.entry(r.partition).or_insert(r.offset);
             }
         }
+        // The first offset of each partition in this batch: it names the
+        // batch's change-log chunks (one per partition and part).
+        let mut batch_first: BTreeMap<i32, i64> = BTreeMap::new();
+        for r in records {
+            let f = batch_first.entry(r.partition).or_insert(r.offset);
+            *f = (*f).min(r.offset);
+        }
         for part in 0..parts {
             let mut batch = sled::Batch::default();
             let mut index = IndexChanges::default();
+            let mut log: BTreeMap<i32, Vec<(i64, String)>> = BTreeMap::new();
             for (counts, w) in writes.by_ref().take(part_max) {
                 stats.events.add(&counts);
                 report.sessions_written += 1;
@@ -180,7 +188,9 @@ impl Store {
                     batch.insert(keys::history_base(id_of(&w.key)), b);
                 }
                 for &(p, off) in &w.changes {
-                    batch.insert(keys::change(p, off), &w.key[keys::SESSION.len()..]);
+                    log.entry(p)
+                        .or_default()
+                        .push((off, id_of(&w.key).to_string()));
                 }
                 if let Some((k, v)) = w.history {
                     batch.insert(k, v);
@@ -193,6 +203,11 @@ impl Store {
                         index.remove(k);
                     }
                 }
+            }
+            for (p, mut entries) in log {
+                entries.sort_unstable_by_key(|e| e.0);
+                let first = batch_first.get(&p).copied().unwrap_or(entries[0].0);
+                batch.insert(keys::change(p, first, entries[0].0), encode(&entries));
             }
             let last = part + 1 == parts;
             if part == 0 {
