@@ -248,6 +248,8 @@ impl Deliverer {
             .set("auto.offset.reset", "latest")
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
+            // It polls between deliveries and while backing off.
+            .set("max.poll.interval.ms", "60000")
             .set("topic.metadata.refresh.interval.ms", "10000")
             .create()
             .map_err(|e| e.to_string())?;

@@ -76,6 +76,8 @@ impl Reaper {
             .set("auto.offset.reset", "latest")
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
+            // It polls every 100 ms: a rebalance never waits long for it.
+            .set("max.poll.interval.ms", "30000")
             // A topic created after the reaper started is seen within 10 s
             // (librdkafka's default is 5 min), so its partitions get owners.
             .set("topic.metadata.refresh.interval.ms", "10000")

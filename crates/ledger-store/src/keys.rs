@@ -108,23 +108,26 @@ pub fn change_prefix(partition: i32) -> Vec<u8> {
 }
 
 /// A change-log chunk of `partition`: the changes one write part made in
-/// the consumed batch starting at `batch_first`; `first` is the chunk's
-/// smallest offset (chunks of one batch never share it).
-pub fn change(partition: i32, batch_first: i64, first: i64) -> Vec<u8> {
+/// it, keyed by the smallest offset it was written with (chunks never share
+/// one: each record is one session's, written in one part).
+pub fn change(partition: i32, first: i64) -> Vec<u8> {
     let mut k = change_prefix(partition);
-    k.extend_from_slice(&batch_first.to_be_bytes());
     k.extend_from_slice(&first.to_be_bytes());
     k
 }
 
-/// Inverse of [`change`]: (partition, batch_first, first).
-pub fn split_change(key: &[u8]) -> Option<(i32, i64, i64)> {
+/// Inverse of [`change`]: (partition, first).
+pub fn split_change(key: &[u8]) -> Option<(i32, i64)> {
     let rest = key.get(CHANGE.len()..)?;
     let p = i32::from_be_bytes(rest.get(..4)?.try_into().ok()?);
-    let batch = i64::from_be_bytes(rest.get(4..12)?.try_into().ok()?);
-    let first = i64::from_be_bytes(rest.get(12..20)?.try_into().ok()?);
-    Some((p, batch, first))
+    let first = i64::from_be_bytes(rest.get(4..12)?.try_into().ok()?);
+    Some((p, first))
 }
+
+/// The widest change-log chunk written (last offset − first), i64 BE:
+/// every entry at or after an offset is in a chunk keyed at most this much
+/// before it.
+pub const CHANGE_SPAN: &[u8] = b"mchangespan";
 
 /// The first offset the change log of `partition` still holds.
 pub fn change_start(partition: i32) -> Vec<u8> {

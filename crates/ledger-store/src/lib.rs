@@ -19,7 +19,8 @@
 //! | `ie` | chunk low bound | index chunk: entries ended_at(8), session id (terminal sessions only: what retention purges, oldest first) |
 //! | `h` | len+session id, first seq(8) | one batch's [`HistoryEntry`]s of the session (each with its event), postcard |
 //! | `b` | session id | [`HistoryBase`]: the state the kept history starts from, once older chunks were dropped |
-//! | `f` | partition(4), batch's first offset(8), chunk's first offset(8) | change log: (offset, session id) of each record one write part changed visibly (not a pending shell), by offset, postcard |
+//! | `f` | partition(4), chunk's first offset(8) | change log: (offset, session id) of each record one write part changed visibly (not a pending shell), by offset, postcard |
+//! | `mchangespan` | — | widest change-log chunk (last − first offset), i64 BE |
 //! | `g` | partition(4) | first offset the partition's change log holds, i64 BE |
 //! | `c` | counter name | u64 BE |
 //! | `o` | len+topic, partition(4) | next offset, i64 BE |

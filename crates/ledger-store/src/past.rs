@@ -141,6 +141,15 @@ impl Store {
         }))
     }
 
+    /// The widest change-log chunk written (last − first offset).
+    pub(crate) fn change_span(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .tree()
+            .get(keys::CHANGE_SPAN)?
+            .and_then(|v| Some(i64::from_be_bytes(v.as_ref().try_into().ok()?)))
+            .unwrap_or(0))
+    }
+
     /// Change-log entries of `partition` at or after offset `from`, oldest
     /// first, at most `limit`: (offset, session id).
     pub fn changes(
@@ -149,45 +158,41 @@ impl Store {
         from: i64,
         limit: usize,
     ) -> Result<Vec<(i64, String)>, StoreError> {
-        let prefix = keys::change_prefix(partition);
-        let end = keys::prefix_end(&prefix).unwrap_or_default();
         let from = from.max(0);
-        // Chunks are keyed by their batch's first offset: start at the last
-        // batch that starts at or before `from`.
-        let start = match self
-            .tree()
-            .range(prefix.clone()..keys::change(partition, from, i64::MAX))
-            .next_back()
-            .transpose()?
-            .and_then(|(k, _)| keys::split_change(&k))
-        {
-            Some((_, batch, _)) => keys::change(partition, batch, 0),
-            None => prefix,
-        };
-        let mut out = Vec::new();
-        let mut group: Vec<(i64, String)> = Vec::new();
-        let mut group_batch = None;
-        let flush = |group: &mut Vec<(i64, String)>, out: &mut Vec<(i64, String)>| {
-            group.sort_unstable_by_key(|e| e.0);
-            out.extend(group.drain(..).filter(|e| e.0 >= from));
-        };
-        for kv in self.tree().range(start..end) {
+        let limit = limit.max(1);
+        let end = keys::prefix_end(&keys::change_prefix(partition)).unwrap_or_default();
+        // A chunk holding an entry at or after `from` starts at most one
+        // span before it; chunks may overlap (the parts of one batch, or a
+        // batch applied again after a crash), so they are merged by offset.
+        let lo = from.saturating_sub(self.change_span()?).max(0);
+        let mut got: Vec<(i64, String)> = Vec::new();
+        let mut bound = i64::MAX;
+        for kv in self.tree().range(keys::change(partition, lo)..end) {
             let (k, v) = kv?;
-            let Some((_, batch, _)) = keys::split_change(&k) else {
+            let Some((_, first)) = keys::split_change(&k) else {
                 continue;
             };
-            if group_batch != Some(batch) {
-                flush(&mut group, &mut out);
-                if out.len() >= limit {
-                    break;
-                }
-                group_batch = Some(batch);
+            if first > bound {
+                break;
             }
-            group.extend(decode::<Vec<(i64, String)>>(&k, &v)?);
+            got.extend(
+                decode::<Vec<(i64, String)>>(&k, &v)?
+                    .into_iter()
+                    .filter(|e| e.0 >= from),
+            );
+            if got.len() >= limit {
+                // Later chunks matter only if they start at or before the
+                // `limit`-th offset held now.
+                got.sort_unstable_by_key(|e| e.0);
+                got.dedup_by_key(|e| e.0);
+                got.truncate(limit);
+                bound = got.last().map_or(i64::MAX, |e| e.0);
+            }
         }
-        flush(&mut group, &mut out);
-        out.truncate(limit);
-        Ok(out)
+        got.sort_unstable_by_key(|e| e.0);
+        got.dedup_by_key(|e| e.0);
+        got.truncate(limit);
+        Ok(got)
     }
 
     /// Removes the change-log entries of each partition more than `keep`
@@ -206,15 +211,15 @@ impl Store {
             let mut start = cut;
             for kv in self
                 .tree()
-                .range(keys::change_prefix(p)..keys::change(p, cut, 0))
+                .range(keys::change_prefix(p)..keys::change(p, cut))
             {
                 let (k, v) = kv?;
-                let entries = decode::<Vec<(i64, String)>>(&k, &v)?;
                 if removed >= limit {
-                    // Stopped early: the log starts at the first chunk left.
-                    start = entries.first().map_or(cut, |e| e.0).min(cut);
+                    // Stopped early: the log starts where this chunk does.
+                    start = keys::split_change(&k).map_or(cut, |(_, f)| f.min(cut));
                     break;
                 }
+                let entries = decode::<Vec<(i64, String)>>(&k, &v)?;
                 let kept: Vec<(i64, String)> =
                     entries.iter().filter(|e| e.0 >= cut).cloned().collect();
                 removed += entries.len() - kept.len();
@@ -241,23 +246,12 @@ impl Store {
         positions: &[(i32, i64)],
         batch: &mut sled::Batch,
     ) -> Result<(), StoreError> {
+        let span = self.change_span()?;
         let mut chunks: std::collections::BTreeMap<Vec<u8>, Vec<(i64, String)>> =
             std::collections::BTreeMap::new();
         for &(p, off) in positions {
-            let prefix = keys::change_prefix(p);
-            let Some((_, batch_first, _)) = self
-                .tree()
-                .range(prefix..keys::change(p, off, i64::MAX))
-                .next_back()
-                .transpose()?
-                .and_then(|(k, _)| keys::split_change(&k))
-            else {
-                continue;
-            };
-            for kv in self
-                .tree()
-                .range(keys::change(p, batch_first, 0)..=keys::change(p, batch_first, i64::MAX))
-            {
+            let range = keys::change(p, off.saturating_sub(span).max(0))..=keys::change(p, off);
+            for kv in self.tree().range(range) {
                 let (k, v) = kv?;
                 let k = k.to_vec();
                 if !chunks.contains_key(&k) {
@@ -265,10 +259,7 @@ impl Store {
                     chunks.insert(k.clone(), entries);
                 }
                 let entries = chunks.get_mut(&k).expect("just inserted");
-                if let Some(i) = entries.iter().position(|e| e.0 == off) {
-                    entries.remove(i);
-                    break;
-                }
+                entries.retain(|e| e.0 != off);
             }
         }
         for (k, entries) in chunks {

@@ -160,13 +160,8 @@ impl Store {
                 first_seen.entry(r.partition).or_insert(r.offset);
             }
         }
-        // The first offset of each partition in this batch: it names the
-        // batch's change-log chunks (one per partition and part).
-        let mut batch_first: BTreeMap<i32, i64> = BTreeMap::new();
-        for r in records {
-            let f = batch_first.entry(r.partition).or_insert(r.offset);
-            *f = (*f).min(r.offset);
-        }
+        // Readers look this far back for chunks holding an offset.
+        let mut span = self.change_span()?;
         for part in 0..parts {
             let mut batch = sled::Batch::default();
             let mut index = IndexChanges::default();
@@ -206,8 +201,12 @@ impl Store {
             }
             for (p, mut entries) in log {
                 entries.sort_unstable_by_key(|e| e.0);
-                let first = batch_first.get(&p).copied().unwrap_or(entries[0].0);
-                batch.insert(keys::change(p, first, entries[0].0), encode(&entries));
+                let (first, last) = (entries[0].0, entries[entries.len() - 1].0);
+                if last - first > span {
+                    span = last - first;
+                    batch.insert(keys::CHANGE_SPAN, &span.to_be_bytes()[..]);
+                }
+                batch.insert(keys::change(p, first), encode(&entries));
             }
             let last = part + 1 == parts;
             if part == 0 {
