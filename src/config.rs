@@ -137,10 +137,13 @@ impl WebhookSection {
             name: self.name.clone(),
             url: self.url.clone(),
             events: self.events.clone(),
-            user_id: self.user_id.clone(),
-            workspace_id: self.workspace_id.clone(),
-            client_id: self.client_id.clone(),
-            agent_id: self.agent_id.clone(),
+            filter: ledger_store::Filter {
+                user_id: self.user_id.clone(),
+                workspace_id: self.workspace_id.clone(),
+                client_id: self.client_id.clone(),
+                agent_id: self.agent_id.clone(),
+                ..Default::default()
+            },
             key: ledger_hooks::parse_secret(&secret)
                 .map_err(|e| anyhow::anyhow!("webhook {}: {e}", self.name))?,
         })

@@ -49,11 +49,8 @@ pub struct Endpoint {
     pub url: String,
     /// Event types delivered (`session.created`, …); empty: all.
     pub events: Vec<String>,
-    /// Only sessions with these ids (`None`: any).
-    pub user_id: Option<String>,
-    pub workspace_id: Option<String>,
-    pub client_id: Option<String>,
-    pub agent_id: Option<String>,
+    /// Only sessions this filter matches (user, workspace, client, agent).
+    pub filter: ledger_store::Filter,
     /// The signing key (the bytes of a `whsec_` secret).
     pub key: Vec<u8>,
 }
@@ -69,15 +66,9 @@ impl std::fmt::Debug for Endpoint {
 }
 
 impl Endpoint {
-    fn wants(&self, event_type: &str, s: &Session) -> bool {
-        let eq = |want: &Option<String>, have: &Option<String>| {
-            want.as_ref().is_none_or(|w| have.as_ref() == Some(w))
-        };
+    fn wants(&self, event_type: &str, s: &Session, at: i64) -> bool {
         (self.events.is_empty() || self.events.iter().any(|e| e == event_type))
-            && eq(&self.user_id, &s.user_id)
-            && eq(&self.workspace_id, &s.workspace_id)
-            && eq(&self.client_id, &s.client_id)
-            && eq(&self.agent_id, &s.agent_id)
+            && self.filter.matches(s, at)
     }
 }
 
@@ -248,8 +239,6 @@ impl Deliverer {
             .set("auto.offset.reset", "latest")
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
-            // It polls between deliveries and while backing off.
-            .set("max.poll.interval.ms", "60000")
             .set("topic.metadata.refresh.interval.ms", "10000")
             .create()
             .map_err(|e| e.to_string())?;
@@ -299,7 +288,7 @@ impl Deliverer {
                             position,
                             ..
                         } => {
-                            if self.ep.wants(event_type, &session) {
+                            if self.ep.wants(event_type, &session, at) {
                                 let id = message_id(&session.id, position, at);
                                 let body = json!({
                                     "data": ledger_api::clerk_session_json(&session, at),

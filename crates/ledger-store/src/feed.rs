@@ -97,7 +97,6 @@ impl Token {
 #[derive(Debug)]
 pub(crate) struct Known {
     event_type: &'static str,
-    created: bool,
     session: Session,
     /// The deadline this change closed the session at (the reaper's close):
     /// not announced to a reader whose watermark passed it.
@@ -306,14 +305,18 @@ impl Store {
         if c.closes_at.is_some_and(|at| token.covers(at, id)) {
             return Ok(None);
         }
-        Ok(Some(self.item(
-            c.session.clone(),
-            c.event_type,
-            c.created,
-            partition,
-            offset,
-            token,
-        )))
+        Ok(Some(FeedItem::Change {
+            token: token.clone(),
+            kind: if c.event_type == "session.created" {
+                ChangeKind::Created
+            } else {
+                ChangeKind::Applied
+            },
+            event_type: c.event_type,
+            session: c.session.clone(),
+            at: token.through,
+            position: Some((partition, offset)),
+        }))
     }
 
     /// What the record at `offset` of `partition` did to session `id`, from
@@ -369,7 +372,6 @@ impl Store {
             };
             return Ok(Some(Known {
                 event_type: "session.updated",
-                created: false,
                 session: now,
                 closes_at: None,
             }));
@@ -383,8 +385,7 @@ impl Store {
             .and_then(|b| b.next_deadline())
             .filter(|&(at, due)| after.status == due && after.ended_at == Some(at))
             .map(|(at, _)| at);
-        let created = kind == "session.created";
-        let event_type = if created {
+        let event_type = if kind == "session.created" {
             "session.created"
         } else if after.status.is_terminal() {
             event_type_of(after.status)
@@ -393,33 +394,9 @@ impl Store {
         };
         Ok(Some(Known {
             event_type,
-            created,
             session: after,
             closes_at,
         }))
-    }
-
-    fn item(
-        &self,
-        session: Session,
-        event_type: &'static str,
-        created: bool,
-        partition: i32,
-        offset: i64,
-        token: &Token,
-    ) -> FeedItem {
-        FeedItem::Change {
-            token: token.clone(),
-            kind: if created {
-                ChangeKind::Created
-            } else {
-                ChangeKind::Applied
-            },
-            event_type,
-            session,
-            at: token.through,
-            position: Some((partition, offset)),
-        }
     }
 }
 

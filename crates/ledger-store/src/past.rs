@@ -15,6 +15,9 @@ use ledger_core::{apply, Event, Session, Status};
 use crate::keys;
 use crate::store::{decode, HistoryBase, HistoryEntry, Store, StoreError, StoredSession};
 
+/// A change-log chunk: (offset, session id), by offset.
+type Chunk = Vec<(i64, String)>;
+
 /// A session at a past point.
 #[derive(Debug, Clone, PartialEq)]
 #[allow(clippy::large_enum_variant)] // returned, not stored
@@ -247,22 +250,26 @@ impl Store {
         batch: &mut sled::Batch,
     ) -> Result<(), StoreError> {
         let span = self.change_span()?;
-        let mut chunks: std::collections::BTreeMap<Vec<u8>, Vec<(i64, String)>> =
+        // Chunk → (its entries, whether an entry left it).
+        let mut chunks: std::collections::BTreeMap<Vec<u8>, (Chunk, bool)> =
             std::collections::BTreeMap::new();
         for &(p, off) in positions {
             let range = keys::change(p, off.saturating_sub(span).max(0))..=keys::change(p, off);
             for kv in self.tree().range(range) {
                 let (k, v) = kv?;
-                let k = k.to_vec();
-                if !chunks.contains_key(&k) {
-                    let entries = decode::<Vec<(i64, String)>>(&k, &v)?;
-                    chunks.insert(k.clone(), entries);
-                }
-                let entries = chunks.get_mut(&k).expect("just inserted");
+                let (entries, changed) = match chunks.entry(k.to_vec()) {
+                    std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::btree_map::Entry::Vacant(e) => {
+                        e.insert((decode::<Chunk>(&k, &v)?, false))
+                    }
+                };
+                let before = entries.len();
                 entries.retain(|e| e.0 != off);
+                *changed |= entries.len() < before;
             }
         }
-        for (k, entries) in chunks {
+        // Only the chunks an entry left are written again.
+        for (k, (entries, _)) in chunks.into_iter().filter(|(_, (_, changed))| *changed) {
             if entries.is_empty() {
                 batch.remove(k);
             } else {

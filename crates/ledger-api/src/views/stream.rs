@@ -52,8 +52,8 @@ pub(crate) struct StreamSpec {
     pub agent: &'static str,
     pub workspace: &'static str,
     pub status: &'static str,
-    /// Sessions this view serves at all (Wingspan's API sessions).
-    pub serves: fn(&Session) -> bool,
+    /// The one session type this view serves (Wingspan: API sessions).
+    pub session_type: Option<ledger_core::event::SessionType>,
 }
 
 /// What a reader asked for: the view's filter narrowed to its scope.
@@ -64,17 +64,9 @@ struct Wanted {
 
 impl Wanted {
     fn matches(&self, s: &Session, at: i64) -> bool {
-        let f = &self.filter;
-        let eq = |want: &Option<String>, have: &Option<String>| {
-            want.as_ref().is_none_or(|w| have.as_ref() == Some(w))
-        };
         self.scope
             .allows(s.user_id.as_deref(), s.workspace_id.as_deref())
-            && eq(&f.user_id, &s.user_id)
-            && eq(&f.client_id, &s.client_id)
-            && eq(&f.agent_id, &s.agent_id)
-            && eq(&f.workspace_id, &s.workspace_id)
-            && f.status.is_none_or(|st| s.status_at(at) == st)
+            && self.filter.matches(s, at)
     }
 }
 
@@ -85,7 +77,10 @@ pub(crate) async fn stream<D: Dialect + Default>(
     spec: &'static StreamSpec,
 ) -> Result<Response, ApiError> {
     let p = ctx.params()?;
-    let mut filter = Filter::default();
+    let mut filter = Filter {
+        session_type: spec.session_type,
+        ..Filter::default()
+    };
     for (name, slot) in [
         (spec.user, &mut filter.user_id),
         (spec.client, &mut filter.client_id),
@@ -195,7 +190,7 @@ async fn feed(
                     at,
                     ..
                 } => {
-                    if !(spec.serves)(&session) || !wanted.matches(&session, at) {
+                    if !wanted.matches(&session, at) {
                         continue;
                     }
                     metrics.events.inc();

@@ -46,7 +46,7 @@ static STREAM: StreamSpec = StreamSpec {
     agent: "agent_id",
     workspace: "workspace_id",
     status: "status",
-    serves: |_| true,
+    session_type: None,
 };
 
 /// `GET /v1/sessions?client_id&user_id&status&paginated&limit&offset`

@@ -45,7 +45,7 @@ static STREAM: StreamSpec = StreamSpec {
     agent: "agentId",
     workspace: "workspaceId",
     status: "status",
-    serves: |_| true,
+    session_type: None,
 };
 
 /// elizaOS's routes.

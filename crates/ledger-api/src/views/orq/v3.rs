@@ -47,7 +47,7 @@ static STREAM: StreamSpec = StreamSpec {
     agent: "agent_id",
     workspace: "workspace_id",
     status: "status",
-    serves: |_| true,
+    session_type: None,
 };
 
 /// The body of `query` and `count`.

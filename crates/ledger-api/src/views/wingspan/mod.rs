@@ -49,7 +49,7 @@ static STREAM: StreamSpec = StreamSpec {
     agent: "",
     workspace: "",
     status: "status",
-    serves: |s| s.session_type == SessionType::API,
+    session_type: Some(SessionType::API),
 };
 
 /// `GET /users/session/api?userId&limit&cursor` → `ApiSessionResponse[]`.
