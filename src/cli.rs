@@ -60,6 +60,13 @@ pub enum Command {
         /// Do not run the reaper.
         #[arg(long)]
         no_reaper: bool,
+        /// `replica` (every partition here) or `sharded` (the data group's
+        /// share; any instance answers any request).
+        #[arg(long, env = "LEDGER_CLUSTER_MODE")]
+        mode: Option<crate::config::ClusterMode>,
+        /// Sharded mode: this instance's HTTP address as the others reach it.
+        #[arg(long, env = "LEDGER_ADVERTISE")]
+        advertise: Option<String>,
         /// Freeze the clock of the API and reaper at this Unix ms (reproducible
         /// responses in tests and comparisons); the wall clock otherwise.
         #[arg(long, hide = true)]

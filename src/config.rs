@@ -23,6 +23,59 @@ pub struct Config {
     pub webhooks: Vec<WebhookSection>,
     pub webhook_retry: WebhookRetrySection,
     pub auth: AuthSection,
+    pub cluster: ClusterSection,
+}
+
+/// How instances share the topic.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum ClusterMode {
+    /// Each instance stores every partition.
+    #[default]
+    Replica,
+    /// Instances share the data group's partitions; any answers any request.
+    Sharded,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterSection {
+    pub mode: ClusterMode,
+    /// This instance's HTTP address as the others reach it
+    /// (`http://host:port`); default: `http://` + the bound listen address.
+    pub advertise: Option<String>,
+    /// Standby copies: also store the partitions of the next `standby`
+    /// instances (in address order), so a take-over needs no replay.
+    pub standby: usize,
+    /// The producers' partitioner, which routes a by-id request to its
+    /// partition's owner (`consistent_random`: librdkafka's default;
+    /// `murmur2_random`: the Java client's and kafkajs's).
+    pub partitioner: ledger_core::partition::Partitioner,
+    /// The data group's session timeout: how long a killed instance keeps
+    /// its partitions before the group hands them over, ms.
+    pub session_timeout_ms: u64,
+    /// How often an instance announces itself on `<topic>.members`, ms.
+    pub announce_ms: u64,
+    /// An instance not heard from for this long is not routed to, ms.
+    pub member_ttl_ms: u64,
+    /// Longest a request waits for a partition without an owner before
+    /// answering 503, ms.
+    pub hand_over_wait_ms: u64,
+}
+
+impl Default for ClusterSection {
+    fn default() -> Self {
+        Self {
+            mode: ClusterMode::Replica,
+            advertise: None,
+            standby: 0,
+            partitioner: Default::default(),
+            session_timeout_ms: 6_000,
+            announce_ms: 1_000,
+            member_ttl_ms: 5_000,
+            hand_over_wait_ms: 3_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -63,6 +116,7 @@ impl KafkaSection {
             stall_after: Duration::from_millis(self.stall_after_ms),
             skip_unfetchable_after: (self.skip_unfetchable_after_ms > 0)
                 .then(|| Duration::from_millis(self.skip_unfetchable_after_ms)),
+            ownership: None,
         }
     }
 }

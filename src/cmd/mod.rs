@@ -52,9 +52,17 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             listen,
             no_auth,
             no_reaper,
+            mode,
+            advertise,
             now_ms,
         } => {
             let mut cfg = settings(&common)?;
+            if let Some(m) = mode {
+                cfg.cluster.mode = m;
+            }
+            if advertise.is_some() {
+                cfg.cluster.advertise = advertise;
+            }
             if let Some(l) = listen {
                 cfg.http.listen = l;
             }

@@ -10,7 +10,7 @@ use ledger_kafka::{Ingestor, Metrics, Reaper, ReaperConfig};
 use ledger_store::{LiveStore, Store};
 use prometheus_client::registry::Registry;
 
-use crate::config::Config;
+use crate::config::{ClusterMode, Config};
 
 /// Resolves on SIGINT or SIGTERM.
 pub async fn shutdown_signal() {
@@ -72,6 +72,36 @@ pub async fn run(
         Store::open(&cfg.store.path, cfg.defaults)
             .with_context(|| format!("opening store {}", cfg.store.path.display()))?,
     );
+    // Bound first: sharded mode announces the address.
+    let listener = tokio::net::TcpListener::bind(&cfg.http.listen)
+        .await
+        .with_context(|| format!("binding {}", cfg.http.listen))?;
+    let addr = listener.local_addr()?;
+    let cluster = match cfg.cluster.mode {
+        ClusterMode::Replica => None,
+        ClusterMode::Sharded => {
+            let url = cfg
+                .cluster
+                .advertise
+                .clone()
+                .unwrap_or_else(|| format!("http://{addr}"));
+            tracing::info!(%url, standby = cfg.cluster.standby, "sharded mode: joining the data group");
+            Some(ledger_kafka::Cluster::start(
+                ledger_kafka::ClusterConfig {
+                    brokers: cfg.kafka.brokers.clone(),
+                    topic: cfg.kafka.topic.clone(),
+                    group_id: cfg.kafka.group_id.clone(),
+                    url,
+                    standby: cfg.cluster.standby,
+                    session_timeout: Duration::from_millis(cfg.cluster.session_timeout_ms),
+                    announce: Duration::from_millis(cfg.cluster.announce_ms.max(10)),
+                    member_ttl: Duration::from_millis(cfg.cluster.member_ttl_ms),
+                },
+                store.clone(),
+            )?)
+        }
+    };
+    let ownership = cluster.as_ref().map(|c| c.ownership.clone());
     let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry);
     let hook_metrics = ledger_hooks::HookMetrics::register(&mut registry);
@@ -82,7 +112,9 @@ pub async fn run(
         .collect::<anyhow::Result<Vec<_>>>()?;
     // The dead-letter topic is created when the first dead letter needs it
     // (the broker may not be up yet).
-    let ingest = Ingestor::new(cfg.kafka.ingest_config(), store.clone(), metrics.clone()).spawn();
+    let mut ingest_cfg = cfg.kafka.ingest_config();
+    ingest_cfg.ownership = ownership.clone();
+    let ingest = Ingestor::new(ingest_cfg, store.clone(), metrics.clone()).spawn();
     let reaper_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let reaper = cfg.reaper.enabled.then(|| {
         Reaper::new(
@@ -92,6 +124,7 @@ pub async fn run(
                 group_id: format!("{}-reaper", cfg.kafka.group_id),
                 interval: Duration::from_millis(cfg.reaper.interval_ms),
                 max_per_tick: 10_000,
+                ownership: ownership.clone(),
             },
             store.clone(),
             metrics.clone(),
@@ -124,6 +157,9 @@ pub async fn run(
             timeout: Duration::from_millis(cfg.webhook_retry.timeout_ms),
             first_backoff: Duration::from_millis(cfg.webhook_retry.first_backoff_ms.max(1)),
             max_backoff: Duration::from_millis(cfg.webhook_retry.max_backoff_ms.max(1)),
+            owned: ownership.clone().map(|o| {
+                ledger_hooks::Owned(Arc::new(move || o.ready()) as Arc<dyn Fn() -> _ + Send + Sync>)
+            }),
         },
         store.clone(),
         hook_metrics,
@@ -132,6 +168,30 @@ pub async fn run(
     );
     let mut state = AppState::new(store.clone(), &cfg.kafka.topic, auth, clock, registry);
     state.heartbeat = Duration::from_millis(cfg.feed.heartbeat_ms.max(10));
+    if let Some(c) = &cluster {
+        let (own, parts, members) = (c.ownership.clone(), c.ownership.clone(), c.members.clone());
+        let ttl = Duration::from_millis(cfg.cluster.member_ttl_ms);
+        state.shards = Some(Arc::new(ledger_api::shard::Shards {
+            me: c.url.clone(),
+            topic: cfg.kafka.topic.clone(),
+            partitioner: cfg.cluster.partitioner,
+            ready: Arc::new(move || own.ready()),
+            partitions: Arc::new(move || parts.snapshot().partitions),
+            peers: Arc::new(move || {
+                members
+                    .alive(chrono::Utc::now().timestamp_millis(), ttl)
+                    .into_iter()
+                    .map(|m| ledger_api::shard::Peer {
+                        url: m.url,
+                        ready: m.ready,
+                        offsets: m.offsets,
+                    })
+                    .collect()
+            }),
+            wait: Duration::from_millis(cfg.cluster.hand_over_wait_ms),
+            client: reqwest::Client::new(),
+        }));
+    }
     let publisher = ledger_kafka::Publisher::new(&cfg.kafka.brokers, &cfg.kafka.topic)?;
     state.eraser = Some(Arc::new(move |e| {
         let publisher = publisher.clone();
@@ -156,10 +216,6 @@ pub async fn run(
         problems: progress.problems(),
     });
     state.applied = ingest.applied.clone();
-    let listener = tokio::net::TcpListener::bind(&cfg.http.listen)
-        .await
-        .with_context(|| format!("binding {}", cfg.http.listen))?;
-    let addr = listener.local_addr()?;
     println!("listening on http://{addr}");
     tracing::info!(%addr, topic = %cfg.kafka.topic, "serving");
     // A consumer that stops (a store write failed: disk full, I/O error)
@@ -184,6 +240,10 @@ pub async fn run(
         }
     };
     ledger_api::serve(listener, state, stop).await?;
+    // Leaving the data group first hands this instance's partitions over.
+    if let Some(c) = cluster {
+        tokio::task::spawn_blocking(move || c.stop()).await?;
+    }
     reaper_stop.store(true, Ordering::Release);
     let stopped = tokio::task::spawn_blocking(move || {
         if let Some(r) = reaper {
@@ -237,8 +297,31 @@ fn spawn_maintenance(
         let (mut compacted, mut seen, mut moved) = (0u64, 0u64, std::time::Instant::now());
         let mut last_compaction = std::time::Instant::now();
         let mut last_trim = std::time::Instant::now();
+        // Where the drop of handed-over partitions scans on (sharded mode).
+        let mut drop_from: Option<String> = None;
         while !stop.load(Ordering::Acquire) {
             std::thread::sleep(tick);
+            if store.get().dropping().is_ok_and(|d| !d.is_empty()) {
+                let gate = store.gate();
+                let step = store.get().drop_step(drop_from.as_deref(), DROP_BATCH);
+                drop(gate);
+                match step {
+                    Ok((n, next)) => {
+                        if n > 0 {
+                            tracing::debug!(sessions = n, "dropped sessions of handed-over partitions");
+                        }
+                        if next.is_none() {
+                            tracing::info!("handed-over partitions dropped");
+                        }
+                        drop_from = next;
+                        metrics.sessions.set(store.get().stats().sessions as i64);
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "dropping a handed-over partition failed; retrying");
+                        drop_from = None;
+                    }
+                }
+            }
             if last_trim.elapsed() >= trim_every {
                 last_trim = std::time::Instant::now();
                 loop {
@@ -317,6 +400,9 @@ fn spawn_maintenance(
         }
     })
 }
+
+/// Most sessions one write of a partition drop removes.
+const DROP_BATCH: usize = 1_000;
 
 /// Most change-log entries one trim write removes.
 const TRIM_BATCH: usize = 10_000;

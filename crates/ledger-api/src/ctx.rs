@@ -13,12 +13,16 @@ use axum::extract::{FromRequestParts, Query};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, Uri};
 use ledger_core::Session;
-use ledger_store::{Filter, Order, Page, Past, Start, StoreError};
+use ledger_store::{Filter, HistoryEntry, Order, Page, Past, Start, StoreError};
 
 use crate::auth::{Checked, Scope};
 use crate::dialect::{self, Dialect, Failure};
 use crate::error::ApiError;
+use crate::shard::{Answer, Caller, Op, ShardError, Shards};
 use crate::state::AppState;
+
+/// A session's kept history with the state after each event.
+pub type Timeline = (Option<ledger_store::HistoryBase>, Vec<ledger_store::Step>);
 
 /// An authenticated request to a view speaking dialect `D`.
 pub struct Ctx<D> {
@@ -34,6 +38,10 @@ pub struct Ctx<D> {
     /// `as_of` (Unix ms): by-id routes answer the session as it was then;
     /// other routes refuse it.
     pub as_of: Option<i64>,
+    /// Sharded mode: the owners of the partitions answer the reads.
+    shards: Option<std::sync::Arc<Shards>>,
+    /// The caller as the owners see it (its key, scope and clock).
+    caller: Caller,
     uri: Uri,
     dialect: PhantomData<fn() -> D>,
 }
@@ -66,6 +74,13 @@ impl<D: Dialect + Default> FromRequestParts<AppState> for Ctx<D> {
                     .get::<crate::middleware::Pinned>()
                     .map_or_else(|| state.store(), |p| p.0.clone()),
                 state: state.clone(),
+                caller: Caller {
+                    auth: parts.headers.get("authorization").cloned(),
+                    api_key: parts.headers.get("x-api-key").cloned(),
+                    scope: scope.clone(),
+                    now: as_of.unwrap_or(now),
+                },
+                shards: state.shards.clone(),
                 scope,
                 now: as_of.unwrap_or(now),
                 as_of,
@@ -124,6 +139,50 @@ impl<D: Dialect + Default> Ctx<D> {
             }
         };
         ApiError::fixed(dialect::of::<D>(), kind, self.now)
+    }
+
+    /// A sharded read without an answer: 503 while partitions move, the
+    /// kinds the store has otherwise.
+    pub fn shard_error(&self, e: ShardError) -> ApiError {
+        match e {
+            ShardError::Unavailable(ps) => self.fail(
+                Failure::Unavailable,
+                format!(
+                    "partitions {ps:?} are moving between instances (no instance answers for them now); retry shortly"
+                ),
+            ),
+            ShardError::Forbidden => self.forbidden(),
+            ShardError::BadCursor => self.store_error(StoreError::BadCursor),
+            ShardError::Failed(why) => {
+                tracing::error!(error = %why, "a shard read failed");
+                ApiError::fixed(dialect::of::<D>(), Failure::Internal, self.now)
+            }
+        }
+    }
+
+    /// Runs a by-id operation on the owner of `id` (sharded mode).
+    fn by_id(&self, sh: &Shards, id: &str, op: Op) -> Result<Answer, ApiError> {
+        sh.by_id(&self.store, id, op, &self.caller)
+            .map_err(|e| self.shard_error(e))
+    }
+
+    /// Sums a count over every owner (sharded mode).
+    fn sum(&self, sh: &Shards, op: Op) -> Result<u64, ApiError> {
+        let answers = sh
+            .scatter(&self.store, op, &self.caller)
+            .map_err(|e| self.shard_error(e))?;
+        let mut n = 0;
+        for a in answers {
+            match crate::shard::check(a).map_err(|e| self.shard_error(e))? {
+                Answer::Count(c) => n += c,
+                other => {
+                    return Err(self.shard_error(ShardError::Failed(format!(
+                        "unexpected answer {other:?}"
+                    ))))
+                }
+            }
+        }
+        Ok(n)
     }
 
     /// The query parameters as a map (the last value of a name wins).
@@ -189,10 +248,23 @@ impl<D: Dialect + Default> Ctx<D> {
     /// history re-folded up to then; a time before the kept history is a
     /// 400).
     pub fn session(&self, id: &str) -> Result<Option<Session>, ApiError> {
-        let Some(at) = self.as_of else {
-            return self.store.get(id).map_err(|e| self.store_error(e));
+        let past = if let Some(sh) = &self.shards {
+            let op = Op::Get {
+                id: id.to_string(),
+                as_of: self.as_of,
+            };
+            match self.by_id(sh, id, op)? {
+                Answer::Past(p) => p,
+                a => return Err(self.unexpected(a)),
+            }
+        } else {
+            let Some(at) = self.as_of else {
+                return self.store.get(id).map_err(|e| self.store_error(e));
+            };
+            self.store.as_of(id, at).map_err(|e| self.store_error(e))?
         };
-        match self.store.as_of(id, at).map_err(|e| self.store_error(e))? {
+        let at = self.as_of.unwrap_or(self.now);
+        match past {
             Past::Found(s) => Ok(Some(s)),
             Past::Missing => Ok(None),
             Past::OutOfHistory { from } => Err(self.invalid(format!(
@@ -201,6 +273,83 @@ impl<D: Dialect + Default> Ctx<D> {
                 ledger_core::time::format_iso_ms(from),
             ))),
         }
+    }
+
+    fn unexpected(&self, a: Answer) -> ApiError {
+        match crate::shard::check(a) {
+            Err(e) => self.shard_error(e),
+            Ok(a) => self.shard_error(ShardError::Failed(format!("unexpected answer {a:?}"))),
+        }
+    }
+
+    /// A visible session's kept history, oldest first.
+    pub fn history(&self, id: &str) -> Result<Vec<HistoryEntry>, ApiError> {
+        let Some(sh) = &self.shards else {
+            return self.store.history(id).map_err(|e| self.store_error(e));
+        };
+        match self.by_id(sh, id, Op::History { id: id.to_string() })? {
+            Answer::History(h) => Ok(h.unwrap_or_default()),
+            a => Err(self.unexpected(a)),
+        }
+    }
+
+    /// A visible session's timeline (`None`: no such session).
+    pub fn timeline(&self, id: &str) -> Result<Option<Timeline>, ApiError> {
+        let Some(sh) = &self.shards else {
+            return self.store.timeline(id).map_err(|e| self.store_error(e));
+        };
+        match self.by_id(sh, id, Op::Timeline { id: id.to_string() })? {
+            Answer::Timeline(t) => Ok(t),
+            a => Err(self.unexpected(a)),
+        }
+    }
+
+    /// Active sessions matching `f` near their expiry now.
+    pub fn near_expiration(&self, f: &Filter) -> Result<u64, ApiError> {
+        self.present_only()?;
+        match &self.shards {
+            Some(sh) => self.sum(sh, Op::NearExpiration { filter: f.clone() }),
+            None => self
+                .store
+                .count_near_expiration(f, self.now)
+                .map_err(|e| self.store_error(e)),
+        }
+    }
+
+    /// Created (not pending) sessions: every one (an admin key's count).
+    pub fn created(&self) -> Result<u64, ApiError> {
+        self.present_only()?;
+        match &self.shards {
+            Some(sh) => self.sum(sh, Op::Created),
+            None => {
+                let stats = self.store.stats();
+                Ok(stats.sessions - stats.status(ledger_core::Status::Pending))
+            }
+        }
+    }
+
+    /// Sessions ended (or past a deadline) in `(from, to]`, at most `limit`:
+    /// (id, when). In sharded mode only those the key may see.
+    pub fn ended_between(&self, from: i64, to: i64, limit: usize) -> Result<Vec<(String, i64)>, ApiError> {
+        let Some(sh) = &self.shards else {
+            return self
+                .store
+                .ended_between(from, to, limit)
+                .map_err(|e| self.store_error(e));
+        };
+        let answers = sh
+            .scatter(&self.store, Op::EndedBetween { from, to, limit }, &self.caller)
+            .map_err(|e| self.shard_error(e))?;
+        let mut out = vec![];
+        for a in answers {
+            match crate::shard::check(a).map_err(|e| self.shard_error(e))? {
+                Answer::Ended(v) => out.extend(v),
+                a => return Err(self.unexpected(a)),
+            }
+        }
+        out.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
+        out.truncate(limit);
+        Ok(out)
     }
 
     /// Refuses `as_of` on a route that does not answer it (lists, counts).
@@ -229,6 +378,9 @@ impl<D: Dialect + Default> Ctx<D> {
     /// How many sessions match `f` now.
     pub fn count(&self, f: &Filter) -> Result<u64, ApiError> {
         self.present_only()?;
+        if let Some(sh) = &self.shards {
+            return self.sum(sh, Op::Count { filter: f.clone() });
+        }
         self.store
             .count(f, self.now)
             .map_err(|e| self.store_error(e))
@@ -241,13 +393,19 @@ impl<D: Dialect + Default> Ctx<D> {
         f: &Filter,
         order: Order,
         after: Option<&str>,
-    ) -> Result<impl Iterator<Item = Result<Session, ApiError>> + 'a, ApiError> {
+    ) -> Result<Box<dyn Iterator<Item = Result<Session, ApiError>> + 'a>, ApiError> {
         self.present_only()?;
+        if let Some(sh) = &self.shards {
+            let merged = sh
+                .matching(&self.store, f, order, after, 256, &self.caller)
+                .map_err(|e| self.shard_error(e))?;
+            return Ok(Box::new(merged.map(|s| s.map_err(|e| self.shard_error(e)))));
+        }
         let iter = self
             .store
             .matching(f, order, after, self.now)
             .map_err(|e| self.store_error(e))?;
-        Ok(iter.map(|s| s.map_err(|e| self.store_error(e))))
+        Ok(Box::new(iter.map(|s| s.map_err(|e| self.store_error(e)))))
     }
 
     /// A list page, newest first: `f` narrowed to the scope (403 when it asks
@@ -266,6 +424,34 @@ impl<D: Dialect + Default> Ctx<D> {
             Some(c) => Start::After(c.clone()),
             None => Start::Offset(offset),
         };
+        if let Some(sh) = &self.shards {
+            let (after, skip) = match &start {
+                Start::After(c) => (Some(c.as_str()), 0),
+                Start::Offset(n) => (None, *n),
+            };
+            let merged = sh
+                .matching(&self.store, f, Order::NewestFirst, after, skip + limit + 1, &self.caller)
+                .map_err(|e| self.shard_error(e))?;
+            let mut items = Vec::with_capacity(limit.min(1000));
+            let mut has_more = false;
+            for s in merged.skip(skip) {
+                let s = s.map_err(|e| self.shard_error(e))?;
+                if items.len() == limit {
+                    has_more = true;
+                    break;
+                }
+                items.push(s);
+            }
+            let next_cursor = match (has_more, items.last()) {
+                (true, Some(last)) => Some(ledger_store::encode_cursor(last.sort_at(), &last.id)),
+                _ => None,
+            };
+            return Ok(Page {
+                items,
+                has_more,
+                next_cursor,
+            });
+        }
         self.store
             .list(f, Order::NewestFirst, &start, limit, self.now)
             .map_err(|e| self.store_error(e))

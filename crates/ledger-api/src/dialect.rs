@@ -33,6 +33,9 @@ pub enum Failure {
     BadCursor,
     /// The store could not be read.
     Internal,
+    /// Sharded mode: partitions the answer needs have no instance answering
+    /// for them now (moving between instances, or their owner is gone).
+    Unavailable,
 }
 
 impl Failure {
@@ -45,6 +48,7 @@ impl Failure {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::BadRequest | Self::BadParameter | Self::BadCursor => StatusCode::BAD_REQUEST,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -57,6 +61,7 @@ impl Failure {
             Self::BadRequest | Self::BadParameter => "bad_request",
             Self::BadCursor => "invalid_cursor",
             Self::Internal => "internal_error",
+            Self::Unavailable => "unavailable",
         }
     }
 
@@ -75,6 +80,7 @@ impl Failure {
             Self::NotFound => "Not found",
             Self::BadRequest => "Bad request",
             Self::BadParameter => "Invalid parameter",
+            Self::Unavailable => "Partitions this answer needs are moving between instances; retry shortly",
         }
     }
 }

@@ -11,6 +11,7 @@ mod ctx;
 mod dialect;
 mod error;
 mod middleware;
+pub mod shard;
 mod state;
 mod views;
 
@@ -41,6 +42,10 @@ pub fn router(state: AppState) -> Router {
         ));
     Router::new()
         .merge(api)
+        .route(
+            "/internal/shard",
+            axum::routing::post(shard::handle),
+        )
         .merge(views::ops::routes())
         .merge(views::console::routes())
         .layer(axum::middleware::from_fn_with_state(

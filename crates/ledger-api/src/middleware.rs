@@ -60,8 +60,17 @@ fn parse_offsets(v: &str) -> Option<BTreeMap<i32, i64>> {
         .collect()
 }
 
+/// The offsets a response announces: the store's durable ones, or in
+/// sharded mode every partition's from its owner.
+fn announced(state: &AppState, store: &ledger_store::Store) -> Result<BTreeMap<i32, i64>, ()> {
+    match &state.shards {
+        Some(sh) => Ok(sh.offsets(store)),
+        None => store.durable_offsets(&state.topic).map_err(|_| ()),
+    }
+}
+
 fn reached(state: &AppState, want: &BTreeMap<i32, i64>) -> bool {
-    match state.store().durable_offsets(&state.topic) {
+    match announced(state, &state.store()) {
         Ok(have) => want
             .iter()
             .all(|(p, o)| have.get(p).is_some_and(|h| h >= o)),
@@ -107,6 +116,15 @@ pub async fn consistency(State(state): State<AppState>, mut req: Request, next: 
         let mut rx = state.applied.clone();
         let mut ok = reached(&state, &want);
         while !ok {
+            if state.shards.is_some() {
+                // Other owners' progress arrives with their announcements.
+                if tokio::time::Instant::now() >= deadline {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                ok = reached(&state, &want);
+                continue;
+            }
             match tokio::time::timeout_at(deadline, rx.changed()).await {
                 Ok(Ok(())) => ok = reached(&state, &want),
                 Ok(Err(_)) => {
@@ -127,7 +145,7 @@ pub async fn consistency(State(state): State<AppState>, mut req: Request, next: 
     let pinned = state.store();
     req.extensions_mut().insert(Pinned(pinned.clone()));
     let mut resp = next.run(req).await;
-    if let Ok(offsets) = pinned.durable_offsets(&state.topic) {
+    if let Ok(offsets) = announced(&state, &pinned) {
         let token: Vec<String> = offsets.iter().map(|(p, o)| format!("{p}={o}")).collect();
         if let Ok(v) = HeaderValue::from_str(&token.join(",")) {
             resp.headers_mut().insert("x-ledger-offsets", v);

@@ -141,6 +141,9 @@ pub struct AppState {
     pub feed: FeedMetrics,
     /// How often an idle change-feed reader gets a heartbeat.
     pub heartbeat: std::time::Duration,
+    /// Sharded mode: where each partition is answered (`None`: this store
+    /// holds every partition).
+    pub shards: Option<Arc<crate::shard::Shards>>,
 }
 
 impl AppState {
@@ -173,6 +176,7 @@ impl AppState {
             rebuild: None,
             feed,
             heartbeat: std::time::Duration::from_secs(15),
+            shards: None,
         }
     }
 

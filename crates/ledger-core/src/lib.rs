@@ -10,6 +10,7 @@ pub mod erasure;
 pub mod event;
 pub mod fold;
 pub mod limits;
+pub mod partition;
 pub mod reap;
 pub mod session;
 pub mod time;

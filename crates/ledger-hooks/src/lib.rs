@@ -85,6 +85,21 @@ pub struct HooksConfig {
     /// Backoff after the first failure; doubles up to `max_backoff`.
     pub first_backoff: Duration,
     pub max_backoff: Duration,
+    /// Sharded mode: the partitions this instance answers for (the data
+    /// group's), which it delivers; the endpoint's group then only keeps
+    /// the cursors, committed by each partition's one owner. `None`: the
+    /// endpoint's group assigns the partitions.
+    pub owned: Option<Owned>,
+}
+
+/// The partitions an instance owns now.
+#[derive(Clone)]
+pub struct Owned(pub std::sync::Arc<dyn Fn() -> std::collections::BTreeSet<i32> + Send + Sync>);
+
+impl std::fmt::Debug for Owned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Owned")
+    }
 }
 
 /// The bytes of a Standard Webhooks secret (`whsec_` + base64).
@@ -242,9 +257,11 @@ impl Deliverer {
             .set("topic.metadata.refresh.interval.ms", "10000")
             .create()
             .map_err(|e| e.to_string())?;
-        consumer
-            .subscribe(&[&self.cfg.topic])
-            .map_err(|e| e.to_string())?;
+        if self.cfg.owned.is_none() {
+            consumer
+                .subscribe(&[&self.cfg.topic])
+                .map_err(|e| e.to_string())?;
+        }
         let http = reqwest::blocking::Client::builder()
             .timeout(self.cfg.timeout)
             .build()
@@ -327,6 +344,9 @@ impl Deliverer {
 
     /// Partitions this replica delivers now (paused: never consumed).
     fn owned(&self, consumer: &BaseConsumer) -> Vec<i32> {
+        if let Some(owned) = &self.cfg.owned {
+            return (owned.0)().into_iter().collect();
+        }
         if let Some(Err(e)) = consumer.poll(Duration::from_millis(20)) {
             tracing::debug!(endpoint = %self.ep.name, error = %e, "webhook consumer");
         }

@@ -54,6 +54,10 @@ pub struct IngestConfig {
     /// limit) has that offset skipped with a dead letter saying why.
     /// `None`: never skip, only report.
     pub skip_unfetchable_after: Option<Duration>,
+    /// Sharded mode: read only the partitions this instance owns (and its
+    /// standby copies), mark each ready once caught up, drop those handed
+    /// over. `None`: every partition (replica mode).
+    pub ownership: Option<Arc<crate::cluster::Ownership>>,
 }
 
 /// Which undecodable or skipped records a consumer produces to
@@ -101,6 +105,7 @@ impl IngestConfig {
             dead_letter: DeadLetters::All,
             stall_after: Duration::from_secs(30),
             skip_unfetchable_after: Some(Duration::from_secs(120)),
+            ownership: None,
         }
     }
 }
@@ -273,6 +278,8 @@ struct Connected {
     quiet: Quiet,
     /// The live store's generation the offsets in `next` are of.
     generation: u64,
+    /// The ownership version `partitions` follows (sharded mode).
+    own_version: u64,
 }
 
 /// One polled batch: decoded records, dead letters, and each partition's
@@ -431,13 +438,25 @@ impl Ingestor {
                 tracing::info!("the store was switched; reading on from its offsets");
                 continue;
             }
+            // Sharded: partitions gained or handed over since the last
+            // batch; the batch is dropped and reading resumes at the
+            // stored offsets of what is owned now.
+            if self.follow_ownership(
+                c,
+                &mut k.own_version,
+                &mut k.partitions,
+                &mut k.next,
+                &mut k.start_high,
+            )? {
+                continue;
+            }
             if self.watch_stalls(c, &k.rt, &k.dlq, progress, &k.next, &mut k.quiet)? {
                 k.next = self.assign(c, &k.partitions)?;
                 continue;
             }
             if batch.next.is_empty() {
                 self.publish_progress(progress, &k.next, &k.start_high, c);
-                if last_meta.elapsed() > Duration::from_secs(30) {
+                if last_meta.elapsed() > Duration::from_secs(30) && self.cfg.ownership.is_none() {
                     last_meta = Instant::now();
                     self.refresh_partitions(c, stop, &mut k.partitions, &mut k.next)?;
                 }
@@ -480,10 +499,18 @@ impl Ingestor {
             producer_config(&self.cfg.brokers),
             &dlq_topic(&self.cfg.topic),
         )?;
-        let partitions = match self.partitions(&consumer, stop) {
-            Ok(p) => p,
-            Err(_) if stop.load(Ordering::Acquire) => return Ok(None),
-            Err(e) => return Err(e),
+        let (partitions, own_version) = match &self.cfg.ownership {
+            // Sharded: what the data group gave this instance so far (the
+            // loop follows every change).
+            Some(own) => {
+                let (v, o) = (own.version(), own.snapshot());
+                (o.assigned.union(&o.standby).copied().collect(), v)
+            }
+            None => match self.partitions(&consumer, stop) {
+                Ok(p) => (p, 0),
+                Err(_) if stop.load(Ordering::Acquire) => return Ok(None),
+                Err(e) => return Err(e),
+            },
         };
         let generation = self.live.generation();
         let next = self.assign(&consumer, &partitions)?;
@@ -503,6 +530,7 @@ impl Ingestor {
                 stalled: Default::default(),
             },
             generation,
+            own_version,
         }))
     }
 
@@ -607,6 +635,69 @@ impl Ingestor {
             quiet.last_record.insert(p, Instant::now());
         }
         b
+    }
+
+    /// Sharded mode: when the data group changed what this instance owns,
+    /// reads what it owns now (and its standby copies) from the stored
+    /// offsets, starts dropping what it no longer keeps, and notes each
+    /// gained partition's high watermark (ready once reached). Returns
+    /// whether the assignment changed. Called under the live store's gate.
+    fn follow_ownership(
+        &self,
+        c: &LedgerConsumer,
+        own_version: &mut u64,
+        partitions: &mut Vec<i32>,
+        next: &mut BTreeMap<i32, i64>,
+        start_high: &mut BTreeMap<i32, i64>,
+    ) -> Result<bool, KafkaError> {
+        let Some(own) = &self.cfg.ownership else {
+            return Ok(false);
+        };
+        let version = own.version();
+        if version == *own_version {
+            return Ok(false);
+        }
+        let o = own.snapshot();
+        let want: std::collections::BTreeSet<i32> = o.assigned.union(&o.standby).copied().collect();
+        let have: std::collections::BTreeSet<i32> = partitions.iter().copied().collect();
+        let gained: Vec<i32> = want.difference(&have).copied().collect();
+        // Every gained partition's high watermark first: without them
+        // nothing changes, and the next batch tries again.
+        let mut highs = BTreeMap::new();
+        for &p in &gained {
+            match c.fetch_watermarks(&self.cfg.topic, p, Duration::from_secs(5)) {
+                Ok((_, h)) => {
+                    highs.insert(p, h);
+                }
+                Err(e) => {
+                    self.metrics.errors.inc();
+                    tracing::warn!(partition = p, error = %e, "watermark request failed; retrying");
+                    return Ok(false);
+                }
+            }
+        }
+        *own_version = version;
+        if want == have {
+            return Ok(false);
+        }
+        let store = self.store();
+        for &p in have.difference(&want) {
+            store.begin_drop(&self.cfg.topic, p)?;
+            start_high.remove(&p);
+            Metrics::partition(&self.metrics.lag, p).set(0);
+            tracing::info!(partition = p, "partition handed over: dropping its sessions");
+        }
+        let dropping = store.dropping()?;
+        for (p, high) in highs {
+            if dropping.contains(&p) {
+                store.cancel_drop(p)?;
+            }
+            start_high.insert(p, high);
+            tracing::info!(partition = p, high_watermark = high, "partition gained: catching up");
+        }
+        *partitions = want.into_iter().collect();
+        *next = self.assign(c, partitions)?;
+        Ok(true)
     }
 
     /// Reassigns when the topic's partition count changed.
@@ -859,10 +950,18 @@ impl Ingestor {
                 },
             );
         }
-        let ready = !map.is_empty()
-            && map
-                .values()
-                .all(|p| p.next_offset >= p.start_high_watermark);
+        let caught_up = |p: &PartitionProgress| p.next_offset >= p.start_high_watermark;
+        let ready = match &self.cfg.ownership {
+            Some(own) => {
+                for (&p, pp) in &map {
+                    if caught_up(pp) {
+                        own.mark_ready(p);
+                    }
+                }
+                map.values().all(caught_up)
+            }
+            None => !map.is_empty() && map.values().all(caught_up),
+        };
         *progress
             .partitions
             .write()

@@ -5,11 +5,14 @@
 //! * [`publish`] — producing events (the `publish`/`generate` commands, tests).
 //! * [`reaper`] — publishing `expired`/`abandoned` for the partitions this
 //!   instance owns in a consumer group.
+//! * [`cluster`] — sharded mode: partition ownership from the data group,
+//!   and the membership topic every instance routes by.
 //! * [`metrics`] — the Prometheus metrics of all of the above.
 //!
 //! **Invariant:** the store's offsets are the only position that matters;
 //! Kafka offset commits are made after each batch for lag tooling only.
 
+pub mod cluster;
 pub mod ingest;
 pub mod metrics;
 pub mod publish;
@@ -19,8 +22,9 @@ pub mod rebuild;
 pub use ingest::{
     consumer_config, DeadLetters, IngestConfig, IngestHandle, Ingestor, PartitionProgress,
 };
+pub use cluster::{Cluster, ClusterConfig, Member, Members, Owned, Ownership};
 pub use metrics::Metrics;
-pub use publish::{admin_create_topic, event_headers, Publisher};
+pub use publish::{admin_create_topic, admin_create_topic_with, event_headers, Publisher};
 pub use reaper::{Reaper, ReaperConfig};
 pub use rebuild::{RebuildStatus, Rebuilder, Source};
 

@@ -230,10 +230,23 @@ pub async fn admin_create_topic(
     name: &str,
     partitions: i32,
 ) -> Result<(), KafkaError> {
+    admin_create_topic_with(brokers, name, partitions, &[]).await
+}
+
+/// [`admin_create_topic`] with topic settings (`cleanup.policy`, …).
+pub async fn admin_create_topic_with(
+    brokers: &str,
+    name: &str,
+    partitions: i32,
+    settings: &[(&str, &str)],
+) -> Result<(), KafkaError> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .create()?;
-    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    for (k, v) in settings {
+        topic = topic.set(k, v);
+    }
     let res = admin
         .create_topics(
             [&topic],

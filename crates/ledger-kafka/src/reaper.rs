@@ -32,6 +32,9 @@ pub struct ReaperConfig {
     pub interval: Duration,
     /// Most events published per tick.
     pub max_per_tick: usize,
+    /// Sharded mode: reap the partitions this instance answers for (the
+    /// data group's), not those of a reaper group.
+    pub ownership: Option<Arc<crate::cluster::Ownership>>,
 }
 
 pub struct Reaper {
@@ -69,6 +72,59 @@ impl Reaper {
             .enable_all()
             .build()
             .map_err(|e| KafkaError::Delivery(e.to_string()))?;
+        let consumer: Option<BaseConsumer> = match self.cfg.ownership {
+            Some(_) => None,
+            None => Some(self.group_member()?),
+        };
+        let publisher = Publisher::new(&self.cfg.brokers, &self.cfg.topic)?;
+        // session id → (deadline published, when): not republished while in flight.
+        let mut sent: HashMap<String, (i64, Instant)> = HashMap::new();
+        let mut last = Instant::now() - self.cfg.interval;
+        while !stop.load(Ordering::Acquire) {
+            let owned: BTreeSet<i32> = match (&consumer, &self.cfg.ownership) {
+                (Some(consumer), _) => {
+                    // Polling keeps the group membership alive; partitions stay paused.
+                    if let Some(Err(e)) = consumer.poll(Duration::from_millis(100)) {
+                        self.metrics.errors.inc();
+                        tracing::debug!(error = %e, "reaper consumer error");
+                    }
+                    if last.elapsed() < self.cfg.interval {
+                        continue;
+                    }
+                    let Ok(assignment) = consumer.assignment() else {
+                        continue;
+                    };
+                    let _ = consumer.pause(&assignment);
+                    assignment
+                        .elements()
+                        .iter()
+                        .map(|e| e.partition())
+                        .collect()
+                }
+                (None, Some(own)) => {
+                    std::thread::sleep(Duration::from_millis(100));
+                    if last.elapsed() < self.cfg.interval {
+                        continue;
+                    }
+                    own.ready()
+                }
+                (None, None) => return Ok(()),
+            };
+            last = Instant::now();
+            self.metrics.reaper_owned.clear();
+            for &p in &owned {
+                Metrics::partition(&self.metrics.reaper_owned, p).set(1);
+            }
+            if owned.is_empty() {
+                continue;
+            }
+            self.reap(&rt, &publisher, &owned, &mut sent)?;
+        }
+        Ok(())
+    }
+
+    /// The member of the reaper's group whose assignment is the ownership.
+    fn group_member(&self) -> Result<BaseConsumer, KafkaError> {
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", &self.cfg.brokers)
             .set("group.id", &self.cfg.group_id)
@@ -83,68 +139,48 @@ impl Reaper {
             .set("topic.metadata.refresh.interval.ms", "10000")
             .create()?;
         consumer.subscribe(&[&self.cfg.topic])?;
-        let publisher = Publisher::new(&self.cfg.brokers, &self.cfg.topic)?;
-        // session id → (deadline published, when): not republished while in flight.
-        let mut sent: HashMap<String, (i64, Instant)> = HashMap::new();
-        let mut last = Instant::now() - self.cfg.interval;
-        while !stop.load(Ordering::Acquire) {
-            // Polling keeps the group membership alive; partitions stay paused.
-            if let Some(Err(e)) = consumer.poll(Duration::from_millis(100)) {
+        Ok(consumer)
+    }
+
+    /// Publishes the closing events of due sessions of `owned` partitions.
+    fn reap(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        publisher: &Publisher,
+        owned: &BTreeSet<i32>,
+        sent: &mut HashMap<String, (i64, Instant)>,
+    ) -> Result<(), KafkaError> {
+        let now = (self.clock)();
+        sent.retain(|_, (_, at)| at.elapsed() < Duration::from_secs(30));
+        let due = self.store.get().due(now, self.cfg.max_per_tick * 4)?;
+        let mut records = vec![];
+        for (id, deadline, status, partition) in due {
+            if !owned.contains(&partition) || sent.get(&id).is_some_and(|(d, _)| *d == deadline)
+            {
+                continue;
+            }
+            let e = reap_event(&id, status, deadline);
+            let mut r = RawRecord::event(&e);
+            r.partition = Some(partition);
+            records.push(r);
+            sent.insert(id, (deadline, Instant::now()));
+            if records.len() >= self.cfg.max_per_tick {
+                break;
+            }
+        }
+        if records.is_empty() {
+            return Ok(());
+        }
+        let n = records.len() as u64;
+        match rt.block_on(publisher.send_all(records, |_| {})) {
+            Ok(_) => {
+                self.metrics.reaped.inc_by(n);
+                tracing::debug!(count = n, "reaped sessions past their deadline");
+            }
+            Err(e) => {
                 self.metrics.errors.inc();
-                tracing::debug!(error = %e, "reaper consumer error");
-            }
-            if last.elapsed() < self.cfg.interval {
-                continue;
-            }
-            last = Instant::now();
-            let Ok(assignment) = consumer.assignment() else {
-                continue;
-            };
-            let _ = consumer.pause(&assignment);
-            let owned: BTreeSet<i32> = assignment
-                .elements()
-                .iter()
-                .map(|e| e.partition())
-                .collect();
-            self.metrics.reaper_owned.clear();
-            for &p in &owned {
-                Metrics::partition(&self.metrics.reaper_owned, p).set(1);
-            }
-            if owned.is_empty() {
-                continue;
-            }
-            let now = (self.clock)();
-            sent.retain(|_, (_, at)| at.elapsed() < Duration::from_secs(30));
-            let due = self.store.get().due(now, self.cfg.max_per_tick * 4)?;
-            let mut records = vec![];
-            for (id, deadline, status, partition) in due {
-                if !owned.contains(&partition) || sent.get(&id).is_some_and(|(d, _)| *d == deadline)
-                {
-                    continue;
-                }
-                let e = reap_event(&id, status, deadline);
-                let mut r = RawRecord::event(&e);
-                r.partition = Some(partition);
-                records.push(r);
-                sent.insert(id, (deadline, Instant::now()));
-                if records.len() >= self.cfg.max_per_tick {
-                    break;
-                }
-            }
-            if records.is_empty() {
-                continue;
-            }
-            let n = records.len() as u64;
-            match rt.block_on(publisher.send_all(records, |_| {})) {
-                Ok(_) => {
-                    self.metrics.reaped.inc_by(n);
-                    tracing::debug!(count = n, "reaped sessions past their deadline");
-                }
-                Err(e) => {
-                    self.metrics.errors.inc();
-                    tracing::warn!(error = %e, "reaper publish failed; will retry");
-                    sent.clear();
-                }
+                tracing::warn!(error = %e, "reaper publish failed; will retry");
+                sent.clear();
             }
         }
         Ok(())

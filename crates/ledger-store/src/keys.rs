@@ -20,6 +20,8 @@ pub const MARKER: &[u8] = b"t";
 pub const HISTORY_BASE: &[u8] = b"b";
 pub const CHANGE: &[u8] = b"f";
 pub const CHANGE_START: &[u8] = b"g";
+/// A partition being dropped (sharded mode): `mdrop` + partition(4).
+pub const DROPPING: &[u8] = b"mdrop";
 /// The store format key (u64 BE).
 pub const FORMAT: &[u8] = b"mformat";
 
@@ -285,4 +287,11 @@ mod tests {
         assert_eq!(prefix_end(b"ab"), Some(b"ac".to_vec()));
         assert_eq!(prefix_end(&[1, 0xff]), Some(vec![2]));
     }
+}
+
+/// The mark of `partition` being dropped.
+pub fn dropping(partition: i32) -> Vec<u8> {
+    let mut k = DROPPING.to_vec();
+    k.extend_from_slice(&partition.to_be_bytes());
+    k
 }

@@ -26,6 +26,7 @@
 //! | `o` | len+topic, partition(4) | next offset, i64 BE |
 //! | `t` | SHA-256(session id)[..16] | marker of a purged or erased session: kept until, Unix ms, i64 BE ([`i64::MAX`]: erased, forever) |
 //! | `mformat` | — | [`FORMAT`], u64 BE |
+//! | `mdrop` | partition(4) | a partition handed to another instance (sharded mode) whose sessions are being removed; empty |
 //!
 //! `sort` is the session's creation time (first-seen time while pending) in
 //! Unix ms, an `i64` with its sign bit flipped so it orders as unsigned.
@@ -51,6 +52,7 @@ pub mod live;
 mod past;
 mod query;
 mod retention;
+mod shard;
 mod store;
 mod write;
 

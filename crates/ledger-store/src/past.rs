@@ -19,7 +19,7 @@ use crate::store::{decode, HistoryBase, HistoryEntry, Store, StoreError, StoredS
 type Chunk = Vec<(i64, String)>;
 
 /// A session at a past point.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[allow(clippy::large_enum_variant)] // returned, not stored
 pub enum Past {
     /// No such session, or not yet visible then (unknown, or a pending shell).
@@ -282,7 +282,7 @@ impl Store {
 
 /// One step of a session's timeline: an event of its kept history and the
 /// state it left.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Step {
     pub entry: HistoryEntry,
     pub after: Session,

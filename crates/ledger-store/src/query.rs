@@ -13,8 +13,9 @@ use crate::keys;
 use crate::store::{Store, StoreError};
 
 /// Equality filters on the indexed fields; `status` is the read-time status.
-/// `session_type` has no index: it narrows what an index yields.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// `session_type` has no index: it narrows what an index yields, and so do
+/// `partitions` (sharded mode: the sessions of these partitions only).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Filter {
     pub user_id: Option<String>,
     pub client_id: Option<String>,
@@ -22,6 +23,8 @@ pub struct Filter {
     pub workspace_id: Option<String>,
     pub status: Option<Status>,
     pub session_type: Option<SessionType>,
+    /// Sessions whose events came from these partitions only.
+    pub partitions: Option<Vec<i32>>,
 }
 
 impl Filter {
@@ -47,7 +50,7 @@ impl Filter {
 }
 
 /// List order by creation time (then session id).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum Order {
     #[default]
     NewestFirst,
@@ -177,12 +180,24 @@ impl Store {
                 Ok(p) => p,
                 Err(e) => return Some(Err(e)),
             };
-            match self.get(&id) {
+            match self.get_in(&id, f.partitions.as_deref()) {
                 Ok(Some(s)) if f.matches(&s, now) => Some(Ok(s)),
                 Ok(_) => None,
                 Err(e) => Some(Err(e)),
             }
         }))
+    }
+
+    /// The session `id` if its events came from one of `partitions` (any,
+    /// when `None`).
+    pub fn get_in(&self, id: &str, partitions: Option<&[i32]>) -> Result<Option<Session>, StoreError> {
+        match partitions {
+            None => self.get(id),
+            Some(ps) => Ok(self
+                .stored(id)?
+                .filter(|s| ps.contains(&s.partition))
+                .map(|s| s.session)),
+        }
     }
 
     /// One page of sessions matching `f` at `now` (Unix ms).
@@ -233,8 +248,20 @@ impl Store {
 
     /// How many sessions match `f` at `now`. Status-only and unfiltered counts
     /// come from the counters; the rest walk the driving index.
+    /// With `partitions`, the counters answer only while the store holds
+    /// nothing else (`topic`'s offsets name those partitions only).
     pub fn count(&self, f: &Filter, now: i64) -> Result<u64, StoreError> {
-        if !f.has_field() && f.session_type.is_none() {
+        self.count_in(f, now, "")
+    }
+
+    /// [`Store::count`], where `topic` names the offsets that say which
+    /// partitions the store holds (for a filter with `partitions`).
+    pub fn count_in(&self, f: &Filter, now: i64, topic: &str) -> Result<u64, StoreError> {
+        let whole = match &f.partitions {
+            None => true,
+            Some(ps) => self.holds_only(topic, ps)?,
+        };
+        if whole && !f.has_field() && f.session_type.is_none() {
             let stats = self.stats();
             let Some(st) = f.status else {
                 return Ok(stats.sessions);

@@ -94,7 +94,7 @@ impl Store {
             }
             due.push((
                 id,
-                ended.saturating_add(r.ended_ms).saturating_add(r.marker_ms),
+                Some(ended.saturating_add(r.ended_ms).saturating_add(r.marker_ms)),
             ));
         }
         let purged = self.remove(&due, |s, n| s.purged += n, &[])?;
@@ -125,7 +125,7 @@ impl Store {
             let e = e?;
             let (_, id) = keys::split_ordered(&e, 0).ok_or_else(|| corrupt(&e, "bad entry"))?;
             if self.stored(&id)?.is_some_and(|s| s.partition == partition) {
-                due.push((id, i64::MAX));
+                due.push((id, Some(i64::MAX)));
             }
         }
         // Bounded writes: the partition's offset moves with the last one
@@ -187,12 +187,12 @@ impl Store {
         Ok(n)
     }
 
-    /// Removes `due` sessions (id, marker kept until), counts them with
-    /// `count`, and stores `offsets` (topic, partition, next offset), in one
-    /// batch under the write lock.
-    fn remove(
+    /// Removes `due` sessions (id, marker kept until; `None`: no marker, the
+    /// session may come back), counts them with `count`, and stores `offsets`
+    /// (topic, partition, next offset), in one batch under the write lock.
+    pub(crate) fn remove(
         &self,
-        due: &[(String, i64)],
+        due: &[(String, Option<i64>)],
         count: impl FnOnce(&mut Stats, u64),
         offsets: &[(&str, i32, i64)],
     ) -> Result<usize, StoreError> {
@@ -224,7 +224,9 @@ impl Store {
             }
             batch.remove(keys::history_base(id));
             batch.remove(keys::session(id));
-            batch.insert(keys::marker(id), &until.to_be_bytes()[..]);
+            if let Some(until) = until {
+                batch.insert(keys::marker(id), &until.to_be_bytes()[..]);
+            }
             stats.sessions -= 1;
             *stats.by_status.entry(s.session.status).or_default() -= 1;
             removed += 1;

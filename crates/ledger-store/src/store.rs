@@ -534,7 +534,7 @@ impl Store {
         );
         let mut n = 0;
         for (id, ..) in self.deadlines(now.saturating_add(1), to, usize::MAX)? {
-            if let Some(s) = self.get(&id)? {
+            if let Some(s) = self.get_in(&id, f.partitions.as_deref())? {
                 if f.matches(&s, now)
                     && s.status_at(now) == Status::Active
                     && s.is_near_expiration(now)

@@ -21,6 +21,7 @@ impl Dialect for Clerk {
             StatusCode::NOT_FOUND => "Resource not found",
             StatusCode::UNPROCESSABLE_ENTITY => "Invalid request parameter",
             StatusCode::PAYLOAD_TOO_LARGE => "Request too large",
+            StatusCode::SERVICE_UNAVAILABLE => "Service unavailable",
             _ => "Bad request",
         };
         json!({

@@ -53,14 +53,8 @@ async fn summary(ctx: Ctx<Plain>) -> Result<Json<Value>, ApiError> {
         status: Some(Status::Active),
         ..scope.clone()
     })?;
-    let soon = ctx
-        .store
-        .count_near_expiration(&scope, ctx.now)
-        .map_err(|e| ctx.store_error(e))?;
-    let ended = ctx
-        .store
-        .ended_between(ctx.now - 3_600_000, ctx.now, ENDED_MAX)
-        .map_err(|e| ctx.store_error(e))?;
+    let soon = ctx.near_expiration(&scope)?;
+    let ended = ctx.ended_between(ctx.now - 3_600_000, ctx.now, ENDED_MAX)?;
     let ended = if scope == Filter::default() {
         ended.len()
     } else {
@@ -87,7 +81,7 @@ async fn summary(ctx: Ctx<Plain>) -> Result<Json<Value>, ApiError> {
 /// starts (`null`: at the session's first event).
 async fn timeline(Path(id): Path<String>, ctx: Ctx<Plain>) -> Result<Json<Value>, ApiError> {
     ctx.load_visible(&id)?;
-    let Some((base, steps)) = ctx.store.timeline(&id).map_err(|e| ctx.store_error(e))? else {
+    let Some((base, steps)) = ctx.timeline(&id)? else {
         return Err(ctx.not_found(&id));
     };
     let steps: Vec<Value> = steps

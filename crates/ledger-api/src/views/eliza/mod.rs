@@ -72,8 +72,7 @@ fn live_in_scope(ctx: &Ctx<Eliza>) -> Filter {
 /// Created sessions within the key's scope.
 fn created_in_scope(ctx: &Ctx<Eliza>) -> Result<u64, ApiError> {
     if ctx.scope == Scope::Admin {
-        let stats = ctx.store.stats();
-        Ok(stats.sessions - stats.status(Status::Pending))
+        ctx.created()
     } else {
         // A scope names a user or workspace, which only created sessions carry.
         ctx.count(&ctx.scope_filter())
@@ -130,7 +129,7 @@ async fn get_one(Path(id): Path<String>, ctx: Ctx<Eliza>) -> Result<Response, Ap
 /// `GET /api/messaging/sessions/{id}/events` — the bounded audit trail.
 async fn events(Path(id): Path<String>, ctx: Ctx<Eliza>) -> Result<Json<Value>, ApiError> {
     ctx.load_visible(&id)?;
-    let h = ctx.store.history(&id).map_err(|e| ctx.store_error(e))?;
+    let h = ctx.history(&id)?;
     let events: Vec<Value> = h.iter().map(event_json).collect();
     Ok(Json(json!({"sessionId": id, "events": events})))
 }
@@ -138,10 +137,7 @@ async fn events(Path(id): Path<String>, ctx: Ctx<Eliza>) -> Result<Json<Value>, 
 /// `GET /api/messaging/sessions/health`
 async fn health(ctx: Ctx<Eliza>) -> Result<Json<Value>, ApiError> {
     let active = ctx.count(&live_in_scope(&ctx))?;
-    let soon = ctx
-        .store
-        .count_near_expiration(&ctx.scope_filter(), ctx.now)
-        .map_err(|e| ctx.store_error(e))?;
+    let soon = ctx.near_expiration(&ctx.scope_filter())?;
     Ok(Json(json!({
         "status": "healthy",
         "activeSessions": active,

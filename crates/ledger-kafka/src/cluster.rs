@@ -1,0 +1,512 @@
+//! Sharded mode: which partitions this instance owns, and where the others
+//! answer.
+//!
+//! * **Ownership** comes from Kafka's consumer-group protocol: a member of
+//!   the data group `<group_id>-shards` (cooperative-sticky) subscribes to
+//!   the event topic and keeps its partitions paused; its assignment is what
+//!   this instance stores and answers for. Ingestion reads the assigned
+//!   partitions from the offsets in its own store (exactly-once as in
+//!   replica mode), and a partition turns *ready* once it reached the high
+//!   watermark seen when it was gained. A revoked partition stops being
+//!   ready before the rebalance completes (the revoke callback), so two
+//!   instances never answer for one partition.
+//! * **Membership**: each instance announces itself on the compacted topic
+//!   `<topic>.members` (one partition, keyed by its advertised URL) every
+//!   `announce` interval and on every change: its URL, the partitions it
+//!   owns and has ready, its standby copies and their applied offsets. Every
+//!   instance reads that topic to route requests; an announcement older than
+//!   `member_ttl` is ignored, and a stopping instance announces `leaving`.
+//!   The topic only routes: an owner checks its own ownership on every
+//!   request it is sent.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use ledger_store::LiveStore;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+
+use crate::publish::{admin_create_topic_with, RawRecord};
+use crate::{KafkaError, Publisher};
+
+/// Sharded-mode settings.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    pub brokers: String,
+    pub topic: String,
+    /// The data group is `<group_id>-shards`.
+    pub group_id: String,
+    /// This instance's HTTP address as the others reach it
+    /// (`http://host:port`); it also names the instance.
+    pub url: String,
+    /// Standby copies: also keep (and apply) the partitions of the next
+    /// `standby` members in URL order, for a fast take-over.
+    pub standby: usize,
+    /// The data group's session timeout: how long a killed instance owns
+    /// its partitions before the group hands them over.
+    pub session_timeout: Duration,
+    /// How often an instance announces itself.
+    pub announce: Duration,
+    /// An announcement older than this is ignored (a dead instance).
+    pub member_ttl: Duration,
+}
+
+impl ClusterConfig {
+    /// The membership topic of `topic`.
+    pub fn members_topic(topic: &str) -> String {
+        format!("{topic}.members")
+    }
+}
+
+/// What this instance owns now. Updated by the group member (assignment,
+/// revocation) and by ingestion (readiness, standby progress).
+#[derive(Debug, Default)]
+pub struct Ownership {
+    state: RwLock<Owned>,
+    /// Bumped on every change of `assigned` or `standby`.
+    version: AtomicU64,
+}
+
+/// A snapshot of [`Ownership`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Owned {
+    /// The topic's partition count (0 until known).
+    pub partitions: i32,
+    /// Assigned to this instance by the data group.
+    pub assigned: BTreeSet<i32>,
+    /// Assigned and caught up: what this instance answers for.
+    pub ready: BTreeSet<i32>,
+    /// Other members' partitions kept as standby copies.
+    pub standby: BTreeSet<i32>,
+}
+
+impl Ownership {
+    pub fn snapshot(&self) -> Owned {
+        self.state.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Partitions this instance answers for.
+    pub fn ready(&self) -> BTreeSet<i32> {
+        self.state
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .ready
+            .clone()
+    }
+
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+
+    fn update(&self, f: impl FnOnce(&mut Owned)) {
+        let mut s = self.state.write().unwrap_or_else(|p| p.into_inner());
+        let (a, sb) = (s.assigned.clone(), s.standby.clone());
+        f(&mut s);
+        s.ready = s.ready.intersection(&s.assigned).copied().collect();
+        if s.assigned != a || s.standby != sb {
+            self.version.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Marks an assigned partition caught up.
+    pub fn mark_ready(&self, p: i32) {
+        self.update(|s| {
+            if s.assigned.contains(&p) {
+                s.ready.insert(p);
+            }
+        });
+    }
+
+    fn set_partitions(&self, n: i32) {
+        self.update(|s| s.partitions = n);
+    }
+}
+
+/// One instance's announcement on the membership topic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// Its HTTP address, which names it.
+    pub url: String,
+    pub partitions: i32,
+    pub assigned: Vec<i32>,
+    /// Partitions it answers for.
+    pub ready: Vec<i32>,
+    pub standby: Vec<i32>,
+    /// Durable next offset of every partition it stores.
+    pub offsets: BTreeMap<i32, i64>,
+    /// When it announced, Unix ms (its clock).
+    pub at: i64,
+    /// It is stopping: route nothing to it.
+    pub leaving: bool,
+}
+
+/// The latest announcement of every instance.
+#[derive(Debug, Default)]
+pub struct Members {
+    map: RwLock<HashMap<String, Member>>,
+}
+
+impl Members {
+    /// Live members (announced within `ttl` of `now`, not leaving), by URL.
+    pub fn alive(&self, now: i64, ttl: Duration) -> Vec<Member> {
+        let mut out: Vec<Member> = self
+            .map
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter(|m| !m.leaving && now - m.at <= ttl.as_millis() as i64)
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| a.url.cmp(&b.url));
+        out
+    }
+
+    fn put(&self, m: Member) {
+        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+        match map.get(&m.url) {
+            Some(old) if old.at > m.at => {}
+            _ => {
+                map.insert(m.url.clone(), m);
+            }
+        }
+    }
+}
+
+/// Standby partitions of the member at `url`: those ready at the next
+/// `n` members in URL order (not its own).
+pub fn standby_for(url: &str, members: &[Member], n: usize) -> BTreeSet<i32> {
+    let mut urls: Vec<&str> = members.iter().map(|m| m.url.as_str()).collect();
+    if !urls.contains(&url) {
+        urls.push(url);
+    }
+    urls.sort();
+    let Some(me) = urls.iter().position(|u| *u == url) else {
+        return BTreeSet::new();
+    };
+    let mut out = BTreeSet::new();
+    for i in 1..=n.min(urls.len().saturating_sub(1)) {
+        let other = urls[(me + i) % urls.len()];
+        if let Some(m) = members.iter().find(|m| m.url == other) {
+            out.extend(m.assigned.iter().copied());
+        }
+    }
+    out
+}
+
+/// The group member's context: a revocation takes partitions out of
+/// `ready` before the rebalance goes on.
+struct GroupContext {
+    ownership: Arc<Ownership>,
+}
+
+impl rdkafka::ClientContext for GroupContext {}
+
+impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, _c: &BaseConsumer<Self>, r: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = r {
+            let lost: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+            tracing::info!(partitions = ?lost, "data partitions revoked");
+            self.ownership.update(|s| {
+                for p in &lost {
+                    s.assigned.remove(p);
+                }
+            });
+        }
+    }
+
+    fn post_rebalance(&self, c: &BaseConsumer<Self>, r: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = r {
+            // Paused: this member only holds the assignment.
+            let _ = c.pause(tpl);
+            if let Ok(all) = c.assignment() {
+                let _ = c.pause(&all);
+                let now: BTreeSet<i32> = all.elements().iter().map(|e| e.partition()).collect();
+                tracing::info!(partitions = ?now, "data partitions assigned");
+                self.ownership.update(|s| s.assigned = now);
+            }
+        }
+    }
+}
+
+/// The running cluster threads: the group member and the membership
+/// announcer/reader.
+pub struct Cluster {
+    /// This instance's advertised URL.
+    pub url: String,
+    pub ownership: Arc<Ownership>,
+    pub members: Arc<Members>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Cluster {
+    /// Joins the data group and the membership topic. `store` supplies the
+    /// offsets announced.
+    pub fn start(cfg: ClusterConfig, store: LiveStore) -> Result<Self, KafkaError> {
+        let ownership = Arc::new(Ownership::default());
+        let members = Arc::new(Members::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let group = {
+            let (cfg, own, stop) = (cfg.clone(), ownership.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("shard-group".into())
+                .spawn(move || {
+                    if let Err(e) = run_group(&cfg, &own, &stop) {
+                        tracing::error!(error = %e, "the data group member stopped");
+                    }
+                })
+                .expect("spawn group thread")
+        };
+        let url = cfg.url.clone();
+        let announce = {
+            let (own, mem, stop) = (ownership.clone(), members.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("shard-members".into())
+                .spawn(move || {
+                    if let Err(e) = run_members(&cfg, &own, &mem, &store, &stop) {
+                        tracing::error!(error = %e, "the membership announcer stopped");
+                    }
+                })
+                .expect("spawn members thread")
+        };
+        Ok(Self {
+            url,
+            ownership,
+            members,
+            stop,
+            threads: vec![group, announce],
+        })
+    }
+
+    /// Leaves the group and announces `leaving`.
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::Release);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn run_group(cfg: &ClusterConfig, own: &Arc<Ownership>, stop: &AtomicBool) -> Result<(), KafkaError> {
+    let consumer: BaseConsumer<GroupContext> = ClientConfig::new()
+        .set("bootstrap.servers", &cfg.brokers)
+        .set("group.id", format!("{}-shards", cfg.group_id))
+        .set("client.id", &cfg.url)
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "latest")
+        .set(
+            "session.timeout.ms",
+            cfg.session_timeout.as_millis().to_string(),
+        )
+        .set("heartbeat.interval.ms", "1000")
+        .set("topic.metadata.refresh.interval.ms", "10000")
+        .create_with_context(GroupContext {
+            ownership: own.clone(),
+        })?;
+    consumer.subscribe(&[&cfg.topic])?;
+    let mut last_meta = Instant::now() - Duration::from_secs(60);
+    while !stop.load(Ordering::Acquire) {
+        if let Some(Err(e)) = consumer.poll(Duration::from_millis(100)) {
+            tracing::debug!(error = %e, "data group consumer error");
+        }
+        if last_meta.elapsed() > Duration::from_secs(10) {
+            last_meta = Instant::now();
+            if let Ok(md) = consumer.fetch_metadata(Some(&cfg.topic), Duration::from_secs(5)) {
+                let n = md
+                    .topics()
+                    .iter()
+                    .find(|t| t.name() == cfg.topic)
+                    .map_or(0, |t| t.partitions().len() as i32);
+                if n > 0 {
+                    own.set_partitions(n);
+                }
+            }
+        }
+    }
+    // Leaving hands the partitions over at once (no session timeout).
+    own.update(|s| s.assigned.clear());
+    consumer.unsubscribe();
+    let _ = consumer.poll(Duration::from_millis(500));
+    Ok(())
+}
+
+fn run_members(
+    cfg: &ClusterConfig,
+    own: &Ownership,
+    members: &Members,
+    store: &LiveStore,
+    stop: &AtomicBool,
+) -> Result<(), KafkaError> {
+    let topic = ClusterConfig::members_topic(&cfg.topic);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| KafkaError::Delivery(e.to_string()))?;
+    // Created by whichever instance comes first; compacted: only the
+    // latest announcement of each instance matters.
+    loop {
+        let compact = [("cleanup.policy", "compact")];
+        match rt.block_on(admin_create_topic_with(&cfg.brokers, &topic, 1, &compact)) {
+            Ok(()) => break,
+            Err(e) if stop.load(Ordering::Acquire) => return Err(e),
+            Err(e) => {
+                tracing::warn!(error = %e, "creating the membership topic failed; retrying");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+    }
+    let publisher = Publisher::new(&cfg.brokers, &topic)?;
+    let reader: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &cfg.brokers)
+        .set("group.id", format!("{}-members", cfg.group_id))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .set("fetch.wait.max.ms", "50")
+        .create()?;
+    let mut tpl = TopicPartitionList::new();
+    // The latest announcements are near the end; a member announces every
+    // `announce`, so the last thousand records hold every live one.
+    tpl.add_partition_offset(&topic, 0, Offset::OffsetTail(1000))?;
+    reader.assign(&tpl)?;
+    let mut last: Option<(Instant, u64, BTreeSet<i32>)> = None;
+    loop {
+        let stopping = stop.load(Ordering::Acquire);
+        while let Some(m) = reader.poll(Duration::from_millis(20)) {
+            let Ok(m) = m else { break };
+            if let Some(member) = m.payload().and_then(|p| serde_json::from_slice(p).ok()) {
+                members.put(member);
+            }
+        }
+        let now = chrono_ms();
+        let alive = members.alive(now, cfg.member_ttl);
+        if cfg.standby > 0 {
+            let others: Vec<Member> = alive.iter().filter(|m| m.url != cfg.url).cloned().collect();
+            let mut sb = standby_for(&cfg.url, &others, cfg.standby);
+            own.update(|s| {
+                sb.retain(|p| !s.assigned.contains(p));
+                s.standby = sb;
+            });
+        }
+        let o = own.snapshot();
+        let due = match &last {
+            None => true,
+            Some((at, v, ready)) => {
+                at.elapsed() >= cfg.announce || *v != own.version() || *ready != o.ready
+            }
+        };
+        if due || stopping {
+            let offsets = store
+                .get()
+                .durable_offsets(&cfg.topic)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|(p, _)| o.assigned.contains(p) || o.standby.contains(p))
+                .collect();
+            let me = Member {
+                url: cfg.url.clone(),
+                partitions: o.partitions,
+                assigned: o.assigned.iter().copied().collect(),
+                ready: if stopping { vec![] } else { o.ready.iter().copied().collect() },
+                standby: o.standby.iter().copied().collect(),
+                offsets,
+                at: now,
+                leaving: stopping,
+            };
+            let payload = serde_json::to_vec(&me).unwrap_or_default();
+            members.put(me);
+            let rec = RawRecord {
+                key: Some(cfg.url.as_bytes().to_vec()),
+                payload,
+                headers: None,
+                partition: Some(0),
+            };
+            if let Err(e) = rt.block_on(publisher.send_all(vec![rec], |_| {})) {
+                tracing::warn!(error = %e, "announcing this instance failed; retrying");
+            }
+            last = Some((Instant::now(), own.version(), o.ready));
+        }
+        if stopping {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn chrono_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(url: &str, assigned: &[i32]) -> Member {
+        Member {
+            url: url.into(),
+            partitions: 6,
+            assigned: assigned.to_vec(),
+            ready: assigned.to_vec(),
+            standby: vec![],
+            offsets: BTreeMap::new(),
+            at: 0,
+            leaving: false,
+        }
+    }
+
+    #[test]
+    fn standby_copies_the_next_members_partitions() {
+        let others = [member("http://b", &[2, 3]), member("http://c", &[4, 5])];
+        assert_eq!(
+            standby_for("http://a", &others, 1),
+            BTreeSet::from([2, 3])
+        );
+        assert_eq!(
+            standby_for("http://c", &[member("http://a", &[0, 1]), member("http://b", &[2, 3])], 1),
+            BTreeSet::from([0, 1])
+        );
+        assert_eq!(standby_for("http://a", &others, 5).len(), 4);
+        assert!(standby_for("http://a", &[], 1).is_empty());
+    }
+
+    #[test]
+    fn a_revocation_leaves_ready_and_bumps_the_version() {
+        let o = Ownership::default();
+        o.update(|s| s.assigned = BTreeSet::from([0, 1]));
+        let v = o.version();
+        o.mark_ready(0);
+        o.mark_ready(4);
+        assert_eq!(o.ready(), BTreeSet::from([0]));
+        o.update(|s| {
+            s.assigned.remove(&0);
+        });
+        assert!(o.ready().is_empty());
+        assert!(o.version() > v);
+    }
+
+    #[test]
+    fn stale_and_leaving_members_are_not_alive() {
+        let m = Members::default();
+        let mut a = member("http://a", &[0]);
+        a.at = 10_000;
+        let mut b = member("http://b", &[1]);
+        b.at = 1_000;
+        let mut c = member("http://c", &[2]);
+        c.at = 10_000;
+        c.leaving = true;
+        for x in [a.clone(), b, c] {
+            m.put(x);
+        }
+        let mut older = a.clone();
+        older.at = 5;
+        m.put(older);
+        assert_eq!(m.alive(11_000, Duration::from_secs(3)), vec![a]);
+    }
+}
