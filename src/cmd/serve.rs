@@ -77,6 +77,8 @@ pub async fn run(
         .await
         .with_context(|| format!("binding {}", cfg.http.listen))?;
     let addr = listener.local_addr()?;
+    let mut registry = Registry::default();
+    let metrics = Metrics::register(&mut registry);
     let cluster = match cfg.cluster.mode {
         ClusterMode::Replica => None,
         ClusterMode::Sharded => {
@@ -98,12 +100,11 @@ pub async fn run(
                     member_ttl: Duration::from_millis(cfg.cluster.member_ttl_ms),
                 },
                 store.clone(),
+                metrics.clone(),
             )?)
         }
     };
     let ownership = cluster.as_ref().map(|c| c.ownership.clone());
-    let mut registry = Registry::default();
-    let metrics = Metrics::register(&mut registry);
     let hook_metrics = ledger_hooks::HookMetrics::register(&mut registry);
     let endpoints = cfg
         .webhooks
@@ -308,7 +309,10 @@ fn spawn_maintenance(
                 match step {
                     Ok((n, next)) => {
                         if n > 0 {
-                            tracing::debug!(sessions = n, "dropped sessions of handed-over partitions");
+                            tracing::debug!(
+                                sessions = n,
+                                "dropped sessions of handed-over partitions"
+                            );
                         }
                         if next.is_none() {
                             tracing::info!("handed-over partitions dropped");

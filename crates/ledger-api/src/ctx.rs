@@ -39,9 +39,9 @@ pub struct Ctx<D> {
     /// other routes refuse it.
     pub as_of: Option<i64>,
     /// Sharded mode: the owners of the partitions answer the reads.
-    shards: Option<std::sync::Arc<Shards>>,
+    pub(crate) shards: Option<std::sync::Arc<Shards>>,
     /// The caller as the owners see it (its key, scope and clock).
-    caller: Caller,
+    pub(crate) caller: Caller,
     uri: Uri,
     dialect: PhantomData<fn() -> D>,
 }
@@ -176,9 +176,8 @@ impl<D: Dialect + Default> Ctx<D> {
             match crate::shard::check(a).map_err(|e| self.shard_error(e))? {
                 Answer::Count(c) => n += c,
                 other => {
-                    return Err(self.shard_error(ShardError::Failed(format!(
-                        "unexpected answer {other:?}"
-                    ))))
+                    return Err(self
+                        .shard_error(ShardError::Failed(format!("unexpected answer {other:?}"))))
                 }
             }
         }
@@ -330,7 +329,12 @@ impl<D: Dialect + Default> Ctx<D> {
 
     /// Sessions ended (or past a deadline) in `(from, to]`, at most `limit`:
     /// (id, when). In sharded mode only those the key may see.
-    pub fn ended_between(&self, from: i64, to: i64, limit: usize) -> Result<Vec<(String, i64)>, ApiError> {
+    pub fn ended_between(
+        &self,
+        from: i64,
+        to: i64,
+        limit: usize,
+    ) -> Result<Vec<(String, i64)>, ApiError> {
         let Some(sh) = &self.shards else {
             return self
                 .store
@@ -338,7 +342,11 @@ impl<D: Dialect + Default> Ctx<D> {
                 .map_err(|e| self.store_error(e));
         };
         let answers = sh
-            .scatter(&self.store, Op::EndedBetween { from, to, limit }, &self.caller)
+            .scatter(
+                &self.store,
+                Op::EndedBetween { from, to, limit },
+                &self.caller,
+            )
             .map_err(|e| self.shard_error(e))?;
         let mut out = vec![];
         for a in answers {
@@ -430,7 +438,14 @@ impl<D: Dialect + Default> Ctx<D> {
                 Start::Offset(n) => (None, *n),
             };
             let merged = sh
-                .matching(&self.store, f, Order::NewestFirst, after, skip + limit + 1, &self.caller)
+                .matching(
+                    &self.store,
+                    f,
+                    Order::NewestFirst,
+                    after,
+                    skip + limit + 1,
+                    &self.caller,
+                )
                 .map_err(|e| self.shard_error(e))?;
             let mut items = Vec::with_capacity(limit.min(1000));
             let mut has_more = false;

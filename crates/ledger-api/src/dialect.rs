@@ -80,7 +80,9 @@ impl Failure {
             Self::NotFound => "Not found",
             Self::BadRequest => "Bad request",
             Self::BadParameter => "Invalid parameter",
-            Self::Unavailable => "Partitions this answer needs are moving between instances; retry shortly",
+            Self::Unavailable => {
+                "Partitions this answer needs are moving between instances; retry shortly"
+            }
         }
     }
 }

@@ -42,10 +42,7 @@ pub fn router(state: AppState) -> Router {
         ));
     Router::new()
         .merge(api)
-        .route(
-            "/internal/shard",
-            axum::routing::post(shard::handle),
-        )
+        .route("/internal/shard", axum::routing::post(shard::handle))
         .merge(views::ops::routes())
         .merge(views::console::routes())
         .layer(axum::middleware::from_fn_with_state(

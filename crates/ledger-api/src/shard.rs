@@ -43,11 +43,18 @@ use crate::state::AppState;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Op {
     /// A session (as of a time).
-    Get { id: String, as_of: Option<i64> },
+    Get {
+        id: String,
+        as_of: Option<i64>,
+    },
     /// A session's kept history.
-    History { id: String },
+    History {
+        id: String,
+    },
     /// A session's timeline (its history with the state after each event).
-    Timeline { id: String },
+    Timeline {
+        id: String,
+    },
     /// Up to `limit` sessions matching `filter`, in `order`, strictly after
     /// the cursor `after`.
     Matching {
@@ -56,13 +63,40 @@ pub enum Op {
         after: Option<String>,
         limit: usize,
     },
-    Count { filter: Filter },
+    Count {
+        filter: Filter,
+    },
     /// Active sessions near their expiry matching `filter`.
-    NearExpiration { filter: Filter },
+    NearExpiration {
+        filter: Filter,
+    },
     /// Created (not pending) sessions.
     Created,
     /// Sessions ended (or past a deadline) in `(from, to]`, at most `limit`.
-    EndedBetween { from: i64, to: i64, limit: usize },
+    EndedBetween {
+        from: i64,
+        to: i64,
+        limit: usize,
+    },
+    /// The change feed of one partition after `token` (encoded; `None`:
+    /// only the partition's head token), at most about `limit` items.
+    Feed {
+        partition: i32,
+        token: Option<String>,
+        limit: usize,
+    },
+}
+
+/// One change-feed item as an owner sends it: the partition's token after
+/// it, and the session (`None`: not one the key may see, or a reset).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FeedWire {
+    pub token: String,
+    pub reset: bool,
+    pub event_type: String,
+    pub session: Option<Session>,
+    /// Time to show the session at, Unix ms.
+    pub at: i64,
 }
 
 /// An operation over `partitions`, at the caller's `now` (Unix ms).
@@ -80,9 +114,17 @@ pub enum Answer {
     Past(Past),
     History(Option<Vec<HistoryEntry>>),
     Timeline(Option<(Option<ledger_store::HistoryBase>, Vec<Step>)>),
-    Page { items: Vec<Session>, more: bool },
+    Page {
+        items: Vec<Session>,
+        more: bool,
+    },
     Count(u64),
     Ended(Vec<(String, i64)>),
+    /// Feed items and the partition's token after them.
+    Feed {
+        items: Vec<FeedWire>,
+        token: String,
+    },
     /// It does not answer for these partitions (now).
     NotOwner(Vec<i32>),
     /// The key may not ask this.
@@ -176,7 +218,12 @@ pub fn answer(
     }
 }
 
-fn run(store: &Store, topic: &str, req: &ShardRequest, scope: &Scope) -> Result<Answer, StoreError> {
+fn run(
+    store: &Store,
+    topic: &str,
+    req: &ShardRequest,
+    scope: &Scope,
+) -> Result<Answer, StoreError> {
     let parts = Some(req.partitions.as_slice());
     let visible = |s: &Session| scope.allows(s.user_id.as_deref(), s.workspace_id.as_deref());
     // The filter narrowed to the partitions and the scope (`None`: the
@@ -274,6 +321,57 @@ fn run(store: &Store, topic: &str, req: &ShardRequest, scope: &Scope) -> Result<
             )?;
             Answer::Count(all.saturating_sub(pending))
         }
+        Op::Feed {
+            partition,
+            token,
+            limit,
+        } => {
+            let p = *partition;
+            let mut tok = match token {
+                Some(t) => match ledger_store::Token::decode(t) {
+                    Some(t) => t,
+                    None => return Ok(Answer::Failed(format!("not a feed token: {t}"))),
+                },
+                None => {
+                    let mut head = store.feed_head(topic, req.now)?;
+                    head.next.retain(|&q, _| q == p);
+                    return Ok(Answer::Feed {
+                        items: vec![],
+                        token: head.encode(),
+                    });
+                }
+            };
+            let items = store
+                .feed_read_in(topic, &mut tok, req.now, *limit, Some(p))?
+                .into_iter()
+                .map(|item| match item {
+                    ledger_store::FeedItem::Reset { token } => FeedWire {
+                        token: token.encode(),
+                        reset: true,
+                        event_type: String::new(),
+                        session: None,
+                        at: req.now,
+                    },
+                    ledger_store::FeedItem::Change {
+                        token,
+                        event_type,
+                        session,
+                        at,
+                        ..
+                    } => FeedWire {
+                        token: token.encode(),
+                        reset: false,
+                        event_type: event_type.to_string(),
+                        session: visible(&session).then_some(session),
+                        at,
+                    },
+                })
+                .collect();
+            Answer::Feed {
+                items,
+                token: tok.encode(),
+            }
+        }
         Op::EndedBetween { from, to, limit } => {
             let mut out = vec![];
             for (id, at) in store.ended_between(*from, *to, usize::MAX)? {
@@ -342,7 +440,12 @@ pub struct Caller {
 impl Shards {
     /// The current route.
     pub fn route(&self) -> Route {
-        route((self.partitions)(), &(self.ready)(), &self.me, &(self.peers)())
+        route(
+            (self.partitions)(),
+            &(self.ready)(),
+            &self.me,
+            &(self.peers)(),
+        )
     }
 
     /// Every partition's next offset: this instance's durable ones for what
@@ -368,7 +471,13 @@ impl Shards {
     }
 
     /// Runs `req` on `owner`.
-    async fn call(&self, store: &Store, owner: &Owner, req: ShardRequest, caller: &Caller) -> Answer {
+    async fn call(
+        &self,
+        store: &Store,
+        owner: &Owner,
+        req: ShardRequest,
+        caller: &Caller,
+    ) -> Answer {
         match owner {
             Owner::Local => {
                 let ready = (self.ready)();
@@ -378,10 +487,7 @@ impl Shards {
                 let Ok(body) = postcard::to_stdvec(&req) else {
                     return Answer::Failed("encoding a shard request".into());
                 };
-                let mut r = self
-                    .client
-                    .post(format!("{url}/internal/shard"))
-                    .body(body);
+                let mut r = self.client.post(format!("{url}/internal/shard")).body(body);
                 if let Some(a) = &caller.auth {
                     r = r.header("authorization", a.clone());
                 }
@@ -405,7 +511,12 @@ impl Shards {
     /// Runs `op` once over every partition, on each owner over its own,
     /// waiting (bounded) for partitions without one; answers in route
     /// order.
-    pub fn scatter(&self, store: &Store, op: Op, caller: &Caller) -> Result<Vec<Answer>, ShardError> {
+    pub fn scatter(
+        &self,
+        store: &Store,
+        op: Op,
+        caller: &Caller,
+    ) -> Result<Vec<Answer>, ShardError> {
         block(async {
             let deadline = Instant::now() + self.wait;
             loop {
@@ -437,7 +548,13 @@ impl Shards {
 
     /// A by-id operation: the owner of the id's partition first; if it has
     /// no such session, every other owner.
-    pub fn by_id(&self, store: &Store, id: &str, op: Op, caller: &Caller) -> Result<Answer, ShardError> {
+    pub fn by_id(
+        &self,
+        store: &Store,
+        id: &str,
+        op: Op,
+        caller: &Caller,
+    ) -> Result<Answer, ShardError> {
         let home = self
             .partitioner
             .partition(id.as_bytes(), (self.partitions)().max(1));
@@ -445,7 +562,10 @@ impl Shards {
             let deadline = Instant::now() + self.wait;
             loop {
                 let owner = match self.route() {
-                    Ok(r) => r.into_iter().find(|(_, ps)| ps.contains(&home)).map(|(o, _)| o),
+                    Ok(r) => r
+                        .into_iter()
+                        .find(|(_, ps)| ps.contains(&home))
+                        .map(|(o, _)| o),
                     Err(missing) if missing.contains(&home) => None,
                     Err(_) => self
                         .route_partial()
@@ -478,6 +598,31 @@ impl Shards {
         Ok(rest.into_iter().find(|a| !absent(a)).unwrap_or(first))
     }
 
+    /// Runs `op` once on the owner of `partition` now (`NotOwner` when it
+    /// has none).
+    pub async fn on_partition(
+        &self,
+        store: &Store,
+        partition: i32,
+        op: Op,
+        caller: &Caller,
+    ) -> Answer {
+        let owner = self
+            .route_partial()
+            .into_iter()
+            .find(|(_, ps)| ps.contains(&partition))
+            .map(|(o, _)| o);
+        let req = ShardRequest {
+            op,
+            partitions: vec![partition],
+            now: caller.now,
+        };
+        match owner {
+            Some(o) => self.call(store, &o, req, caller).await,
+            None => Answer::NotOwner(vec![partition]),
+        }
+    }
+
     /// The owners of the partitions that have one.
     fn route_partial(&self) -> BTreeMap<Owner, Vec<i32>> {
         let (ready, peers) = ((self.ready)(), (self.peers)());
@@ -485,7 +630,10 @@ impl Shards {
         for p in 0..(self.partitions)() {
             if ready.contains(&p) {
                 out.entry(Owner::Local).or_default().push(p);
-            } else if let Some(m) = peers.iter().find(|m| m.url != self.me && m.ready.contains(&p)) {
+            } else if let Some(m) = peers
+                .iter()
+                .find(|m| m.url != self.me && m.ready.contains(&p))
+            {
                 out.entry(Owner::Remote(m.url.clone())).or_default().push(p);
             }
         }
@@ -684,7 +832,12 @@ impl Merged {
             let deadline = Instant::now() + shards.wait;
             let calls = reqs.into_iter().map(|(i, owner, req)| {
                 let (shards, store, caller) = (&shards, &store, &caller);
-                async move { (i, shards.call_until(store, owner, req, caller, deadline).await) }
+                async move {
+                    (
+                        i,
+                        shards.call_until(store, owner, req, caller, deadline).await,
+                    )
+                }
             });
             futures_util::future::join_all(calls).await
         });
@@ -761,7 +914,12 @@ mod tests {
         assert_eq!(route(6, &local, "http://a", &peers[..1]), Err(vec![4, 5]));
         // Its own stale announcement does not make this instance an owner.
         assert_eq!(
-            route(2, &BTreeSet::new(), "http://a", &[peer("http://a", &[0, 1])]),
+            route(
+                2,
+                &BTreeSet::new(),
+                "http://a",
+                &[peer("http://a", &[0, 1])]
+            ),
             Err(vec![0, 1])
         );
         assert_eq!(route(0, &local, "http://a", &peers), Err(vec![]));

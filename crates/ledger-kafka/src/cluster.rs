@@ -247,7 +247,11 @@ pub struct Cluster {
 impl Cluster {
     /// Joins the data group and the membership topic. `store` supplies the
     /// offsets announced.
-    pub fn start(cfg: ClusterConfig, store: LiveStore) -> Result<Self, KafkaError> {
+    pub fn start(
+        cfg: ClusterConfig,
+        store: LiveStore,
+        metrics: crate::Metrics,
+    ) -> Result<Self, KafkaError> {
         let ownership = Arc::new(Ownership::default());
         let members = Arc::new(Members::default());
         let stop = Arc::new(AtomicBool::new(false));
@@ -268,7 +272,7 @@ impl Cluster {
             std::thread::Builder::new()
                 .name("shard-members".into())
                 .spawn(move || {
-                    if let Err(e) = run_members(&cfg, &own, &mem, &store, &stop) {
+                    if let Err(e) = run_members(&cfg, &own, &mem, &store, &metrics, &stop) {
                         tracing::error!(error = %e, "the membership announcer stopped");
                     }
                 })
@@ -292,7 +296,11 @@ impl Cluster {
     }
 }
 
-fn run_group(cfg: &ClusterConfig, own: &Arc<Ownership>, stop: &AtomicBool) -> Result<(), KafkaError> {
+fn run_group(
+    cfg: &ClusterConfig,
+    own: &Arc<Ownership>,
+    stop: &AtomicBool,
+) -> Result<(), KafkaError> {
     let consumer: BaseConsumer<GroupContext> = ClientConfig::new()
         .set("bootstrap.servers", &cfg.brokers)
         .set("group.id", format!("{}-shards", cfg.group_id))
@@ -341,6 +349,7 @@ fn run_members(
     own: &Ownership,
     members: &Members,
     store: &LiveStore,
+    metrics: &crate::Metrics,
     stop: &AtomicBool,
 ) -> Result<(), KafkaError> {
     let topic = ClusterConfig::members_topic(&cfg.topic);
@@ -394,6 +403,11 @@ fn run_members(
             });
         }
         let o = own.snapshot();
+        for p in 0..o.partitions {
+            crate::Metrics::partition(&metrics.shard_ready, p).set(i64::from(o.ready.contains(&p)));
+            crate::Metrics::partition(&metrics.shard_standby, p)
+                .set(i64::from(o.standby.contains(&p)));
+        }
         let due = match &last {
             None => true,
             Some((at, v, ready)) => {
@@ -412,7 +426,11 @@ fn run_members(
                 url: cfg.url.clone(),
                 partitions: o.partitions,
                 assigned: o.assigned.iter().copied().collect(),
-                ready: if stopping { vec![] } else { o.ready.iter().copied().collect() },
+                ready: if stopping {
+                    vec![]
+                } else {
+                    o.ready.iter().copied().collect()
+                },
                 standby: o.standby.iter().copied().collect(),
                 offsets,
                 at: now,
@@ -464,12 +482,13 @@ mod tests {
     #[test]
     fn standby_copies_the_next_members_partitions() {
         let others = [member("http://b", &[2, 3]), member("http://c", &[4, 5])];
+        assert_eq!(standby_for("http://a", &others, 1), BTreeSet::from([2, 3]));
         assert_eq!(
-            standby_for("http://a", &others, 1),
-            BTreeSet::from([2, 3])
-        );
-        assert_eq!(
-            standby_for("http://c", &[member("http://a", &[0, 1]), member("http://b", &[2, 3])], 1),
+            standby_for(
+                "http://c",
+                &[member("http://a", &[0, 1]), member("http://b", &[2, 3])],
+                1
+            ),
             BTreeSet::from([0, 1])
         );
         assert_eq!(standby_for("http://a", &others, 5).len(), 4);

@@ -685,7 +685,10 @@ impl Ingestor {
             store.begin_drop(&self.cfg.topic, p)?;
             start_high.remove(&p);
             Metrics::partition(&self.metrics.lag, p).set(0);
-            tracing::info!(partition = p, "partition handed over: dropping its sessions");
+            tracing::info!(
+                partition = p,
+                "partition handed over: dropping its sessions"
+            );
         }
         let dropping = store.dropping()?;
         for (p, high) in highs {
@@ -693,7 +696,11 @@ impl Ingestor {
                 store.cancel_drop(p)?;
             }
             start_high.insert(p, high);
-            tracing::info!(partition = p, high_watermark = high, "partition gained: catching up");
+            tracing::info!(
+                partition = p,
+                high_watermark = high,
+                "partition gained: catching up"
+            );
         }
         *partitions = want.into_iter().collect();
         *next = self.assign(c, partitions)?;

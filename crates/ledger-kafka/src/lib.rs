@@ -19,10 +19,10 @@ pub mod publish;
 pub mod reaper;
 pub mod rebuild;
 
+pub use cluster::{Cluster, ClusterConfig, Member, Members, Owned, Ownership};
 pub use ingest::{
     consumer_config, DeadLetters, IngestConfig, IngestHandle, Ingestor, PartitionProgress,
 };
-pub use cluster::{Cluster, ClusterConfig, Member, Members, Owned, Ownership};
 pub use metrics::Metrics;
 pub use publish::{admin_create_topic, admin_create_topic_with, event_headers, Publisher};
 pub use reaper::{Reaper, ReaperConfig};

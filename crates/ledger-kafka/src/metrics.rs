@@ -55,6 +55,10 @@ pub struct Metrics {
     pub erased_sessions: Counter,
     /// Sessions removed by retention.
     pub purged_sessions: Counter,
+    /// Sharded mode: 1 for each partition this instance answers for.
+    pub shard_ready: Family<PartitionLabel, Gauge>,
+    /// Sharded mode: 1 for each partition kept here as a standby copy.
+    pub shard_standby: Family<PartitionLabel, Gauge>,
     /// 1 while an online rebuild runs.
     pub rebuild_running: Gauge,
     /// Online rebuilds switched in.
@@ -81,6 +85,8 @@ impl Default for Metrics {
             erasures: Counter::default(),
             erased_sessions: Counter::default(),
             purged_sessions: Counter::default(),
+            shard_ready: Family::default(),
+            shard_standby: Family::default(),
             rebuild_running: Gauge::default(),
             rebuilds: Counter::default(),
         }
@@ -116,6 +122,8 @@ impl Metrics {
             erasures       "erasures", "Erasure records applied (one per partition per request)";
             erased_sessions "erased_sessions", "Sessions removed by erasures";
             purged_sessions "purged_sessions", "Sessions removed by retention";
+            shard_ready    "shard_ready_partition", "Sharded mode: 1 for each partition this instance answers for";
+            shard_standby  "shard_standby_partition", "Sharded mode: 1 for each partition kept here as a standby copy";
             rebuild_running "rebuild_running", "1 while an online rebuild runs";
             rebuilds       "rebuilds", "Online rebuilds switched in";
         }

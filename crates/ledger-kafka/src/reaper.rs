@@ -155,8 +155,7 @@ impl Reaper {
         let due = self.store.get().due(now, self.cfg.max_per_tick * 4)?;
         let mut records = vec![];
         for (id, deadline, status, partition) in due {
-            if !owned.contains(&partition) || sent.get(&id).is_some_and(|(d, _)| *d == deadline)
-            {
+            if !owned.contains(&partition) || sent.get(&id).is_some_and(|(d, _)| *d == deadline) {
                 continue;
             }
             let e = reap_event(&id, status, deadline);

@@ -254,6 +254,13 @@ pub fn index_keys(s: &Session, partition: i32) -> Vec<Vec<u8>> {
     keys
 }
 
+/// The mark of `partition` being dropped.
+pub fn dropping(partition: i32) -> Vec<u8> {
+    let mut k = DROPPING.to_vec();
+    k.extend_from_slice(&partition.to_be_bytes());
+    k
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -287,11 +294,4 @@ mod tests {
         assert_eq!(prefix_end(b"ab"), Some(b"ac".to_vec()));
         assert_eq!(prefix_end(&[1, 0xff]), Some(vec![2]));
     }
-}
-
-/// The mark of `partition` being dropped.
-pub fn dropping(partition: i32) -> Vec<u8> {
-    let mut k = DROPPING.to_vec();
-    k.extend_from_slice(&partition.to_be_bytes());
-    k
 }

@@ -190,7 +190,11 @@ impl Store {
 
     /// The session `id` if its events came from one of `partitions` (any,
     /// when `None`).
-    pub fn get_in(&self, id: &str, partitions: Option<&[i32]>) -> Result<Option<Session>, StoreError> {
+    pub fn get_in(
+        &self,
+        id: &str,
+        partitions: Option<&[i32]>,
+    ) -> Result<Option<Session>, StoreError> {
         match partitions {
             None => self.get(id),
             Some(ps) => Ok(self

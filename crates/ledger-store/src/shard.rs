@@ -18,7 +18,10 @@ impl Store {
         let mut out = BTreeSet::new();
         for kv in self.tree().scan_prefix(keys::DROPPING) {
             let (k, _) = kv?;
-            if let Some(b) = k.get(keys::DROPPING.len()..).and_then(|b| b.try_into().ok()) {
+            if let Some(b) = k
+                .get(keys::DROPPING.len()..)
+                .and_then(|b| b.try_into().ok())
+            {
                 out.insert(i32::from_be_bytes(b));
             }
         }
@@ -28,10 +31,7 @@ impl Store {
     /// Whether every session stored came from one of `partitions` of
     /// `topic`: then the counters count exactly those partitions.
     pub fn holds_only(&self, topic: &str, partitions: &[i32]) -> Result<bool, StoreError> {
-        Ok(self
-            .offsets(topic)?
-            .keys()
-            .all(|p| partitions.contains(p))
+        Ok(self.offsets(topic)?.keys().all(|p| partitions.contains(p))
             && self.dropping()?.is_empty())
     }
 
@@ -44,11 +44,7 @@ impl Store {
         batch.insert(keys::dropping(partition), &[][..]);
         self.tree().apply_batch(batch)?;
         for map in [&self.inner.offsets, &self.inner.durable] {
-            if let Some(m) = map
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get_mut(topic)
-            {
+            if let Some(m) = map.lock().unwrap_or_else(|p| p.into_inner()).get_mut(topic) {
                 m.remove(&partition);
             }
         }

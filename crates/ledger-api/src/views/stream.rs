@@ -19,6 +19,7 @@
 //! as the reader takes them ([`PAGE`] items, a channel of [`QUEUE`]), never
 //! buffered for it.
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::time::Duration;
 
@@ -100,11 +101,33 @@ pub(crate) async fn stream<D: Dialect + Default>(
         })?);
     }
     ctx.apply_scope(&mut filter)?;
+    let wanted = Wanted {
+        filter,
+        scope: ctx.scope.clone(),
+    };
     let from = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
         .or_else(|| p.get("since").cloned());
+    let bad_token = |t: &str| {
+        ctx.invalid(format!(
+            "`Last-Event-ID` (or `since`) must be an event id this feed sent, got `{t}`"
+        ))
+    };
+    if let Some(sh) = ctx.shards.clone() {
+        let tokens = match &from {
+            None => BTreeMap::new(),
+            Some(t) => sharded_tokens(t, (sh.partitions)()).ok_or_else(|| bad_token(t))?,
+        };
+        let (tx, rx) = mpsc::channel::<Event>(QUEUE);
+        let (state, caller) = (ctx.state.clone(), ctx.caller.clone());
+        tokio::spawn(sharded_feed(state, sh, caller, tokens, wanted, spec, tx));
+        let events = futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|e| (Ok::<_, Infallible>(e), rx))
+        });
+        return Ok(Sse::new(events).into_response());
+    }
     let token = match from {
         Some(t) => Token::decode(&t).ok_or_else(|| {
             ctx.invalid(format!(
@@ -115,10 +138,6 @@ pub(crate) async fn stream<D: Dialect + Default>(
             .store
             .feed_head(&ctx.state.topic, ctx.now)
             .map_err(|e| ctx.store_error(e))?,
-    };
-    let wanted = Wanted {
-        filter,
-        scope: ctx.scope.clone(),
     };
     let (tx, rx) = mpsc::channel::<Event>(QUEUE);
     tokio::spawn(feed(ctx.state.clone(), token, wanted, spec, tx));
@@ -220,6 +239,152 @@ async fn feed(
                 let beat = Event::default().event("heartbeat").id(token.encode()).data("{}");
                 if tx.send(beat).await.is_err() {
                     return;
+                }
+                heartbeat = tokio::time::Instant::now() + state.heartbeat;
+            }
+            _ = tx.closed() => return,
+        }
+    }
+}
+
+/// A sharded feed's token: each partition's own feed token, `s~<token of
+/// partition 0>~<token of partition 1>…` (each a [`Token`] of one
+/// partition). A replica's token splits exactly into these: its watermark
+/// holds for every partition.
+fn sharded_tokens(t: &str, partitions: i32) -> Option<BTreeMap<i32, Token>> {
+    let mut out = BTreeMap::new();
+    if let Some(rest) = t.strip_prefix("s~") {
+        for (p, part) in rest.split('~').enumerate() {
+            let tok = Token::decode(part)?;
+            if tok.next.keys().any(|&q| q != p as i32) {
+                return None;
+            }
+            out.insert(p as i32, tok);
+        }
+        return Some(out);
+    }
+    let whole = Token::decode(t)?;
+    for p in 0..partitions.max(whole.next.keys().max().map_or(0, |m| m + 1)) {
+        let mut tok = whole.clone();
+        tok.next.retain(|&q, _| q == p);
+        out.insert(p, tok);
+    }
+    Some(out)
+}
+
+fn sharded_token(tokens: &BTreeMap<i32, Token>) -> String {
+    let parts: Vec<String> = tokens.values().map(Token::encode).collect();
+    format!("s~{}", parts.join("~"))
+}
+
+/// Sharded mode: reads each partition's feed from its owner, in turns, and
+/// sends what the reader wants with the merged token. A partition without
+/// an owner is read again once it has one: the stream waits for it, it
+/// never skips its changes.
+async fn sharded_feed(
+    state: AppState,
+    sh: std::sync::Arc<crate::shard::Shards>,
+    caller: crate::shard::Caller,
+    mut tokens: BTreeMap<i32, Token>,
+    wanted: Wanted,
+    spec: &'static StreamSpec,
+    tx: mpsc::Sender<Event>,
+) {
+    use crate::shard::{Answer, Op};
+    let metrics = state.feed.clone();
+    metrics.subscribers.inc();
+    let _gone = Defer(|| {
+        metrics.subscribers.dec();
+    });
+    let mut heartbeat = tokio::time::Instant::now() + state.heartbeat;
+    loop {
+        let n = (sh.partitions)();
+        let mut caller = caller.clone();
+        caller.now = state.now();
+        let store = state.store();
+        // Every partition's head first (a reader without a token starts
+        // at the head of each).
+        let mut heads_known = n > 0;
+        for p in 0..n {
+            if tokens.contains_key(&p) {
+                continue;
+            }
+            let op = Op::Feed {
+                partition: p,
+                token: None,
+                limit: 0,
+            };
+            match sh.on_partition(&store, p, op, &caller).await {
+                Answer::Feed { token, .. } => {
+                    if let Some(t) = Token::decode(&token) {
+                        tokens.insert(p, t);
+                    }
+                }
+                _ => heads_known = false,
+            }
+        }
+        let mut idle = true;
+        if heads_known {
+            for p in 0..n {
+                let op = Op::Feed {
+                    partition: p,
+                    token: tokens.get(&p).map(Token::encode),
+                    limit: PAGE,
+                };
+                let Answer::Feed { items, token } = sh.on_partition(&store, p, op, &caller).await
+                else {
+                    // No owner now: read on from the same token later.
+                    continue;
+                };
+                idle &= items.is_empty();
+                for item in items {
+                    let Some(t) = Token::decode(&item.token) else {
+                        continue;
+                    };
+                    tokens.insert(p, t);
+                    let event = if item.reset {
+                        metrics.resets.inc();
+                        let t = sharded_token(&tokens);
+                        Event::default().event("reset").id(t.clone()).data(
+                            json!({
+                                "reason": "this reader is behind what the change log keeps; changes were missed",
+                                "token": t,
+                            })
+                            .to_string(),
+                        )
+                    } else {
+                        match item.session {
+                            Some(s) if wanted.matches(&s, item.at) => {
+                                metrics.events.inc();
+                                Event::default()
+                                    .event(item.event_type)
+                                    .id(sharded_token(&tokens))
+                                    .data((spec.render)(&s, item.at).to_string())
+                            }
+                            _ => continue,
+                        }
+                    };
+                    if tx.send(event).await.is_err() {
+                        return;
+                    }
+                    heartbeat = tokio::time::Instant::now() + state.heartbeat;
+                }
+                if let Some(t) = Token::decode(&token) {
+                    tokens.insert(p, t);
+                }
+            }
+        }
+        if !idle {
+            continue;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(DEADLINE_POLL) => {}
+            _ = tokio::time::sleep_until(heartbeat) => {
+                if heads_known {
+                    let beat = Event::default().event("heartbeat").id(sharded_token(&tokens)).data("{}");
+                    if tx.send(beat).await.is_err() {
+                        return;
+                    }
                 }
                 heartbeat = tokio::time::Instant::now() + state.heartbeat;
             }

@@ -1,0 +1,484 @@
+//! Sharded mode against the real broker: three sharded instances and one
+//! replica on a 6-partition topic answer every view byte for byte alike,
+//! each sharded store holds only its share, and a SIGKILLed instance's
+//! partitions move to the others with no answer in between silently
+//! incomplete.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use ledger_core::{Event, EventData};
+use ledger_gen::{generate, GenConfig};
+use ledger_kafka::publish::RawRecord;
+use serde_json::{json, Value};
+
+const MIN: i64 = 60_000;
+
+/// Phase one: the stream every comparison is made on.
+const SESSIONS: usize = 50_000;
+const EVENTS: usize = 140_000;
+/// Phase two (published while an instance is killed): other sessions,
+/// other users.
+const LATE_SESSIONS: usize = 10_000;
+const LATE_EVENTS: usize = 30_000;
+
+fn stream(seed: u64, sessions: usize, events: usize) -> Vec<Event> {
+    generate(GenConfig {
+        seed,
+        sessions,
+        events,
+        users: 400,
+        duplicate_rate: 0.02,
+        out_of_order_rate: 0.05,
+        block: 2_000,
+        ..Default::default()
+    })
+}
+
+/// The late stream's sessions and users renamed apart from phase one's.
+fn late(mut events: Vec<Event>) -> Vec<Event> {
+    for e in &mut events {
+        e.session_id = format!("late_{}", e.session_id);
+        e.id = format!("late_{}", e.id);
+        if let EventData::Created(c) = &mut e.data {
+            c.user_id = format!("late_{}", c.user_id);
+        }
+    }
+    events
+}
+
+/// An answer: (status, `x-next-cursor`, body).
+type Answer = (u16, Option<String>, String);
+
+/// GET `path` on `base`.
+fn get(client: &reqwest::blocking::Client, base: &str, path: &str) -> Answer {
+    let r = client.get(format!("{base}{path}")).send().unwrap();
+    let status = r.status().as_u16();
+    let cursor = r
+        .headers()
+        .get("x-next-cursor")
+        .map(|v| v.to_str().unwrap().to_string());
+    (status, cursor, r.text().unwrap())
+}
+
+fn post(client: &reqwest::blocking::Client, base: &str, path: &str, body: &Value) -> (u16, String) {
+    let r = client
+        .post(format!("{base}{path}"))
+        .json(body)
+        .send()
+        .unwrap();
+    (r.status().as_u16(), r.text().unwrap())
+}
+
+/// Every read the comparison makes: list paths (cursor pages followed),
+/// by-id paths, and POST queries.
+struct Reads {
+    lists: Vec<String>,
+    by_id: Vec<String>,
+    posts: Vec<(String, Value)>,
+}
+
+fn reads(events: &[Event], now: i64) -> Reads {
+    let mut users = BTreeSet::new();
+    let (mut clients, mut agents, mut workspaces) =
+        (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
+    let mut ids = vec![];
+    for e in events {
+        if let EventData::Created(c) = &e.data {
+            users.insert(c.user_id.clone());
+            clients.extend(c.client_id.clone());
+            agents.extend(c.agent_id.clone());
+            workspaces.extend(c.workspace_id.clone());
+            ids.push(e.session_id.clone());
+        }
+    }
+    let mut lists = vec![
+        "/v1/sessions?limit=500".to_string(),
+        "/v1/sessions?limit=100&offset=250&paginated=true".into(),
+        "/v1/sessions?limit=100&offset=20000&paginated=true".into(),
+        "/v1/sessions?status=active&limit=500&paginated=true".into(),
+        "/v1/sessions?status=expired&limit=500".into(),
+        "/v1/sessions?status=ended&limit=500".into(),
+        "/api/messaging/sessions".into(),
+        "/api/messaging/sessions?limit=50".into(),
+        "/api/messaging/sessions/health".into(),
+        "/ledger/summary".into(),
+        "/v2/sessions/tags".into(),
+    ];
+    for u in users.iter().step_by(37).take(8) {
+        lists.push(format!("/v1/sessions?user_id={u}&limit=20&paginated=true"));
+        lists.push(format!("/v1/sessions?user_id={u}&status=active"));
+        lists.push(format!("/users/session/api?userId={u}"));
+        lists.push(format!("/api/messaging/sessions?userId={u}"));
+    }
+    for c in clients.iter().take(3) {
+        lists.push(format!(
+            "/v1/sessions?client_id={c}&limit=200&paginated=true"
+        ));
+        lists.push(format!("/api/messaging/sessions?clientId={c}"));
+    }
+    for a in agents.iter().take(3) {
+        lists.push(format!("/api/messaging/sessions?agentId={a}&limit=100"));
+    }
+    for w in workspaces.iter().take(2) {
+        lists.push(format!("/api/messaging/sessions?workspaceId={w}&limit=100"));
+    }
+    let mut by_id = vec![];
+    let as_of = now - 50 * MIN;
+    for id in ids.iter().step_by(ids.len() / 150 + 1) {
+        for p in [
+            format!("/v1/sessions/{id}"),
+            format!("/v1/sessions/{id}?as_of={as_of}"),
+            format!("/v2/traces/sessions/{id}"),
+            format!("/v2/sessions/{id}"),
+            format!("/users/session/api/{id}"),
+            format!("/api/messaging/sessions/{id}"),
+            format!("/api/messaging/sessions/{id}/events"),
+            format!("/ledger/sessions/{id}/timeline"),
+        ] {
+            by_id.push(p);
+        }
+    }
+    by_id.push("/v1/sessions/sess_not_there".into());
+    by_id.push("/api/messaging/sessions/sess_not_there".into());
+    let (first, mid) = (&ids[0], &ids[ids.len() / 2]);
+    let u0 = users.iter().next().unwrap();
+    let mut posts = vec![];
+    for body in [
+        json!({}),
+        json!({"pagination": {"limit": 200}, "query": {"filters": [{"path": "/status", "operator": "is", "value": "active"}]}}),
+        json!({"query": {"filters": [{"path": "/user_id", "operator": "is", "value": u0}]}}),
+        json!({"pagination": {"limit": 50}, "sortingProps": [{"key": "started_at", "direction": "asc"}]}),
+        json!({"pagination": {"limit": 100, "page": 7}}),
+        json!({"pagination": {"limit": 100, "lastId": mid}}),
+        json!({"pagination": {"limit": 100, "firstId": first}}),
+    ] {
+        posts.push(("/v2/traces/sessions/query".to_string(), body.clone()));
+        posts.push(("/v2/traces/sessions/count".to_string(), body));
+    }
+    for interval in ["SESSION_INTERVAL_ALL_TIME", "SESSION_INTERVAL_LAST_1_HOUR"] {
+        let body = json!({"filters": {"interval": interval}, "limit": 100, "page": 2});
+        posts.push(("/v2/sessions/query".into(), body.clone()));
+        posts.push(("/v2/sessions/count".into(), body));
+    }
+    Reads {
+        lists,
+        by_id,
+        posts,
+    }
+}
+
+/// Reads everything through `bases[0]` and asserts every other base answers
+/// byte for byte alike; returns how many responses were compared.
+fn compare_all(bases: &[&str], r: &Reads) -> usize {
+    let client = reqwest::blocking::Client::new();
+    let (mut compared, mut filled) = (0, 0);
+    for path in &r.lists {
+        let mut next = Some(path.clone());
+        let mut pages = 0;
+        while let Some(p) = next.take() {
+            let want = get(&client, bases[0], &p);
+            assert_eq!(want.0, 200, "{p}: {}", want.2);
+            filled += usize::from(want.2.contains("sess_"));
+            for b in &bases[1..] {
+                let have = get(&client, b, &p);
+                assert_eq!(have, want, "{p} through {b} differs from {}", bases[0]);
+                compared += 1;
+            }
+            pages += 1;
+            if let Some(c) = want.1 {
+                let sep = if path.contains('?') { '&' } else { '?' };
+                next = Some(format!("{path}{sep}cursor={c}"));
+            }
+        }
+        assert!(pages < 1_000, "{path}: the cursor pages end");
+    }
+    // Most lists name sessions (a filter may match none).
+    assert!(
+        filled * 3 > r.lists.len() * 2,
+        "{filled} of {} lists name sessions",
+        r.lists.len()
+    );
+    for p in &r.by_id {
+        let want = get(&client, bases[0], p);
+        for b in &bases[1..] {
+            let have = get(&client, b, p);
+            assert_eq!(have, want, "{p} through {b} differs from {}", bases[0]);
+            compared += 1;
+        }
+    }
+    for (p, body) in &r.posts {
+        let want = post(&client, bases[0], p, body);
+        assert_eq!(want.0, 200, "{p} {body}: {}", want.1);
+        for b in &bases[1..] {
+            let have = post(&client, b, p, body);
+            assert_eq!(have, want, "{p} {body} through {b}");
+            compared += 1;
+        }
+    }
+    compared
+}
+
+/// Sessions the server's store holds (its `ledger_store_sessions` gauge).
+fn stored(s: &Server) -> f64 {
+    s.metric("ledger_store_sessions ")
+}
+
+/// Waits until the stores of `servers` hold `total` sessions between them.
+fn wait_stored(servers: &[&Server], total: f64) {
+    let start = Instant::now();
+    loop {
+        let have: f64 = servers.iter().map(|s| stored(s)).sum();
+        if have == total {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(180),
+            "the sharded stores hold {have} sessions, not {total}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// Reads the change feed at `url` until `stop`: (event type, data) of each
+/// change (heartbeats aside).
+fn collect_feed(
+    url: String,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<Vec<(String, String)>> {
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        let client = reqwest::blocking::Client::builder()
+            .timeout(None)
+            .build()
+            .unwrap();
+        let resp = client.get(&url).send().unwrap();
+        assert_eq!(resp.status().as_u16(), 200, "{url}");
+        let mut out = vec![];
+        let mut event = String::new();
+        for line in std::io::BufReader::new(resp).lines() {
+            let Ok(line) = line else { break };
+            if let Some(e) = line.strip_prefix("event:") {
+                event = e.trim().to_string();
+            } else if let Some(d) = line.strip_prefix("data:") {
+                if event != "heartbeat" {
+                    out.push((event.clone(), d.trim().to_string()));
+                }
+            } else if line.is_empty() && stop.load(Ordering::Acquire) {
+                break;
+            }
+        }
+        out
+    })
+}
+
+/// What a load run saw: responses by status.
+#[derive(Default, Debug)]
+struct Seen {
+    complete: u64,
+    unavailable: u64,
+}
+
+#[test]
+fn sharded_instances_answer_like_a_replica_and_survive_a_sigkill() {
+    let brokers = broker();
+    let topic = topic(&brokers, "sharded", 6);
+    let early = stream(61, SESSIONS, EVENTS);
+    let later = late(stream(62, LATE_SESSIONS, LATE_EVENTS));
+    let now = early.iter().chain(&later).map(|e| e.time_ms).max().unwrap() + 5 * MIN;
+    let now_arg = now.to_string();
+    let dir = tempfile::tempdir().unwrap();
+    // Heartbeats every half second: the feed readers notice their stop.
+    let config = dir.path().join("ledger.toml");
+    std::fs::write(&config, "[feed]\nheartbeat_ms = 500\n").unwrap();
+    let config = config.to_string_lossy().into_owned();
+    let flags = [
+        "--no-auth",
+        "--no-reaper",
+        "--now-ms",
+        &now_arg,
+        "--config",
+        &config,
+    ];
+    let sharded: Vec<&str> = flags.iter().copied().chain(["--mode", "sharded"]).collect();
+    let a = Server::start(&brokers, &topic, &dir.path().join("a"), &sharded);
+    let b = Server::start(&brokers, &topic, &dir.path().join("b"), &sharded);
+    let c = Server::start(&brokers, &topic, &dir.path().join("c"), &sharded);
+    let r = Server::start(&brokers, &topic, &dir.path().join("r"), &flags);
+
+    // A few undecodable records too: dead letters, on every instance alike.
+    let mut records: Vec<RawRecord> = early.iter().map(RawRecord::event).collect();
+    for i in 0..5 {
+        records.insert(
+            i * 20_000,
+            RawRecord {
+                key: Some(format!("sess_bad_{i}").into_bytes()),
+                payload: b"{\"not\": \"an event\"".to_vec(),
+                headers: None,
+                partition: None,
+            },
+        );
+    }
+    let sent = publish(&brokers, &topic, records) as i64;
+    for s in [&r, &a, &b, &c] {
+        s.wait_applied(sent, Duration::from_secs(300));
+    }
+
+    // 2. Each sharded store holds its share only (handed-over partitions
+    // are dropped), and together they hold what the replica holds.
+    let all = stored(&r);
+    assert!(all >= SESSIONS as f64, "the replica holds {all} sessions");
+    wait_stored(&[&a, &b, &c], all);
+    let bytes = |s: &Server| s.metric("ledger_store_bytes ");
+    for s in [&a, &b, &c] {
+        let share = stored(s) / all;
+        eprintln!(
+            "{}: {:.0} sessions ({:.1}%), {:.1} MiB on disk (replica {:.1} MiB)",
+            s.base,
+            stored(s),
+            share * 100.0,
+            bytes(s) / 1048576.0,
+            bytes(&r) / 1048576.0
+        );
+        assert!(
+            (0.15..0.5).contains(&share),
+            "{} holds {:.1}% of the sessions",
+            s.base,
+            share * 100.0
+        );
+    }
+
+    // 1. Every view through every sharded instance equals the replica.
+    let plan = reads(&early, now);
+    let compared = compare_all(&[&r.base, &a.base, &b.base, &c.base], &plan);
+    eprintln!("compared {compared} responses across 4 instances");
+
+    // 3. SIGKILL one sharded instance while the late stream is ingested; a
+    // load run through the other two accepts a complete answer or a 503,
+    // nothing in between.
+    let client = reqwest::blocking::Client::new();
+    let probes: Vec<(String, Answer)> = plan
+        .by_id
+        .iter()
+        .step_by(7)
+        .take(60)
+        .chain(plan.lists.iter().filter(|p| p.contains("user_id=")).take(6))
+        .map(|p| (p.clone(), get(&client, &r.base, p)))
+        .collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    // The change feed through a sharded instance and through the replica,
+    // from their heads, across the fail-over.
+    let feeds = [
+        collect_feed(a.url("/v1/sessions/stream"), stop.clone()),
+        collect_feed(r.url("/v1/sessions/stream"), stop.clone()),
+    ];
+    std::thread::sleep(Duration::from_secs(2));
+    let load = {
+        let (stop, bases) = (stop.clone(), [a.base.clone(), b.base.clone()]);
+        let floor = SESSIONS as u64;
+        std::thread::spawn(move || {
+            let client = reqwest::blocking::Client::new();
+            let mut seen = Seen::default();
+            let mut i = 0usize;
+            while !stop.load(Ordering::Acquire) {
+                let base = &bases[i % 2];
+                let (path, want) = &probes[i % probes.len()];
+                let have = get(&client, base, path);
+                match have.0 {
+                    503 => {
+                        assert!(
+                            have.2.contains("moving between instances"),
+                            "{path}: {}",
+                            have.2
+                        );
+                        seen.unavailable += 1;
+                    }
+                    _ => {
+                        assert_eq!(&have, want, "{path} through {base} during the fail-over");
+                        seen.complete += 1;
+                    }
+                }
+                // The whole list's total never drops below phase one's.
+                let (st, _, body) = get(&client, base, "/v1/sessions?limit=1&paginated=true");
+                if st == 200 {
+                    let total = serde_json::from_str::<Value>(&body).unwrap()["total_count"]
+                        .as_u64()
+                        .unwrap();
+                    assert!(
+                        total >= floor,
+                        "a total of {total} through {base}: incomplete"
+                    );
+                    seen.complete += 1;
+                } else {
+                    assert_eq!(st, 503, "{body}");
+                    seen.unavailable += 1;
+                }
+                i += 1;
+            }
+            seen
+        })
+    };
+    let (half, rest) = later.split_at(later.len() / 2);
+    let records = |evs: &[Event]| evs.iter().map(RawRecord::event).collect::<Vec<_>>();
+    let late_sent = publish(&brokers, &topic, records(half)) as i64;
+    c.kill();
+    let killed = Instant::now();
+    let late_sent = late_sent + publish(&brokers, &topic, records(rest)) as i64;
+    let total = sent + late_sent;
+    // The survivors answer for every partition again.
+    loop {
+        let (st, _, _) = get(&client, &a.base, "/v1/sessions?limit=1");
+        let (st2, _, _) = get(&client, &b.base, "/v1/sessions?limit=1");
+        if st == 200 && st2 == 200 {
+            break;
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(120),
+            "no take-over within 120 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!(
+        "the survivors answered for every partition {:?} after the SIGKILL",
+        killed.elapsed()
+    );
+    for s in [&r, &a, &b] {
+        s.wait_applied(total, Duration::from_secs(300));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    stop.store(true, Ordering::Release);
+    let seen = load.join().unwrap();
+    let [fa, fr] = feeds.map(|f| f.join().unwrap());
+    let (mut fa, mut fr) = (fa, fr);
+    eprintln!(
+        "change feed: {} changes through a sharded instance, {} through the replica",
+        fa.len(),
+        fr.len()
+    );
+    assert!(
+        fr.len() >= LATE_SESSIONS,
+        "the replica's feed saw the late sessions"
+    );
+    fa.sort();
+    fr.sort();
+    assert!(fa == fr, "the sharded feed differs from the replica's");
+    eprintln!("load run during the fail-over: {seen:?}");
+    assert!(seen.complete > 0, "the load run was answered");
+
+    // The final state: 0 lost, 0 doubled (every view equal to the replica's),
+    // and the two survivors' stores hold everything between them.
+    let mut events = early.clone();
+    events.extend(later.iter().cloned());
+    let plan = reads(&events, now);
+    let compared = compare_all(&[&r.base, &a.base, &b.base], &plan);
+    eprintln!("after the fail-over: compared {compared} responses across 3 instances");
+    wait_stored(&[&a, &b], stored(&r));
+    for s in [a, b, r] {
+        assert!(s.term().0.success());
+    }
+}
