@@ -1,7 +1,13 @@
-//! Sharded mode, one run: the same backlog on a 6-partition topic ingested
-//! by 1, 2 and 3 sharded instances (each set its own data group), then
-//! by-id and list latency through one instance of each set, and the
-//! forwarding overhead of a by-id request its instance does not own.
+//! Sharded mode, one run: 1, 2 and 3 sharded instances, each set on its own
+//! 6-partition topic.
+//! * live: once the data group has given every instance its partitions, the
+//!   stream is published; events / (time until every partition's owner
+//!   applied it) — bounded by how fast the dev broker takes the records;
+//! * backlog: a second set of n instances (its own group) started together
+//!   on the full topic; events / catch-up time, rebalances included;
+//! * by-id and list latency through one instance of the first set (one
+//!   request at a time), and for 3 instances the forwarding overhead of a
+//!   by-id request its instance does not own.
 //!
 //!   cargo bench --bench sharded -- [EVENTS] [REQUESTS]   (default 300000 3000)
 //!
@@ -146,11 +152,6 @@ fn main() {
             .to_string()
     });
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let topic = format!("sharded-bench-{}", std::process::id());
-    rt.block_on(ledger_kafka::admin_create_topic(
-        &brokers, &topic, PARTITIONS,
-    ))
-    .unwrap();
     let sessions = total / 10;
     let events = generate(GenConfig {
         seed: 5,
@@ -162,12 +163,7 @@ fn main() {
     let mut ids: Vec<String> = events.iter().map(|e| e.session_id.clone()).collect();
     ids.sort();
     ids.dedup();
-    let publisher = Publisher::new(&brokers, &topic).unwrap();
-    let sent = rt
-        .block_on(publisher.send_all(events.iter().map(RawRecord::event), |_| {}))
-        .unwrap();
-    drop(events);
-    println!("sharded: {sent} records of {sessions} sessions on {PARTITIONS} partitions, {requests} requests per figure");
+    println!("sharded: {} records of {sessions} sessions on {PARTITIONS} partitions, {requests} requests per figure", events.len());
     let client = reqwest::blocking::Client::new();
     let step = (ids.len() / requests).max(1);
     let by_id: Vec<String> = ids
@@ -184,18 +180,22 @@ fn main() {
         })
         .collect();
     println!(
-        "{:>9} {:>12} {:>10} {:>10} {:>10} {:>10}",
-        "instances", "ingest ev/s", "id p50 ms", "id p99 ms", "list p50", "list p99"
+        "{:>9} {:>12} {:>13} {:>10} {:>10} {:>10} {:>10}",
+        "instances", "live ev/s", "backlog ev/s", "id p50 ms", "id p99 ms", "list p50", "list p99"
     );
     let mut overhead = None;
     for n in 1..=3 {
+        let topic = format!("sharded-bench-{}-{n}", std::process::id());
+        rt.block_on(ledger_kafka::admin_create_topic(
+            &brokers, &topic, PARTITIONS,
+        ))
+        .unwrap();
         let config = work.path().join(format!("ledger-{n}.toml"));
         std::fs::write(
             &config,
             format!("[kafka]\ngroup_id = \"bench-{n}-{}\"\n", std::process::id()),
         )
         .unwrap();
-        let t0 = Instant::now();
         let servers: Vec<Server> = (0..n)
             .map(|i| {
                 serve(
@@ -207,6 +207,27 @@ fn main() {
             })
             .collect();
         let first = servers[0].addr.clone();
+        // Every instance has its share before the stream arrives.
+        let joined = Instant::now();
+        loop {
+            let shares: Vec<BTreeSet<i32>> =
+                servers.iter().map(|s| ready(&client, &s.addr)).collect();
+            let all: BTreeSet<i32> = shares.iter().flatten().copied().collect();
+            if shares.iter().all(|s| !s.is_empty()) && all.len() == PARTITIONS as usize {
+                break;
+            }
+            assert!(
+                joined.elapsed() < Duration::from_secs(120),
+                "the group did not settle"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let publisher = Publisher::new(&brokers, &topic).unwrap();
+        let t0 = Instant::now();
+        let sent = rt
+            .block_on(publisher.send_all(events.iter().map(RawRecord::event), |_| {}))
+            .unwrap();
+        let published = t0.elapsed().as_secs_f64();
         while applied(&client, &first) < sent {
             assert!(
                 t0.elapsed() < Duration::from_secs(900),
@@ -215,11 +236,45 @@ fn main() {
             std::thread::sleep(Duration::from_millis(50));
         }
         let secs = t0.elapsed().as_secs_f64();
+        eprintln!("  ({n} instances: published in {published:.1} s, applied by every owner {secs:.1} s after the first record was sent)");
         let _ = latencies(&client, &first, &by_id[..by_id.len().min(200)]);
         let mut ids_ms = latencies(&client, &first, &by_id);
         let mut list_ms = latencies(&client, &first, &lists);
+        // The same stream as a backlog: a second set of n instances (its
+        // own data group) started together on the full topic, rebalances
+        // and drops included.
+        let backlog = {
+            let config = work.path().join(format!("ledger-{n}-backlog.toml"));
+            std::fs::write(
+                &config,
+                format!(
+                    "[kafka]\ngroup_id = \"bench-{n}-backlog-{}\"\n",
+                    std::process::id()
+                ),
+            )
+            .unwrap();
+            let t0 = Instant::now();
+            let set: Vec<Server> = (0..n)
+                .map(|i| {
+                    serve(
+                        &brokers,
+                        &topic,
+                        &work.path().join(format!("b{n}-{i}")),
+                        &config,
+                    )
+                })
+                .collect();
+            while applied(&client, &set[0].addr) < sent {
+                assert!(
+                    t0.elapsed() < Duration::from_secs(900),
+                    "catch-up did not finish"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            sent as f64 / t0.elapsed().as_secs_f64()
+        };
         println!(
-            "{n:>9} {:>12.0} {:>10.2} {:>10.2} {:>10.2} {:>10.2}",
+            "{n:>9} {:>12.0} {backlog:>13.0} {:>10.2} {:>10.2} {:>10.2} {:>10.2}",
             sent as f64 / secs,
             pct(&mut ids_ms, 0.5),
             pct(&mut ids_ms, 0.99),

@@ -482,3 +482,97 @@ fn sharded_instances_answer_like_a_replica_and_survive_a_sigkill() {
         assert!(s.term().0.success());
     }
 }
+
+/// Standby copies: with `standby = 1` each of two instances also stores the
+/// other's partitions (without answering for them), answers like a replica,
+/// and takes the other's partitions over without a replay when it is killed.
+#[test]
+fn standby_copies_take_over_without_a_replay() {
+    let brokers = broker();
+    let topic = topic(&brokers, "standby", 4);
+    let events = stream(63, 6_000, 24_000);
+    let now = events.iter().map(|e| e.time_ms).max().unwrap() + 5 * MIN;
+    let now_arg = now.to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ledger.toml");
+    std::fs::write(
+        &config,
+        "[feed]\nheartbeat_ms = 500\n[cluster]\nstandby = 1\n",
+    )
+    .unwrap();
+    let config = config.to_string_lossy().into_owned();
+    let flags = [
+        "--no-auth",
+        "--no-reaper",
+        "--now-ms",
+        &now_arg,
+        "--config",
+        &config,
+    ];
+    let sharded: Vec<&str> = flags.iter().copied().chain(["--mode", "sharded"]).collect();
+    let a = Server::start(&brokers, &topic, &dir.path().join("a"), &sharded);
+    let b = Server::start(&brokers, &topic, &dir.path().join("b"), &sharded);
+    let r = Server::start(&brokers, &topic, &dir.path().join("r"), &flags);
+    let sent = publish(
+        &brokers,
+        &topic,
+        events.iter().map(RawRecord::event).collect(),
+    ) as i64;
+    for s in [&r, &a, &b] {
+        s.wait_applied(sent, Duration::from_secs(300));
+    }
+    // Each answers for two partitions and keeps the other two as standby:
+    // its store holds every session.
+    let count = |s: &Server, family: &str| -> usize {
+        let text = reqwest::blocking::get(s.url("/metrics"))
+            .unwrap()
+            .text()
+            .unwrap();
+        text.lines()
+            .filter(|l| l.starts_with(family) && l.ends_with(" 1"))
+            .count()
+    };
+    let start = Instant::now();
+    while [&a, &b].iter().any(|s| {
+        count(s, "ledger_shard_ready_partition{") != 2
+            || count(s, "ledger_shard_standby_partition{") != 2
+            || stored(s) != stored(&r)
+    }) {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "standby copies did not settle"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let plan = reads(&events, now);
+    let compared = compare_all(&[&r.base, &a.base, &b.base], &plan);
+    eprintln!(
+        "standby: compared {compared} responses; each store holds all {} sessions",
+        stored(&r)
+    );
+
+    b.kill();
+    let killed = Instant::now();
+    let client = reqwest::blocking::Client::new();
+    loop {
+        if get(&client, &a.base, "/v1/sessions?limit=1").0 == 200
+            && count(&a, "ledger_shard_ready_partition{") == 4
+        {
+            break;
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(120),
+            "no take-over within 120 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!(
+        "standby: the survivor answered for every partition {:?} after the SIGKILL",
+        killed.elapsed()
+    );
+    let compared = compare_all(&[&r.base, &a.base], &plan);
+    eprintln!("standby: after the take-over, compared {compared} responses");
+    for s in [a, r] {
+        assert!(s.term().0.success());
+    }
+}

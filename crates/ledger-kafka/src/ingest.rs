@@ -278,8 +278,9 @@ struct Connected {
     quiet: Quiet,
     /// The live store's generation the offsets in `next` are of.
     generation: u64,
-    /// The ownership version `partitions` follows (sharded mode).
-    own_version: u64,
+    /// The ownership version `partitions` follows and the partitions
+    /// assigned then (sharded mode).
+    own_seen: (u64, std::collections::BTreeSet<i32>),
 }
 
 /// One polled batch: decoded records, dead letters, and each partition's
@@ -443,7 +444,7 @@ impl Ingestor {
             // stored offsets of what is owned now.
             if self.follow_ownership(
                 c,
-                &mut k.own_version,
+                &mut k.own_seen,
                 &mut k.partitions,
                 &mut k.next,
                 &mut k.start_high,
@@ -499,15 +500,18 @@ impl Ingestor {
             producer_config(&self.cfg.brokers),
             &dlq_topic(&self.cfg.topic),
         )?;
-        let (partitions, own_version) = match &self.cfg.ownership {
+        let (partitions, own_seen) = match &self.cfg.ownership {
             // Sharded: what the data group gave this instance so far (the
             // loop follows every change).
             Some(own) => {
                 let (v, o) = (own.version(), own.snapshot());
-                (o.assigned.union(&o.standby).copied().collect(), v)
+                (
+                    o.assigned.union(&o.standby).copied().collect(),
+                    (v, o.assigned),
+                )
             }
             None => match self.partitions(&consumer, stop) {
-                Ok(p) => (p, 0),
+                Ok(p) => (p, (0, Default::default())),
                 Err(_) if stop.load(Ordering::Acquire) => return Ok(None),
                 Err(e) => return Err(e),
             },
@@ -530,7 +534,7 @@ impl Ingestor {
                 stalled: Default::default(),
             },
             generation,
-            own_version,
+            own_seen,
         }))
     }
 
@@ -645,7 +649,7 @@ impl Ingestor {
     fn follow_ownership(
         &self,
         c: &LedgerConsumer,
-        own_version: &mut u64,
+        own_seen: &mut (u64, std::collections::BTreeSet<i32>),
         partitions: &mut Vec<i32>,
         next: &mut BTreeMap<i32, i64>,
         start_high: &mut BTreeMap<i32, i64>,
@@ -654,13 +658,21 @@ impl Ingestor {
             return Ok(false);
         };
         let version = own.version();
-        if version == *own_version {
+        if version == own_seen.0 {
             return Ok(false);
         }
         let o = own.snapshot();
         let want: std::collections::BTreeSet<i32> = o.assigned.union(&o.standby).copied().collect();
         let have: std::collections::BTreeSet<i32> = partitions.iter().copied().collect();
-        let gained: Vec<i32> = want.difference(&have).copied().collect();
+        // Read anew, or newly assigned (a standby copy it read already is
+        // ready only once it reaches today's high watermark too).
+        let gained: Vec<i32> = want
+            .difference(&have)
+            .chain(o.assigned.difference(&own_seen.1))
+            .copied()
+            .collect::<std::collections::BTreeSet<i32>>()
+            .into_iter()
+            .collect();
         // Every gained partition's high watermark first: without them
         // nothing changes, and the next batch tries again.
         let mut highs = BTreeMap::new();
@@ -676,8 +688,9 @@ impl Ingestor {
                 }
             }
         }
-        *own_version = version;
+        *own_seen = (version, o.assigned.clone());
         if want == have {
+            start_high.extend(highs);
             return Ok(false);
         }
         let store = self.store();
