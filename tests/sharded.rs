@@ -137,6 +137,7 @@ fn reads(events: &[Event], now: i64) -> Reads {
             format!("/v2/traces/sessions/{id}"),
             format!("/v2/sessions/{id}"),
             format!("/users/session/api/{id}"),
+            format!("/users/session/token/{id}"),
             format!("/api/messaging/sessions/{id}"),
             format!("/api/messaging/sessions/{id}/events"),
             format!("/ledger/sessions/{id}/timeline"),
@@ -353,6 +354,42 @@ fn sharded_instances_answer_like_a_replica_and_survive_a_sigkill() {
         );
     }
 
+    // The consistency token names every partition through any instance,
+    // and a wait for it is answered caught up.
+    let client = reqwest::blocking::Client::new();
+    let offsets = |base: &str| -> String {
+        let resp = client
+            .get(format!("{base}/v1/sessions?limit=1"))
+            .send()
+            .unwrap();
+        resp.headers()["x-ledger-offsets"]
+            .to_str()
+            .unwrap()
+            .to_string()
+    };
+    let token = offsets(&r.base);
+    assert_eq!(token.split(',').count(), 6, "{token}");
+    for s in [&a, &b, &c] {
+        assert_eq!(
+            offsets(&s.base),
+            token,
+            "x-ledger-offsets through {}",
+            s.base
+        );
+        let resp = client
+            .get(s.url("/v1/sessions?limit=1"))
+            .header("x-ledger-wait-for", &token)
+            .header("x-ledger-wait-ms", "2000")
+            .send()
+            .unwrap();
+        assert_eq!(
+            resp.headers()["x-ledger-caught-up"],
+            "true",
+            "through {}",
+            s.base
+        );
+    }
+
     // 1. Every view through every sharded instance equals the replica.
     let plan = reads(&early, now);
     let compared = compare_all(&[&r.base, &a.base, &b.base, &c.base], &plan);
@@ -361,7 +398,6 @@ fn sharded_instances_answer_like_a_replica_and_survive_a_sigkill() {
     // 3. SIGKILL one sharded instance while the late stream is ingested; a
     // load run through the other two accepts a complete answer or a 503,
     // nothing in between.
-    let client = reqwest::blocking::Client::new();
     let probes: Vec<(String, Answer)> = plan
         .by_id
         .iter()

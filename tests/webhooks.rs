@@ -68,6 +68,17 @@ fn without_status(mut v: Value) -> Value {
 
 #[test]
 fn two_replicas_deliver_each_change_once_signed_and_in_order() {
+    deliver_each_change_once(false);
+}
+
+/// The same in sharded mode: each instance delivers the partitions it owns
+/// in the data group, and the cursors stay in the endpoint's group.
+#[test]
+fn two_sharded_instances_deliver_each_change_once_signed_and_in_order() {
+    deliver_each_change_once(true);
+}
+
+fn deliver_each_change_once(sharded: bool) {
     let paths = sdk_paths();
     let brokers = broker();
     let topic = topic(&brokers, "hooks", 3);
@@ -108,10 +119,14 @@ fn two_replicas_deliver_each_change_once_signed_and_in_order() {
     )
     .unwrap();
     let config = config.to_string_lossy().into_owned();
-    let args = ["--no-auth", "--no-reaper", "--config", config.as_str()];
+    let mut args = vec!["--no-auth", "--no-reaper", "--config", config.as_str()];
+    if sharded {
+        args.extend(["--mode", "sharded"]);
+    }
     let a = Server::start(&brokers, &topic, &dir.path().join("a"), &args);
     let b = Server::start(&brokers, &topic, &dir.path().join("b"), &args);
-    // Both replicas in the endpoint's group, sharing the 3 partitions.
+    // Both replicas in the endpoint's group (sharded: in the data group),
+    // sharing the 3 partitions.
     let owned = |s: &Server| s.metric("ledger_webhook_owned_partitions");
     let t0 = Instant::now();
     while !(owned(&a) >= 1.0 && owned(&b) >= 1.0 && owned(&a) + owned(&b) == 3.0) {
@@ -231,7 +246,7 @@ fn two_replicas_deliver_each_change_once_signed_and_in_order() {
         FAIL_FIRST as f64
     );
     eprintln!(
-        "webhooks: {} changes delivered ({by_a} by a, {by_b} by b), {FAIL_FIRST} failed attempts retried",
+        "webhooks (sharded: {sharded}): {} changes delivered ({by_a} by a, {by_b} by b), {FAIL_FIRST} failed attempts retried",
         want.len()
     );
 

@@ -12,7 +12,7 @@
 //!   instances never answer for one partition.
 //! * **Membership**: each instance announces itself on the compacted topic
 //!   `<topic>.members` (one partition, keyed by its advertised URL) every
-//!   `announce` interval and on every change: its URL, the partitions it
+//!   `announce` interval and on every change: its URL and group, the partitions it
 //!   owns and has ready, its standby copies and their applied offsets. Every
 //!   instance reads that topic to route requests; an announcement older than
 //!   `member_ttl` is ignored, and a stopping instance announces `leaving`.
@@ -132,6 +132,10 @@ impl Ownership {
 pub struct Member {
     /// Its HTTP address, which names it.
     pub url: String,
+    /// Its data group: instances of other groups on the same topic (another
+    /// deployment) are not routed to.
+    #[serde(default)]
+    pub group: String,
     pub partitions: i32,
     pub assigned: Vec<i32>,
     /// Partitions it answers for.
@@ -388,8 +392,13 @@ fn run_members(
         let stopping = stop.load(Ordering::Acquire);
         while let Some(m) = reader.poll(Duration::from_millis(20)) {
             let Ok(m) = m else { break };
-            if let Some(member) = m.payload().and_then(|p| serde_json::from_slice(p).ok()) {
-                members.put(member);
+            if let Some(member) = m
+                .payload()
+                .and_then(|p| serde_json::from_slice::<Member>(p).ok())
+            {
+                if member.group == cfg.group_id {
+                    members.put(member);
+                }
             }
         }
         let now = chrono_ms();
@@ -424,6 +433,7 @@ fn run_members(
                 .collect();
             let me = Member {
                 url: cfg.url.clone(),
+                group: cfg.group_id.clone(),
                 partitions: o.partitions,
                 assigned: o.assigned.iter().copied().collect(),
                 ready: if stopping {
@@ -469,6 +479,7 @@ mod tests {
     fn member(url: &str, assigned: &[i32]) -> Member {
         Member {
             url: url.into(),
+            group: "g".into(),
             partitions: 6,
             assigned: assigned.to_vec(),
             ready: assigned.to_vec(),
