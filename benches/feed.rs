@@ -8,9 +8,6 @@
 //! `LEDGER_BENCH_BROKER` names a running broker; otherwise one is started
 //! with `scripts/dev-broker` for the run.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,41 +17,9 @@ use ledger_kafka::publish::RawRecord;
 use ledger_kafka::Publisher;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const BIN: &str = env!("CARGO_BIN_EXE_session-ledger");
+mod common;
 
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(brokers: &str, topic: &str, dir: &Path) -> Server {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--brokers", brokers, "--topic", topic])
-        .args(["--listen", "127.0.0.1:0", "--no-auth", "--no-reaper"])
-        .arg("--data-dir")
-        .arg(dir)
-        .env("LEDGER_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start serve");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next().expect("serve exited").unwrap();
-        if let Some(a) = line.strip_prefix("listening on http://") {
-            break a.trim().to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    Server { child, addr }
-}
+use common::serve;
 
 /// Records applied so far (the sum of the applied offsets).
 fn applied(addr: &str) -> u64 {
@@ -118,23 +83,8 @@ fn main() {
         .collect();
     let total: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(200_000);
     let readers: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(100);
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let work = tempfile::tempdir().unwrap();
-    let brokers = std::env::var("LEDGER_BENCH_BROKER").unwrap_or_else(|_| {
-        let out = Command::new(root.join("scripts/dev-broker"))
-            .arg("start")
-            .arg(work.path().join("broker"))
-            .output()
-            .expect("scripts/dev-broker");
-        assert!(out.status.success(), "the dev broker did not start");
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .trim()
-            .lines()
-            .last()
-            .unwrap()
-            .to_string()
-    });
+    let (brokers, started) = common::broker(work.path());
     let rt = tokio::runtime::Runtime::new().unwrap();
     let topic = format!("feed-bench-{}", std::process::id());
     rt.block_on(ledger_kafka::admin_create_topic(&brokers, &topic, 3))
@@ -162,13 +112,13 @@ fn main() {
 
     // Without readers.
     let t0 = Instant::now();
-    let alone = serve(&brokers, &topic, &work.path().join("alone"));
+    let alone = serve(&brokers, &topic, &work.path().join("alone"), &[]);
     let secs_alone = ingest_time(&alone.addr, sent, t0);
     drop(alone);
 
     // With readers from the first change on (a token before every offset).
     let t0 = Instant::now();
-    let with = serve(&brokers, &topic, &work.path().join("with"));
+    let with = serve(&brokers, &topic, &work.path().join("with"), &[]);
     let since = format!("1..{now}.-");
     let counts: Vec<(Arc<AtomicU64>, Arc<AtomicU64>)> = (0..readers)
         .map(|_| (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0))))
@@ -237,10 +187,7 @@ fn main() {
     );
     drop(with);
     let _ = client.join();
-    if std::env::var("LEDGER_BENCH_BROKER").is_err() {
-        let _ = Command::new(root.join("scripts/dev-broker"))
-            .arg("stop")
-            .arg(work.path().join("broker"))
-            .status();
+    if started {
+        common::stop_broker(work.path());
     }
 }

@@ -16,9 +16,7 @@
 //! machine's cores with the others and with the broker.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ledger_core::partition::Partitioner;
@@ -26,44 +24,21 @@ use ledger_gen::{generate, GenConfig};
 use ledger_kafka::publish::RawRecord;
 use ledger_kafka::Publisher;
 
-const BIN: &str = env!("CARGO_BIN_EXE_session-ledger");
+mod common;
+
+use common::{serve, Server};
+
 const PARTITIONS: i32 = 6;
 
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(brokers: &str, topic: &str, dir: &Path, config: &Path) -> Server {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--brokers", brokers, "--topic", topic])
-        .args(["--listen", "127.0.0.1:0", "--no-auth", "--no-reaper"])
-        .args(["--mode", "sharded"])
-        .arg("--config")
-        .arg(config)
-        .arg("--data-dir")
-        .arg(dir)
-        .env("LEDGER_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start serve");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next().expect("serve exited").unwrap();
-        if let Some(a) = line.strip_prefix("listening on http://") {
-            break a.trim().to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    Server { child, addr }
+/// A sharded instance with the configuration file `config`.
+fn sharded(brokers: &str, topic: &str, dir: &Path, config: &Path) -> Server {
+    let config = config.to_string_lossy();
+    serve(
+        brokers,
+        topic,
+        dir,
+        &["--mode", "sharded", "--config", &config],
+    )
 }
 
 /// Records applied over every partition, as `addr` announces them (each
@@ -134,23 +109,8 @@ fn main() {
         .collect();
     let total: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(300_000);
     let requests: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(3_000);
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let work = tempfile::tempdir().unwrap();
-    let brokers = std::env::var("LEDGER_BENCH_BROKER").unwrap_or_else(|_| {
-        let out = Command::new(root.join("scripts/dev-broker"))
-            .arg("start")
-            .arg(work.path().join("broker"))
-            .output()
-            .expect("scripts/dev-broker");
-        assert!(out.status.success(), "the dev broker did not start");
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .trim()
-            .lines()
-            .last()
-            .unwrap()
-            .to_string()
-    });
+    let (brokers, started) = common::broker(work.path());
     let rt = tokio::runtime::Runtime::new().unwrap();
     let sessions = total / 10;
     let events = generate(GenConfig {
@@ -198,7 +158,7 @@ fn main() {
         .unwrap();
         let servers: Vec<Server> = (0..n)
             .map(|i| {
-                serve(
+                sharded(
                     &brokers,
                     &topic,
                     &work.path().join(format!("s{n}-{i}")),
@@ -256,7 +216,7 @@ fn main() {
             let t0 = Instant::now();
             let set: Vec<Server> = (0..n)
                 .map(|i| {
-                    serve(
+                    sharded(
                         &brokers,
                         &topic,
                         &work.path().join(format!("b{n}-{i}")),
@@ -311,10 +271,7 @@ fn main() {
             r50 - l50
         );
     }
-    if std::env::var("LEDGER_BENCH_BROKER").is_err() {
-        let _ = Command::new(root.join("scripts/dev-broker"))
-            .arg("stop")
-            .arg(work.path().join("broker"))
-            .status();
+    if started {
+        common::stop_broker(work.path());
     }
 }

@@ -278,6 +278,36 @@ fn collect_feed(
     })
 }
 
+/// `n` sharded instances and one replica on `topic`, their clocks frozen at
+/// `now`, with `config` (TOML) added to heartbeats every half second (the
+/// feed readers notice their stop); the directory they store in goes last.
+fn start_set(
+    brokers: &str,
+    topic: &str,
+    now: i64,
+    n: usize,
+    config: &str,
+) -> (tempfile::TempDir, Vec<Server>, Server) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.toml");
+    std::fs::write(&path, format!("[feed]\nheartbeat_ms = 500\n{config}")).unwrap();
+    let (path, now) = (path.to_string_lossy().into_owned(), now.to_string());
+    let flags = [
+        "--no-auth",
+        "--no-reaper",
+        "--now-ms",
+        &now,
+        "--config",
+        &path,
+    ];
+    let sharded: Vec<&str> = flags.iter().copied().chain(["--mode", "sharded"]).collect();
+    let set = (0..n)
+        .map(|i| Server::start(brokers, topic, &dir.path().join(format!("s{i}")), &sharded))
+        .collect();
+    let replica = Server::start(brokers, topic, &dir.path().join("r"), &flags);
+    (dir, set, replica)
+}
+
 /// What a load run saw: responses by status.
 #[derive(Default, Debug)]
 struct Seen {
@@ -292,25 +322,10 @@ fn sharded_instances_answer_like_a_replica_and_survive_a_sigkill() {
     let early = stream(61, SESSIONS, EVENTS);
     let later = late(stream(62, LATE_SESSIONS, LATE_EVENTS));
     let now = early.iter().chain(&later).map(|e| e.time_ms).max().unwrap() + 5 * MIN;
-    let now_arg = now.to_string();
-    let dir = tempfile::tempdir().unwrap();
-    // Heartbeats every half second: the feed readers notice their stop.
-    let config = dir.path().join("ledger.toml");
-    std::fs::write(&config, "[feed]\nheartbeat_ms = 500\n").unwrap();
-    let config = config.to_string_lossy().into_owned();
-    let flags = [
-        "--no-auth",
-        "--no-reaper",
-        "--now-ms",
-        &now_arg,
-        "--config",
-        &config,
-    ];
-    let sharded: Vec<&str> = flags.iter().copied().chain(["--mode", "sharded"]).collect();
-    let a = Server::start(&brokers, &topic, &dir.path().join("a"), &sharded);
-    let b = Server::start(&brokers, &topic, &dir.path().join("b"), &sharded);
-    let c = Server::start(&brokers, &topic, &dir.path().join("c"), &sharded);
-    let r = Server::start(&brokers, &topic, &dir.path().join("r"), &flags);
+    let (_dir, mut set, r) = start_set(&brokers, &topic, now, 3, "");
+    let c = set.pop().unwrap();
+    let b = set.pop().unwrap();
+    let a = set.pop().unwrap();
 
     // A few undecodable records too: dead letters, on every instance alike.
     let mut records: Vec<RawRecord> = early.iter().map(RawRecord::event).collect();
@@ -528,27 +543,9 @@ fn standby_copies_take_over_without_a_replay() {
     let topic = topic(&brokers, "standby", 4);
     let events = stream(63, 6_000, 24_000);
     let now = events.iter().map(|e| e.time_ms).max().unwrap() + 5 * MIN;
-    let now_arg = now.to_string();
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("ledger.toml");
-    std::fs::write(
-        &config,
-        "[feed]\nheartbeat_ms = 500\n[cluster]\nstandby = 1\n",
-    )
-    .unwrap();
-    let config = config.to_string_lossy().into_owned();
-    let flags = [
-        "--no-auth",
-        "--no-reaper",
-        "--now-ms",
-        &now_arg,
-        "--config",
-        &config,
-    ];
-    let sharded: Vec<&str> = flags.iter().copied().chain(["--mode", "sharded"]).collect();
-    let a = Server::start(&brokers, &topic, &dir.path().join("a"), &sharded);
-    let b = Server::start(&brokers, &topic, &dir.path().join("b"), &sharded);
-    let r = Server::start(&brokers, &topic, &dir.path().join("r"), &flags);
+    let (_dir, mut set, r) = start_set(&brokers, &topic, now, 2, "[cluster]\nstandby = 1\n");
+    let b = set.pop().unwrap();
+    let a = set.pop().unwrap();
     let sent = publish(
         &brokers,
         &topic,

@@ -193,14 +193,7 @@ async fn feed(
             let event = match item {
                 FeedItem::Reset { token } => {
                     metrics.resets.inc();
-                    let t = token.encode();
-                    Event::default().event("reset").id(t.clone()).data(
-                        json!({
-                            "reason": "this reader is behind what the change log keeps; changes were missed",
-                            "token": t,
-                        })
-                        .to_string(),
-                    )
+                    reset_event(token.encode())
                 }
                 FeedItem::Change {
                     token,
@@ -344,14 +337,7 @@ async fn sharded_feed(
                     tokens.insert(p, t);
                     let event = if item.reset {
                         metrics.resets.inc();
-                        let t = sharded_token(&tokens);
-                        Event::default().event("reset").id(t.clone()).data(
-                            json!({
-                                "reason": "this reader is behind what the change log keeps; changes were missed",
-                                "token": t,
-                            })
-                            .to_string(),
-                        )
+                        reset_event(sharded_token(&tokens))
                     } else {
                         match item.session {
                             Some(s) if wanted.matches(&s, item.at) => {
@@ -391,6 +377,17 @@ async fn sharded_feed(
             _ = tx.closed() => return,
         }
     }
+}
+
+/// `event: reset` with the token to resume from.
+fn reset_event(token: String) -> Event {
+    Event::default().event("reset").id(token.clone()).data(
+        json!({
+            "reason": "this reader is behind what the change log keeps; changes were missed",
+            "token": token,
+        })
+        .to_string(),
+    )
 }
 
 /// Runs a closure when dropped.
