@@ -174,6 +174,31 @@ fn reads(events: &[Event], now: i64) -> Reads {
     }
 }
 
+/// Where two answers first differ, for the failure message.
+fn first_difference(a: &Answer, b: &Answer) -> String {
+    if a.0 != b.0 || a.1 != b.1 {
+        return format!("status/cursor {:?} vs {:?}", (a.0, &a.1), (b.0, &b.1));
+    }
+    let at =
+        a.2.bytes()
+            .zip(b.2.bytes())
+            .take_while(|(x, y)| x == y)
+            .count();
+    let around = |s: &str| {
+        let from = at.saturating_sub(300);
+        s.get(from..(at + 300).min(s.len()))
+            .unwrap_or("")
+            .to_string()
+    };
+    format!(
+        "at byte {at} of {}/{}:\n{}\n---\n{}",
+        a.2.len(),
+        b.2.len(),
+        around(&a.2),
+        around(&b.2)
+    )
+}
+
 /// Reads everything through `bases[0]` and asserts every other base answers
 /// byte for byte alike; returns how many responses were compared.
 fn compare_all(bases: &[&str], r: &Reads) -> usize {
@@ -188,7 +213,12 @@ fn compare_all(bases: &[&str], r: &Reads) -> usize {
             filled += usize::from(want.2.contains("sess_"));
             for b in &bases[1..] {
                 let have = get(&client, b, &p);
-                assert_eq!(have, want, "{p} through {b} differs from {}", bases[0]);
+                assert!(
+                    have == want,
+                    "{p} through {b} differs from {}: {}",
+                    bases[0],
+                    first_difference(&have, &want)
+                );
                 compared += 1;
             }
             pages += 1;
@@ -209,7 +239,12 @@ fn compare_all(bases: &[&str], r: &Reads) -> usize {
         let want = get(&client, bases[0], p);
         for b in &bases[1..] {
             let have = get(&client, b, p);
-            assert_eq!(have, want, "{p} through {b} differs from {}", bases[0]);
+            assert!(
+                have == want,
+                "{p} through {b} differs from {}: {}",
+                bases[0],
+                first_difference(&have, &want)
+            );
             compared += 1;
         }
     }
@@ -290,7 +325,14 @@ fn start_set(
 ) -> (tempfile::TempDir, Vec<Server>, Server) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ledger.toml");
-    std::fs::write(&path, format!("[feed]\nheartbeat_ms = 500\n{config}")).unwrap();
+    // A data group of its own: another test's instances joining or dying
+    // rebalance nothing here.
+    let group = unique("sharded");
+    std::fs::write(
+        &path,
+        format!("[kafka]\ngroup_id = \"{group}\"\n[feed]\nheartbeat_ms = 500\n{config}"),
+    )
+    .unwrap();
     let (path, now) = (path.to_string_lossy().into_owned(), now.to_string());
     let flags = [
         "--no-auth",

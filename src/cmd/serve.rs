@@ -298,11 +298,21 @@ fn spawn_maintenance(
         let (mut compacted, mut seen, mut moved) = (0u64, 0u64, std::time::Instant::now());
         let mut last_compaction = std::time::Instant::now();
         let mut last_trim = std::time::Instant::now();
-        // Where the drop of handed-over partitions scans on (sharded mode).
+        // Sharded mode: the partitions being dropped, since when, and where
+        // the drop scans on. A drop starts `DROP_GRACE` after its mark, so
+        // reads that began while the partition was still answered here end
+        // first; a new set of marks starts the scan over.
         let mut drop_from: Option<String> = None;
+        let mut drop_seen: (std::collections::BTreeSet<i32>, std::time::Instant) =
+            (Default::default(), std::time::Instant::now());
         while !stop.load(Ordering::Acquire) {
             std::thread::sleep(tick);
-            if store.get().dropping().is_ok_and(|d| !d.is_empty()) {
+            let dropping = store.get().dropping().unwrap_or_default();
+            if dropping != drop_seen.0 {
+                drop_seen = (dropping.clone(), std::time::Instant::now());
+                drop_from = None;
+            }
+            if !dropping.is_empty() && drop_seen.1.elapsed() >= DROP_GRACE {
                 let gate = store.gate();
                 let step = store.get().drop_step(drop_from.as_deref(), DROP_BATCH);
                 drop(gate);
@@ -407,6 +417,11 @@ fn spawn_maintenance(
 
 /// Most sessions one write of a partition drop removes.
 const DROP_BATCH: usize = 1_000;
+
+/// How long a handed-over partition's sessions stay before its drop starts:
+/// longer than any read this instance began while it still answered for
+/// the partition.
+const DROP_GRACE: Duration = Duration::from_secs(10);
 
 /// Most change-log entries one trim write removes.
 const TRIM_BATCH: usize = 10_000;

@@ -218,6 +218,31 @@ pub fn answer(
     }
 }
 
+/// [`answer`], then a second look at the partitions this instance answers
+/// for: one it lost while reading makes the answer `NotOwner`, so a read
+/// that overlapped a hand-over is asked again of the new owner.
+pub fn answer_owned(
+    store: &Store,
+    topic: &str,
+    req: &ShardRequest,
+    scope: &Scope,
+    ready: &(dyn Fn() -> BTreeSet<i32> + Send + Sync),
+) -> Answer {
+    let a = answer(store, topic, req, scope, &ready());
+    let now = ready();
+    let lost: Vec<i32> = req
+        .partitions
+        .iter()
+        .filter(|p| !now.contains(p))
+        .copied()
+        .collect();
+    if lost.is_empty() {
+        a
+    } else {
+        Answer::NotOwner(lost)
+    }
+}
+
 fn run(
     store: &Store,
     topic: &str,
@@ -401,10 +426,11 @@ pub async fn handle(State(state): State<AppState>, headers: HeaderMap, body: Byt
     };
     let store = state.store();
     let topic = state.topic.clone();
-    let ready = (shards.ready)();
-    let a = tokio::task::spawn_blocking(move || answer(&store, &topic, &req, &scope, &ready))
-        .await
-        .unwrap_or_else(|e| Answer::Failed(e.to_string()));
+    let a = tokio::task::spawn_blocking(move || {
+        answer_owned(&store, &topic, &req, &scope, shards.ready.as_ref())
+    })
+    .await
+    .unwrap_or_else(|e| Answer::Failed(e.to_string()));
     match postcard::to_stdvec(&a) {
         Ok(b) => b.into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
@@ -480,8 +506,7 @@ impl Shards {
     ) -> Answer {
         match owner {
             Owner::Local => {
-                let ready = (self.ready)();
-                answer(store, &self.topic, &req, &caller.scope, &ready)
+                answer_owned(store, &self.topic, &req, &caller.scope, self.ready.as_ref())
             }
             Owner::Remote(url) => {
                 let Ok(body) = postcard::to_stdvec(&req) else {
