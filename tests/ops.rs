@@ -43,6 +43,17 @@ fn now_ms() -> i64 {
 
 #[test]
 fn reaper_expires_each_session_once_at_its_deadline_with_two_instances() {
+    reaper_expires_each_session_once(false);
+}
+
+/// The same in sharded mode: each instance reaps the partitions it owns in
+/// the data group, and stores only those.
+#[test]
+fn reaper_expires_each_session_once_at_its_deadline_with_two_sharded_instances() {
+    reaper_expires_each_session_once(true);
+}
+
+fn reaper_expires_each_session_once(sharded: bool) {
     let brokers = broker();
     let topic = topic(&brokers, "reap", 3);
     let dir = tempfile::tempdir().unwrap();
@@ -53,19 +64,14 @@ fn reaper_expires_each_session_once_at_its_deadline_with_two_instances() {
             unique("group")
         ),
     );
-    // Both instances join the reaper's group before any deadline is near.
-    let a = Server::start(
-        &brokers,
-        &topic,
-        &dir.path().join("a"),
-        &["--no-auth", "--config", &config],
-    );
-    let b = Server::start(
-        &brokers,
-        &topic,
-        &dir.path().join("b"),
-        &["--no-auth", "--config", &config],
-    );
+    // Both instances join the reaper's group (sharded: the data group)
+    // before any deadline is near.
+    let mut args = vec!["--no-auth", "--config", &config];
+    if sharded {
+        args.extend(["--mode", "sharded"]);
+    }
+    let a = Server::start(&brokers, &topic, &dir.path().join("a"), &args);
+    let b = Server::start(&brokers, &topic, &dir.path().join("b"), &args);
 
     // Deadlines 10–37 s from now, so the group has settled and both members
     // own partitions with sessions still to reap: 30-minute timeouts created
@@ -182,11 +188,32 @@ fn reaper_expires_each_session_once_at_its_deadline_with_two_instances() {
     let (sb, _) = b.term();
     assert!(sa.success() && sb.success());
     let expected = fold(&topic_events);
+    let mut held: BTreeMap<String, usize> = BTreeMap::new();
     for data in [dir.path().join("a"), dir.path().join("b")] {
-        assert_store_matches(&data, &expected);
+        // Sharded: each store holds its own partitions' sessions, as the
+        // fold has them.
+        let mine: BTreeMap<String, ledger_core::Session> = if sharded {
+            let store = ledger_store::Store::open(&data, Defaults::default()).unwrap();
+            let ids: Vec<String> = store
+                .all_sessions()
+                .map(|s| s.unwrap().session.id)
+                .collect();
+            ids.into_iter()
+                .map(|id| (id.clone(), expected[&id].clone()))
+                .collect()
+        } else {
+            expected.clone()
+        };
+        for id in mine.keys() {
+            *held.entry(id.clone()).or_default() += 1;
+        }
+        assert_store_matches(&data, &mine);
         let store = ledger_store::Store::open(&data, Defaults::default()).unwrap();
         for (id, (due, status)) in &deadline {
-            let s = store.get(id).unwrap().unwrap();
+            let Some(s) = store.get(id).unwrap() else {
+                assert!(sharded, "{id} is missing");
+                continue;
+            };
             assert_eq!(s.status, *status, "{id} stored status");
             assert_eq!(s.ended_at, Some(*due), "{id} ended at its deadline");
             let applied: Vec<_> = store
@@ -202,9 +229,17 @@ fn reaper_expires_each_session_once_at_its_deadline_with_two_instances() {
                 "{id}: one terminal event applied: {applied:?}"
             );
         }
-        let alive = store.get("sess_reap_alive").unwrap().unwrap();
-        assert_eq!(alive.status, Status::Active);
+        if let Some(alive) = store.get("sess_reap_alive").unwrap() {
+            assert_eq!(alive.status, Status::Active);
+        }
     }
+    // Every session in exactly one store (sharded) or in both (replicas).
+    let copies = if sharded { 1 } else { 2 };
+    assert_eq!(held.len(), expected.len(), "sessions held");
+    assert!(
+        held.values().all(|n| *n == copies),
+        "each session held {copies} times"
+    );
 }
 
 /// A generated stream plus malformed records; returns (records, valid events, bad count).
