@@ -27,6 +27,23 @@ impl Scope {
         }
     }
 
+    /// Narrows `f` to what the scope may see; `false` when `f` asks for
+    /// another user or workspace (nothing is visible then).
+    pub fn narrow(&self, f: &mut ledger_store::Filter) -> bool {
+        let (slot, own) = match self {
+            Scope::Admin => return true,
+            Scope::User(u) => (&mut f.user_id, u),
+            Scope::Workspace(w) => (&mut f.workspace_id, w),
+        };
+        match slot {
+            Some(asked) if asked != own => false,
+            _ => {
+                *slot = Some(own.clone());
+                true
+            }
+        }
+    }
+
     /// Whether a session with these owners is visible.
     pub fn allows(&self, user: Option<&str>, workspace: Option<&str>) -> bool {
         match self {

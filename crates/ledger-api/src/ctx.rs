@@ -223,17 +223,10 @@ impl<D: Dialect + Default> Ctx<D> {
     /// Narrows `f` to the scope; asking for another user or workspace is a
     /// 403.
     pub fn apply_scope(&self, f: &mut Filter) -> Result<(), ApiError> {
-        let (slot, own) = match &self.scope {
-            Scope::Admin => return Ok(()),
-            Scope::User(u) => (&mut f.user_id, u),
-            Scope::Workspace(w) => (&mut f.workspace_id, w),
-        };
-        match slot {
-            Some(asked) if asked != own => Err(self.forbidden()),
-            _ => {
-                *slot = Some(own.clone());
-                Ok(())
-            }
+        if self.scope.narrow(f) {
+            Ok(())
+        } else {
+            Err(self.forbidden())
         }
     }
 

@@ -167,6 +167,9 @@ pub type Route = Result<BTreeMap<Owner, Vec<i32>>, Vec<i32>>;
 /// The partition → owner map: this instance for what it has ready, else
 /// the first live peer (by URL) announcing the partition ready.
 pub fn route(partitions: i32, local: &BTreeSet<i32>, me: &str, peers: &[Peer]) -> Route {
+    if partitions <= 0 {
+        return Err(vec![]);
+    }
     let mut out: BTreeMap<Owner, Vec<i32>> = BTreeMap::new();
     let mut missing = vec![];
     for p in 0..partitions {
@@ -182,9 +185,6 @@ pub fn route(partitions: i32, local: &BTreeSet<i32>, me: &str, peers: &[Peer]) -
             Some(o) => out.entry(o).or_default().push(p),
             None => missing.push(p),
         }
-    }
-    if partitions <= 0 {
-        return Err(vec![]);
     }
     if missing.is_empty() {
         Ok(out)
@@ -202,12 +202,7 @@ pub fn answer(
     scope: &Scope,
     ready: &BTreeSet<i32>,
 ) -> Answer {
-    let not_owned: Vec<i32> = req
-        .partitions
-        .iter()
-        .filter(|p| !ready.contains(p))
-        .copied()
-        .collect();
+    let not_owned = not_in(&req.partitions, ready);
     if !not_owned.is_empty() {
         return Answer::NotOwner(not_owned);
     }
@@ -216,6 +211,15 @@ pub fn answer(
         Err(StoreError::BadCursor) => Answer::BadCursor,
         Err(e) => Answer::Failed(e.to_string()),
     }
+}
+
+/// The partitions of `asked` not in `ready`.
+fn not_in(asked: &[i32], ready: &BTreeSet<i32>) -> Vec<i32> {
+    asked
+        .iter()
+        .filter(|p| !ready.contains(p))
+        .copied()
+        .collect()
 }
 
 /// [`answer`], then a second look at the partitions this instance answers
@@ -229,13 +233,7 @@ pub fn answer_owned(
     ready: &(dyn Fn() -> BTreeSet<i32> + Send + Sync),
 ) -> Answer {
     let a = answer(store, topic, req, scope, &ready());
-    let now = ready();
-    let lost: Vec<i32> = req
-        .partitions
-        .iter()
-        .filter(|p| !now.contains(p))
-        .copied()
-        .collect();
+    let lost = not_in(&req.partitions, &ready());
     if lost.is_empty() {
         a
     } else {
@@ -256,18 +254,7 @@ fn run(
     let narrow = |f: &Filter| -> Option<Filter> {
         let mut f = f.clone();
         f.partitions = Some(req.partitions.clone());
-        let (slot, own) = match scope {
-            Scope::Admin => return Some(f),
-            Scope::User(u) => (&mut f.user_id, u),
-            Scope::Workspace(w) => (&mut f.workspace_id, w),
-        };
-        match slot {
-            Some(asked) if asked != own => None,
-            _ => {
-                *slot = Some(own.clone());
-                Some(f)
-            }
-        }
+        scope.narrow(&mut f).then_some(f)
     };
     let visible_here = |id: &str| -> Result<bool, StoreError> {
         Ok(store.get_in(id, parts)?.is_some_and(|s| visible(&s)))
@@ -586,18 +573,11 @@ impl Shards {
         let first = block(async {
             let deadline = Instant::now() + self.wait;
             loop {
-                let owner = match self.route() {
-                    Ok(r) => r
-                        .into_iter()
-                        .find(|(_, ps)| ps.contains(&home))
-                        .map(|(o, _)| o),
-                    Err(missing) if missing.contains(&home) => None,
-                    Err(_) => self
-                        .route_partial()
-                        .into_iter()
-                        .find(|(_, ps)| ps.contains(&home))
-                        .map(|(o, _)| o),
-                };
+                let owner = self
+                    .route_partial()
+                    .into_iter()
+                    .find(|(_, ps)| ps.contains(&home))
+                    .map(|(o, _)| o);
                 if let Some(owner) = owner {
                     let req = ShardRequest {
                         op: op.clone(),
@@ -732,16 +712,18 @@ impl Shards {
 
     /// A full route, waiting (bounded) for partitions without an owner.
     fn wait_route(&self) -> Result<BTreeMap<Owner, Vec<i32>>, ShardError> {
-        let deadline = Instant::now() + self.wait;
-        loop {
-            match self.route() {
-                Ok(r) => return Ok(r),
-                Err(missing) if Instant::now() >= deadline => {
-                    return Err(ShardError::Unavailable(missing))
+        block(async {
+            let deadline = Instant::now() + self.wait;
+            loop {
+                match self.route() {
+                    Ok(r) => return Ok(r),
+                    Err(missing) if Instant::now() >= deadline => {
+                        return Err(ShardError::Unavailable(missing))
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
                 }
-                Err(_) => std::thread::sleep(Duration::from_millis(100)),
             }
-        }
+        })
     }
 }
 

@@ -156,10 +156,7 @@ async fn feed(
     tx: mpsc::Sender<Event>,
 ) {
     let metrics = state.feed.clone();
-    metrics.subscribers.inc();
-    let _gone = Defer(|| {
-        metrics.subscribers.dec();
-    });
+    let _gone = subscribed(&metrics);
     let mut store = state.store();
     let mut woken = store.watch();
     let mut heartbeat = tokio::time::Instant::now() + state.heartbeat;
@@ -285,10 +282,7 @@ async fn sharded_feed(
 ) {
     use crate::shard::{Answer, Op};
     let metrics = state.feed.clone();
-    metrics.subscribers.inc();
-    let _gone = Defer(|| {
-        metrics.subscribers.dec();
-    });
+    let _gone = subscribed(&metrics);
     let mut heartbeat = tokio::time::Instant::now() + state.heartbeat;
     loop {
         let n = (sh.partitions)();
@@ -388,6 +382,15 @@ fn reset_event(token: String) -> Event {
         })
         .to_string(),
     )
+}
+
+/// Counts a connected reader until the guard drops.
+fn subscribed(metrics: &crate::state::FeedMetrics) -> Defer<impl FnMut()> {
+    metrics.subscribers.inc();
+    let gauge = metrics.subscribers.clone();
+    Defer(move || {
+        gauge.dec();
+    })
 }
 
 /// Runs a closure when dropped.
