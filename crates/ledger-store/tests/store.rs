@@ -377,7 +377,19 @@ fn a_switched_generation_is_what_opens_and_only_a_locking_open_cleans_up() {
     let want = fold(&events);
     drop(store);
     drop(copy);
-    let reopened = Store::open(&root, Defaults::default()).unwrap();
+    // sled's flusher thread lets go of the file lock shortly after the last
+    // handle drops.
+    let t0 = std::time::Instant::now();
+    let reopened = loop {
+        match Store::open(&root, Defaults::default()) {
+            Ok(s) => break s,
+            Err(e) if t0.elapsed() < std::time::Duration::from_secs(10) => {
+                assert!(e.to_string().contains("lock"), "{e}");
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
     assert!(reopened.dir().ends_with("gen-1"));
     let got: BTreeMap<String, Session> = reopened
         .all_sessions()
