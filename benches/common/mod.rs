@@ -13,6 +13,14 @@ pub struct Server {
     pub addr: String,
 }
 
+impl Server {
+    /// The process id of the `serve` process.
+    #[allow(dead_code)] // Not every bench including this module reads it.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -86,6 +86,14 @@ fn main() {
                 store.size_on_disk() / sessions as u64,
                 total / sessions as u64
             );
+            let compact = tempfile::tempdir().expect("tempdir");
+            let t = Instant::now();
+            let copy = store.copy_to(compact.path()).expect("compaction");
+            println!(
+                "  after a compaction (as `serve` runs every `store.compact_every_ms`, {:.1?}): {} B/session on disk",
+                t.elapsed(),
+                copy.size_on_disk() / sessions as u64
+            );
             for (prefix, (keys, bytes)) in fp {
                 println!(
                     "    {prefix:<3} {keys:>9} keys {:>7} B/session",

@@ -17,7 +17,7 @@
 //! | `io` | chunk low bound | index chunk: entries sort(8), session id (every session, creation order) |
 //! | `ix` | chunk low bound | index chunk: entries deadline(8), session id, status due(1), partition(4) (active sessions only) |
 //! | `ie` | chunk low bound | index chunk: entries ended_at(8), session id (terminal sessions only: what retention purges, oldest first) |
-//! | `h` | len+session id, first seq(8) | one batch's [`HistoryEntry`]s of the session (each with its event), postcard |
+//! | `h` | len+session id, first seq(8) | a chunk of at least [`TAIL_MAX`] [`HistoryEntry`]s of the session (each with its event), postcard; the newer ones are in the session record |
 //! | `b` | session id | [`HistoryBase`]: the state the kept history starts from, once older chunks were dropped |
 //! | `f` | partition(4), chunk's first offset(8) | change log: (offset, session id) of each record one write part changed visibly (not a pending shell), by offset, postcard |
 //! | `mchangespan` | — | widest change-log chunk (last − first offset), i64 BE |
@@ -65,6 +65,6 @@ pub use query::{encode_cursor, Filter, Order, Page, Start};
 pub use retention::{EraseReport, PurgeReport, Retention};
 pub use store::{
     BatchReport, EventCounts, HistoryBase, HistoryEntry, Record, Stats, Store, StoreError,
-    StoredSession, FORMAT, HISTORY_LEN,
+    StoredSession, FORMAT, HISTORY_LEN, TAIL_MAX,
 };
 pub use write::WRITE_PART;

@@ -13,7 +13,9 @@
 use ledger_core::{apply, Event, Session, Status};
 
 use crate::keys;
-use crate::store::{decode, HistoryBase, HistoryEntry, Store, StoreError, StoredSession};
+use crate::store::{
+    decode, tail_entries, HistoryBase, HistoryEntry, Store, StoreError, StoredSession,
+};
 
 /// A change-log chunk: (offset, session id), by offset.
 type Chunk = Vec<(i64, String)>;
@@ -52,16 +54,17 @@ impl Store {
         for &(seq, _) in &s.history_chunks {
             let k = keys::history(id, seq);
             if let Some(v) = self.tree().get(&k)? {
-                out.extend(
-                    decode::<Vec<HistoryEntry>>(&k, &v)?
-                        .into_iter()
-                        .map(|mut e| {
-                            // Stored without it: the key names the session.
-                            e.event.session_id = id.to_string();
-                            e
-                        }),
-                );
+                out.extend(decode::<Vec<HistoryEntry>>(&k, &v)?);
             }
+        }
+        out.extend(tail_entries(
+            &keys::session(id),
+            &s.history_tail,
+            s.tail_len,
+        )?);
+        // Stored without it: the key names the session.
+        for e in &mut out {
+            e.event.session_id = id.to_string();
         }
         Ok(out)
     }

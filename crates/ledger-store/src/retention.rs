@@ -19,7 +19,7 @@ use ledger_core::Subject;
 
 use crate::chunks::{IndexChanges, Scan};
 use crate::keys;
-use crate::store::{corrupt, decode, HistoryEntry, Stats, Store, StoreError};
+use crate::store::{corrupt, Stats, Store, StoreError};
 
 /// How long ended sessions are kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -213,14 +213,11 @@ impl Store {
                 index.remove(&k);
             }
             // The change log names it no more either.
+            for e in self.kept_history(id, &s)? {
+                positions.push((e.partition, e.offset));
+            }
             for (seq, _) in &s.history_chunks {
-                let k = keys::history(id, *seq);
-                if let Some(v) = self.tree().get(&k)? {
-                    for e in decode::<Vec<HistoryEntry>>(&k, &v)? {
-                        positions.push((e.partition, e.offset));
-                    }
-                }
-                batch.remove(k);
+                batch.remove(keys::history(id, *seq));
             }
             batch.remove(keys::history_base(id));
             batch.remove(keys::session(id));

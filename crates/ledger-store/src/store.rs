@@ -15,11 +15,16 @@ use crate::keys;
 use crate::query::Filter;
 
 /// The on-disk layout this build reads and writes (the `m` format key).
-/// 2: index entries packed into chunks.
-pub const FORMAT: u64 = 6;
+/// 2: index entries packed into chunks. 7: the newest history entries in
+/// the session record.
+pub const FORMAT: u64 = 7;
 
 /// How many events of each session the history keeps (oldest dropped first).
 pub const HISTORY_LEN: u64 = 100;
+
+/// History entries gathered in a session's record before they move to a
+/// chunk of their own (`StoredSession::history_tail`).
+pub const TAIL_MAX: u32 = 8;
 
 /// Store failures: sled IO errors and records that fail to decode.
 #[derive(Debug, thiserror::Error)]
@@ -54,8 +59,16 @@ pub struct StoredSession {
     /// Events recorded in the history so far (the next entry's `seq`).
     pub history_len: u64,
     /// The stored history chunks, oldest first: (first `seq` in the chunk,
-    /// entries in it). A chunk holds one batch's events of this session.
+    /// entries in it). A chunk holds at least [`TAIL_MAX`] entries.
     pub history_chunks: VecDeque<(u64, u32)>,
+    /// The newest history entries, not yet in a chunk: each
+    /// [`HistoryEntry`] postcard-encoded, one after the other, fewer than
+    /// [`TAIL_MAX`]. Kept in the record so that a write touches one key per
+    /// session, not two (sled pays about the same for every key).
+    #[serde(with = "serde_bytes")]
+    pub history_tail: Vec<u8>,
+    /// Entries in `history_tail`.
+    pub tail_len: u32,
     /// The offset of the last record applied to this session, by partition:
     /// a record at or below it was applied already and is passed over, so a
     /// batch written in several parts can be applied again after a crash
@@ -463,14 +476,10 @@ impl Store {
     /// A session's recorded history, oldest first: its last [`HISTORY_LEN`]
     /// non-duplicate events.
     pub fn history(&self, id: &str) -> Result<Vec<HistoryEntry>, StoreError> {
-        let mut out: Vec<HistoryEntry> = vec![];
-        for kv in self.inner.tree.scan_prefix(keys::history_prefix(id)) {
-            let (k, v) = kv?;
-            out.extend(decode::<Vec<HistoryEntry>>(&k, &v)?);
-        }
-        for e in &mut out {
-            e.event.session_id = id.to_string();
-        }
+        let Some(stored) = self.stored(id)? else {
+            return Ok(vec![]);
+        };
+        let mut out = self.kept_history(id, &stored)?;
         let extra = out.len().saturating_sub(HISTORY_LEN as usize);
         out.drain(..extra);
         Ok(out)
@@ -747,7 +756,86 @@ pub(crate) fn decode<T: serde::de::DeserializeOwned>(k: &[u8], v: &[u8]) -> Resu
     postcard::from_bytes(v).map_err(|e| corrupt(k, e))
 }
 
+/// The entries of a history tail (`StoredSession::history_tail`): `n`
+/// postcard-encoded [`HistoryEntry`]s one after the other.
+pub(crate) fn tail_entries(
+    k: &[u8],
+    mut bytes: &[u8],
+    n: u32,
+) -> Result<Vec<HistoryEntry>, StoreError> {
+    let mut out = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        let (e, rest) = postcard::take_from_bytes(bytes).map_err(|e| corrupt(k, e))?;
+        out.push(e);
+        bytes = rest;
+    }
+    if !bytes.is_empty() {
+        return Err(corrupt(k, "bytes after the history tail"));
+    }
+    Ok(out)
+}
+
+/// A history chunk (postcard's encoding of a `Vec<HistoryEntry>`) made of a
+/// tail of `n` encoded entries: their count as a varint, then the entries.
+pub(crate) fn chunk_of(n: u32, tail: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(tail.len() + 5);
+    let mut n = n;
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+    out.extend_from_slice(tail);
+    out
+}
+
 fn decode_u64(k: &[u8], v: &[u8]) -> Result<u64, StoreError> {
     let a: [u8; 8] = v.try_into().map_err(|_| corrupt(k, "not 8 bytes"))?;
     Ok(u64::from_be_bytes(a))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{chunk_of, decode, tail_entries, HistoryEntry};
+
+    #[test]
+    fn a_tail_becomes_the_chunk_postcard_makes_of_its_entries() {
+        let events = ledger_gen::generate(ledger_gen::GenConfig {
+            sessions: 3,
+            events: 300,
+            ..Default::default()
+        });
+        for n in [0, 1, 7, 127, 128, 300] {
+            let entries: Vec<HistoryEntry> = events[..n]
+                .iter()
+                .enumerate()
+                .map(|(i, e)| HistoryEntry {
+                    seq: i as u64,
+                    outcome: "applied".into(),
+                    partition: (i % 3) as i32,
+                    offset: i as i64 * 1_000,
+                    event: e.clone(),
+                })
+                .collect();
+            let mut tail = vec![];
+            for e in &entries {
+                postcard::to_io(e, &mut tail).unwrap();
+            }
+            assert_eq!(tail_entries(b"k", &tail, n as u32).unwrap(), entries);
+            let chunk = chunk_of(n as u32, &tail);
+            assert_eq!(chunk, postcard::to_stdvec(&entries).unwrap(), "{n}");
+            assert_eq!(decode::<Vec<HistoryEntry>>(b"k", &chunk).unwrap(), entries);
+        }
+        // A tail shorter or longer than its count is an error, not a panic.
+        let one = postcard::to_stdvec(&HistoryEntry {
+            seq: 0,
+            outcome: "applied".into(),
+            partition: 0,
+            offset: 0,
+            event: events[0].clone(),
+        })
+        .unwrap();
+        assert!(tail_entries(b"k", &one, 2).is_err());
+        assert!(tail_entries(b"k", &one, 0).is_err());
+    }
 }

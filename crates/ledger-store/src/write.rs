@@ -18,8 +18,8 @@ use ledger_core::{apply, Outcome, Status};
 use crate::chunks::IndexChanges;
 use crate::keys;
 use crate::store::{
-    decode, encode, BatchReport, EventCounts, HistoryEntry, Record, Store, StoreError,
-    StoredSession, HISTORY_LEN,
+    chunk_of, decode, encode, BatchReport, EventCounts, HistoryEntry, Record, Store, StoreError,
+    StoredSession, HISTORY_LEN, TAIL_MAX,
 };
 
 /// One session's share of a batch, folded: what to write for it.
@@ -34,7 +34,7 @@ struct SessionWrite {
     /// Index entries to remove (`false`) and insert (`true`).
     index: Vec<(Vec<u8>, bool)>,
     record: Vec<u8>,
-    /// The batch's history chunk (none when only duplicates were folded).
+    /// A history chunk made of the record's full tail (`TAIL_MAX`).
     history: Option<(Vec<u8>, Vec<u8>)>,
     /// History chunks that fell out of the kept window.
     history_dropped: Vec<Vec<u8>>,
@@ -257,16 +257,19 @@ impl Store {
                 write: None,
             });
         }
-        let (before, mut session, mut history_len, mut chunks, mut applied) = match stored {
-            Some(s) => (
-                Some((s.session.status, keys::index_keys(&s.session, s.partition))),
-                Some(s.session),
-                s.history_len,
-                s.history_chunks,
-                s.applied,
-            ),
-            None => (None, None, 0, VecDeque::new(), BTreeMap::new()),
-        };
+        let (before, mut session, mut history_len, mut chunks, mut tail, mut tail_len, mut applied) =
+            match stored {
+                Some(s) => (
+                    Some((s.session.status, keys::index_keys(&s.session, s.partition))),
+                    Some(s.session),
+                    s.history_len,
+                    s.history_chunks,
+                    s.history_tail,
+                    s.tail_len,
+                    s.applied,
+                ),
+                None => (None, None, 0, VecDeque::new(), vec![], 0, BTreeMap::new()),
+            };
         // Records applied already (the batch is applied again after a crash
         // between its parts) are passed over: counted once, folded once.
         let records: Vec<&Record> = records
@@ -332,12 +335,24 @@ impl Store {
                 }),
             });
         }
+        // The new entries join the record's tail; a full tail becomes a chunk.
+        history_len += history.len() as u64;
+        for e in &history {
+            postcard::to_io(e, &mut tail).expect("history entries always serialize");
+        }
+        tail_len += history.len() as u32;
+        let mut history_write = None;
+        if tail_len >= TAIL_MAX {
+            let first = history_len - u64::from(tail_len);
+            chunks.push_back((first, tail_len));
+            history_write = Some((keys::history(id, first), chunk_of(tail_len, &tail)));
+            tail.clear();
+            tail_len = 0;
+        }
         // Keep at least HISTORY_LEN entries: drop whole old chunks while the
         // rest still holds that many.
-        let first = history_len;
-        history_len += history.len() as u64;
-        chunks.push_back((first, history.len() as u32));
-        let mut kept: u64 = chunks.iter().map(|c| u64::from(c.1)).sum();
+        let mut kept: u64 =
+            chunks.iter().map(|c| u64::from(c.1)).sum::<u64>() + u64::from(tail_len);
         let mut history_dropped = vec![];
         while let Some(&(seq, n)) = chunks.front() {
             if kept - u64::from(n) < HISTORY_LEN {
@@ -378,6 +393,8 @@ impl Store {
             partition,
             history_len,
             history_chunks: chunks,
+            history_tail: tail,
+            tail_len,
             applied,
         };
         let new_keys = keys::index_keys(&now.session, now.partition);
@@ -402,7 +419,7 @@ impl Store {
                 key,
                 index,
                 record: encode(&now),
-                history: Some((keys::history(id, first), encode(&history))),
+                history: history_write,
                 history_dropped,
                 base,
                 changes,

@@ -164,21 +164,44 @@ fn batches_survive_reopen_and_indexes_answer_like_scans() {
 
 #[test]
 fn history_is_bounded_and_ordered() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), Defaults::default()).unwrap();
     let events: Vec<Event> = generate(GenConfig {
         sessions: 1,
         events: 400,
         ..Default::default()
     });
-    ingest(&store, &events, 50);
     let id = &events[0].session_id;
-    let h = store.history(id).unwrap();
     let n = events.len() as u64;
-    assert_eq!(h.len() as u64, HISTORY_LEN.min(n));
-    assert_eq!(h.last().unwrap().id(), events.last().unwrap().id);
-    assert!(h.windows(2).all(|w| w[0].seq + 1 == w[1].seq));
-    assert_eq!(store.stored(id).unwrap().unwrap().history_len, n);
+    // Batch sizes below, at and above the record's tail (TAIL_MAX), so the
+    // history is read from chunks and a part-filled tail alike.
+    for batch in [1, 3, 7, 8, 50, 400] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Defaults::default()).unwrap();
+        ingest(&store, &events, batch);
+        let h = store.history(id).unwrap();
+        assert_eq!(h.len() as u64, HISTORY_LEN.min(n), "batch {batch}");
+        let want: Vec<&str> = events[events.len() - h.len()..]
+            .iter()
+            .map(|e| e.id.as_str())
+            .collect();
+        let got: Vec<&str> = h.iter().map(|e| e.id()).collect();
+        assert_eq!(got, want, "batch {batch}");
+        assert!(h.iter().all(|e| &e.event.session_id == id));
+        assert!(h.windows(2).all(|w| w[0].seq + 1 == w[1].seq));
+        let stored = store.stored(id).unwrap().unwrap();
+        assert_eq!(stored.history_len, n);
+        assert!(stored.tail_len < ledger_store::TAIL_MAX, "batch {batch}");
+        // Chunks plus tail stay within the window plus one chunk's worth.
+        let kept: u64 = stored
+            .history_chunks
+            .iter()
+            .map(|c| u64::from(c.1))
+            .sum::<u64>()
+            + u64::from(stored.tail_len);
+        assert!(
+            kept >= HISTORY_LEN && kept < HISTORY_LEN + batch as u64 + 8,
+            "batch {batch}: {kept}"
+        );
+    }
 }
 
 #[test]

@@ -1,0 +1,298 @@
+//! Reads while ingesting, one run: a ledger (`serve`, on the dev broker)
+//! holding SESSIONS sessions is restarted behind a backlog of BACKLOG more
+//! records, and two `wrk` runs of 32 connections each — by-id GETs and
+//! list pages of the Clerk view — measure latency while it catches up and
+//! again once it has. Prints p50 / p99 / max of both phases, the catch-up
+//! rate, the store's bytes per session on disk and the ledger's peak RSS.
+//!
+//!   scripts/bench-http --during-ingest [SESSIONS] [BACKLOG] [SECONDS]
+//!   cargo bench --bench during -- [SESSIONS] [BACKLOG] [SECONDS]
+//!
+//! Defaults: 1,000,000 sessions (1.5M records), a backlog of 1,000,000
+//! records (100,000 new sessions), 30 s per phase. `LEDGER_BENCH_BROKER`
+//! names a running broker; otherwise one is started with
+//! `scripts/dev-broker` for the run. `wrk` is Debian's package
+//! (`scripts/bench-http` installs it when missing).
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ledger_gen::{GenConfig, Generator};
+use ledger_kafka::publish::RawRecord;
+use ledger_kafka::Publisher;
+
+mod common;
+
+/// Records applied so far (the sum of the applied offsets), from `/metrics`.
+fn applied(addr: &str) -> u64 {
+    let text = reqwest::blocking::get(format!("http://{addr}/metrics"))
+        .and_then(|r| r.text())
+        .unwrap_or_default();
+    text.lines()
+        .filter(|l| l.starts_with("ledger_applied_offset{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// Waits until `total` records are applied; seconds since `t0`.
+fn caught_up(addr: &str, total: u64, t0: Instant) -> f64 {
+    while applied(addr) < total {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    t0.elapsed().as_secs_f64()
+}
+
+/// Publishes `events` events of `sessions` sessions (seed `seed`), their
+/// times ending `end_ms`; returns how many were sent and a sample of ids.
+fn publish(
+    rt: &tokio::runtime::Runtime,
+    publisher: &Publisher,
+    seed: u64,
+    sessions: usize,
+    events: usize,
+    end_ms: i64,
+) -> (u64, Vec<String>) {
+    let span_ms = 4 * 3_600_000;
+    let cfg = GenConfig {
+        seed,
+        sessions,
+        events,
+        users: (sessions / 20).max(1),
+        clients: 5_000,
+        agents: 500,
+        workspaces: 200,
+        start_ms: end_ms - span_ms,
+        block: 20_000,
+        ..Default::default()
+    };
+    let mut ids = vec![];
+    let records = Generator::new(cfg).map(|e| {
+        if e.kind == ledger_core::EventKind::Created && ids.len() < 100_000 {
+            ids.push(e.session_id.clone());
+        }
+        RawRecord::event(&e)
+    });
+    let t = Instant::now();
+    let sent = rt
+        .block_on(publisher.send_all(records, |_| {}))
+        .expect("publish");
+    eprintln!(
+        "published {sent} records of {sessions} sessions in {:.0?}",
+        t.elapsed()
+    );
+    (sent, ids)
+}
+
+/// One wrk run's latency: p50, p99, max (ms) and requests.
+#[derive(Default)]
+struct Lat {
+    p50: f64,
+    p99: f64,
+    max: f64,
+    requests: u64,
+    non_2xx: u64,
+}
+
+fn ms(s: &str) -> f64 {
+    let (num, unit) = s.split_at(s.find(|c: char| c.is_alphabetic()).unwrap_or(s.len()));
+    let v: f64 = num.parse().unwrap_or(f64::NAN);
+    match unit {
+        "us" => v / 1000.0,
+        "ms" => v,
+        "s" => v * 1000.0,
+        "m" => v * 60_000.0,
+        _ => f64::NAN,
+    }
+}
+
+fn start_wrk(url: &str, script: &Path, secs: u64) -> Child {
+    Command::new("wrk")
+        .args(["--latency", "-t1", "-c32"])
+        .arg(format!("-d{secs}s"))
+        .arg("-s")
+        .arg(script)
+        .arg(url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run wrk (scripts/bench-http installs it)")
+}
+
+fn finish_wrk(child: Child) -> Lat {
+    let out = child.wait_with_output().expect("wrk");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let field = |prefix: &str, n: usize| {
+        text.lines()
+            .map(str::trim)
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.split_whitespace().nth(n))
+            .unwrap_or("")
+            .to_string()
+    };
+    Lat {
+        p50: ms(&field("50%", 1)),
+        p99: ms(&field("99%", 1)),
+        // "Latency  avg  stdev  max  +/- stdev"
+        max: ms(&field("Latency ", 3)),
+        requests: text
+            .lines()
+            .find(|l| l.contains("requests in"))
+            .and_then(|l| l.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+        non_2xx: text
+            .lines()
+            .find(|l| l.contains("Non-2xx"))
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+    }
+}
+
+/// Peak resident set of a process, bytes (`VmHWM`).
+fn peak_rss(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+fn dir_size(p: &Path) -> u64 {
+    std::fs::read_dir(p)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => dir_size(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Runs a by-id and a list wrk at once for `secs`.
+fn phase(addr: &str, get: &Path, list: &Path, secs: u64) -> (Lat, Lat) {
+    let g = start_wrk(&format!("http://{addr}/v1/sessions/"), get, secs);
+    let l = start_wrk(&format!("http://{addr}/v1/sessions?limit=10"), list, secs);
+    (finish_wrk(g), finish_wrk(l))
+}
+
+fn main() {
+    let args: Vec<u64> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let sessions = args.first().copied().unwrap_or(1_000_000) as usize;
+    let backlog = args.get(1).copied().unwrap_or(1_000_000) as usize;
+    let secs = args.get(2).copied().unwrap_or(30);
+    let work = tempfile::tempdir().unwrap();
+    let (brokers, started) = common::broker(work.path());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let topic = format!("during-bench-{}", std::process::id());
+    rt.block_on(ledger_kafka::admin_create_topic(&brokers, &topic, 3))
+        .unwrap();
+    let publisher = Publisher::new(&brokers, &topic).unwrap();
+    let now = chrono::Utc::now().timestamp_millis();
+
+    // The store: SESSIONS sessions, ingested by `serve` and flushed.
+    let (base, ids) = publish(
+        &rt,
+        &publisher,
+        3,
+        sessions,
+        sessions * 3 / 2,
+        now - 3_600_000,
+    );
+    let data = work.path().join("data");
+    let t0 = Instant::now();
+    let server = common::serve(&brokers, &topic, &data, &[]);
+    let secs_base = caught_up(&server.addr, base, t0);
+    eprintln!("the ledger ingested {base} records in {secs_base:.1} s");
+    drop(server);
+
+    // The backlog, published while the ledger is down.
+    let (more, _) = publish(&rt, &publisher, 4, backlog / 10, backlog, now);
+    let total = base + more;
+
+    let tmp = work.path();
+    let ids_file = tmp.join("ids.txt");
+    std::fs::write(&ids_file, ids.join("\n")).unwrap();
+    let get = tmp.join("get.lua");
+    std::fs::write(
+        &get,
+        format!(
+            r#"local ids = {{}}
+for line in io.lines("{}") do ids[#ids + 1] = line end
+math.randomseed(os.time() + tonumber(tostring({{}}):sub(8), 16))
+request = function()
+  return wrk.format("GET", "/v1/sessions/" .. ids[math.random(#ids)])
+end
+"#,
+            ids_file.display()
+        ),
+    )
+    .unwrap();
+    let list = tmp.join("list.lua");
+    std::fs::write(&list, "wrk.method = \"GET\"\n").unwrap();
+
+    // Catch-up: the ledger restarts behind the backlog, readers start at once.
+    let t0 = Instant::now();
+    let server = common::serve(&brokers, &topic, &data, &[]);
+    let (during_get, during_list) = phase(&server.addr, &get, &list, secs);
+    let in_phase = applied(&server.addr).saturating_sub(base);
+    let secs_catch_up = caught_up(&server.addr, total, t0);
+    // After: idle ingestion, the same readers.
+    let (after_get, after_list) = phase(&server.addr, &get, &list, secs);
+    let rss = peak_rss(server.pid());
+    drop(server);
+    let on_disk = dir_size(&data);
+    let stored = sessions + backlog / 10;
+
+    println!(
+        "reads during and after catch-up: {sessions} sessions + a backlog of {more} records ({} new sessions), dev broker, 3 partitions",
+        backlog / 10
+    );
+    println!(
+        "catch-up: {more} records in {secs_catch_up:.1} s = {:.0} records/s ({in_phase} applied during the {secs} s read phase)",
+        more as f64 / secs_catch_up
+    );
+    println!(
+        "{:<22} {:>9} {:>9} {:>9} {:>10} {:>8}",
+        "", "p50 ms", "p99 ms", "max ms", "requests", "non-2xx"
+    );
+    for (name, l) in [
+        ("by id, during", &during_get),
+        ("by id, after", &after_get),
+        ("list, during", &during_list),
+        ("list, after", &after_list),
+    ] {
+        println!(
+            "{name:<22} {:>9.2} {:>9.2} {:>9.2} {:>10} {:>8}",
+            l.p50, l.p99, l.max, l.requests, l.non_2xx
+        );
+    }
+    for (name, d, a) in [
+        ("by id", &during_get, &after_get),
+        ("list", &during_list, &after_list),
+    ] {
+        println!(
+            "{name}: p99 during / after = {:.2} (goal <= 1.5); max during - p99 after = {:.1} ms (goal <= 50)",
+            d.p99 / a.p99,
+            d.max - a.p99
+        );
+    }
+    println!(
+        "store: {:.1} MiB on disk for {stored} sessions = {} bytes/session (goal <= 1,000); peak RSS {:.0} MiB (goal <= 1,024)",
+        on_disk as f64 / (1 << 20) as f64,
+        on_disk / stored as u64,
+        rss as f64 / (1 << 20) as f64
+    );
+    if started {
+        common::stop_broker(work.path());
+    }
+}
