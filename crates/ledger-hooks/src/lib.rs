@@ -154,6 +154,8 @@ pub struct HookMetrics {
     pub owned: Family<EndpointLabel, Gauge>,
     /// Resets: the cursor was behind the trimmed change log (events lost).
     pub resets: Family<EndpointLabel, Counter>,
+    /// Delivery rounds that failed on the broker or the store (retried).
+    pub errors: Family<EndpointLabel, Counter>,
 }
 
 impl HookMetrics {
@@ -184,6 +186,11 @@ impl HookMetrics {
             "resets",
             "Webhook cursors behind the trimmed change log (events lost)",
             m.resets.clone(),
+        );
+        r.register(
+            "errors",
+            "Webhook delivery rounds that failed on the broker or the store (retried)",
+            m.errors.clone(),
         );
         m
     }
@@ -270,76 +277,103 @@ impl Deliverer {
         // Cursor of each owned partition.
         let mut cursors: BTreeMap<i32, Token> = BTreeMap::new();
         while !self.stop.load(Ordering::Acquire) {
-            let owned = self.owned(&consumer);
-            self.metrics
-                .owned
-                .get_or_create(&label)
-                .set(owned.len() as i64);
-            cursors.retain(|p, _| owned.contains(p));
-            let mut idle = true;
-            for &p in &owned {
-                let cursor = match cursors.get(&p) {
-                    Some(c) => c.clone(),
-                    None => self.committed(&consumer, p)?,
-                };
-                let mut next = cursor.clone();
-                let store = self.store.get();
-                let items = store
-                    .feed_read_in(&self.cfg.topic, &mut next, (self.clock)(), 64, Some(p))
-                    .map_err(|e| e.to_string())?;
-                idle &= items.is_empty();
-                let mut abandoned = false;
-                for item in items {
-                    let done = match item {
-                        FeedItem::Reset { token } => {
-                            self.metrics.resets.get_or_create(&label).inc();
-                            tracing::warn!(endpoint = %self.ep.name, partition = p,
-                                "webhook cursor behind the trimmed change log: events were missed");
-                            token
-                        }
-                        FeedItem::Change {
-                            token,
-                            event_type,
-                            session,
-                            at,
-                            position,
-                            ..
-                        } => {
-                            if self.ep.wants(event_type, &session, at) {
-                                let id = message_id(&session.id, position, at);
-                                let body = json!({
-                                    "data": ledger_api::clerk_session_json(&session, at),
-                                    "object": "event",
-                                    "type": event_type,
-                                    "timestamp": at,
-                                })
-                                .to_string();
-                                if self.deliver(&consumer, &http, p, &id, &body).is_err() {
-                                    abandoned = true;
-                                    break;
-                                }
-                            }
-                            token
-                        }
-                    };
-                    self.commit(&consumer, p, &done)?;
+            match self.round(&consumer, &http, &mut cursors) {
+                Ok(true) => {
+                    let _ = consumer.poll(Duration::from_millis(200));
                 }
-                if abandoned {
-                    // Re-read the committed cursor if it comes back.
-                    cursors.remove(&p);
-                } else {
-                    // Past what the page covered (filtered items included).
-                    if next != cursor {
-                        self.commit(&consumer, p, &next)?;
+                Ok(false) => {}
+                // A broker or store error (a cursor read timed out, …) is
+                // retried after a pause from the committed cursors: the
+                // thread never stops while the process runs.
+                Err(e) => {
+                    self.metrics.errors.get_or_create(&label).inc();
+                    tracing::warn!(endpoint = %self.ep.name, error = %e, "webhook delivery round failed; retrying in 1 s");
+                    cursors.clear();
+                    let until = Instant::now() + Duration::from_secs(1);
+                    while Instant::now() < until && !self.stop.load(Ordering::Acquire) {
+                        std::thread::sleep(Duration::from_millis(50));
                     }
-                    cursors.insert(p, next);
                 }
-            }
-            if idle {
-                let _ = consumer.poll(Duration::from_millis(200));
             }
         }
         Ok(())
+    }
+
+    /// One pass over the owned partitions: delivers up to a page of each
+    /// from its cursor. Returns whether there was nothing to deliver.
+    fn round(
+        &self,
+        consumer: &BaseConsumer,
+        http: &reqwest::blocking::Client,
+        cursors: &mut BTreeMap<i32, Token>,
+    ) -> Result<bool, String> {
+        let label = HookMetrics::label(&self.ep.name);
+        let owned = self.owned(consumer);
+        self.metrics
+            .owned
+            .get_or_create(&label)
+            .set(owned.len() as i64);
+        cursors.retain(|p, _| owned.contains(p));
+        let mut idle = true;
+        for &p in &owned {
+            let cursor = match cursors.get(&p) {
+                Some(c) => c.clone(),
+                None => self.committed(consumer, p)?,
+            };
+            let mut next = cursor.clone();
+            let store = self.store.get();
+            let items = store
+                .feed_read_in(&self.cfg.topic, &mut next, (self.clock)(), 64, Some(p))
+                .map_err(|e| e.to_string())?;
+            idle &= items.is_empty();
+            let mut abandoned = false;
+            for item in items {
+                let done = match item {
+                    FeedItem::Reset { token } => {
+                        self.metrics.resets.get_or_create(&label).inc();
+                        tracing::warn!(endpoint = %self.ep.name, partition = p,
+                            "webhook cursor behind the trimmed change log: events were missed");
+                        token
+                    }
+                    FeedItem::Change {
+                        token,
+                        event_type,
+                        session,
+                        at,
+                        position,
+                        ..
+                    } => {
+                        if self.ep.wants(event_type, &session, at) {
+                            let id = message_id(&session.id, position, at);
+                            let body = json!({
+                                "data": ledger_api::clerk_session_json(&session, at),
+                                "object": "event",
+                                "type": event_type,
+                                "timestamp": at,
+                            })
+                            .to_string();
+                            if self.deliver(consumer, http, p, &id, &body).is_err() {
+                                abandoned = true;
+                                break;
+                            }
+                        }
+                        token
+                    }
+                };
+                self.commit(consumer, p, &done)?;
+            }
+            if abandoned {
+                // Re-read the committed cursor if it comes back.
+                cursors.remove(&p);
+            } else {
+                // Past what the page covered (filtered items included).
+                if next != cursor {
+                    self.commit(consumer, p, &next)?;
+                }
+                cursors.insert(p, next);
+            }
+        }
+        Ok(idle)
     }
 
     /// Partitions this replica delivers now (paused: never consumed).
