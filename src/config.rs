@@ -100,6 +100,10 @@ pub struct KafkaSection {
     /// limit) has that offset skipped with a dead letter saying why, ms.
     /// `0` = never skip, only report.
     pub skip_unfetchable_after_ms: u64,
+    /// Nice value of ingestion (the consumer, the fold, the store writes):
+    /// above 0, HTTP readers run first when both want the CPU. `0` = the
+    /// process's own priority.
+    pub nice: i32,
 }
 
 impl KafkaSection {
@@ -117,6 +121,7 @@ impl KafkaSection {
             skip_unfetchable_after: (self.skip_unfetchable_after_ms > 0)
                 .then(|| Duration::from_millis(self.skip_unfetchable_after_ms)),
             ownership: None,
+            nice: self.nice,
         }
     }
 }
@@ -321,6 +326,7 @@ impl Default for KafkaSection {
             batch_wait_behind_ms: ms(d.batch_wait_behind),
             stall_after_ms: ms(d.stall_after),
             skip_unfetchable_after_ms: d.skip_unfetchable_after.map_or(0, ms),
+            nice: d.nice,
         }
     }
 }

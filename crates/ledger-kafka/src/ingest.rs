@@ -58,6 +58,22 @@ pub struct IngestConfig {
     /// standby copies), mark each ready once caught up, drop those handed
     /// over. `None`: every partition (replica mode).
     pub ownership: Option<Arc<crate::cluster::Ownership>>,
+    /// Nice value of the ingest thread and of the threads it starts (the
+    /// fold's workers, the consumer's): above 0, readers on the same cores
+    /// run first while a backlog is caught up. Linux only; 0 leaves it.
+    pub nice: i32,
+}
+
+/// Sets the calling thread's nice value (on Linux a thread's own; threads it
+/// starts inherit it). A failure is logged: priority is an optimisation.
+fn lower_priority(nice: i32) {
+    if nice == 0 {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), nice) {
+        tracing::warn!(nice, error = %e, "could not lower the ingest thread's priority");
+    }
 }
 
 /// Which undecodable or skipped records a consumer produces to
@@ -106,6 +122,7 @@ impl IngestConfig {
             stall_after: Duration::from_secs(30),
             skip_unfetchable_after: Some(Duration::from_secs(120)),
             ownership: None,
+            nice: 10,
         }
     }
 }
@@ -342,6 +359,7 @@ impl Ingestor {
         let thread = std::thread::Builder::new()
             .name("ingest".into())
             .spawn(move || {
+                lower_priority(self.cfg.nice);
                 let r = self.run(&s, &p, &tx);
                 up.set(0);
                 if let Err(e) = &r {
@@ -1075,5 +1093,35 @@ fn dead_letter(m: &BorrowedMessage<'_>, topic: &str, reason: &str) -> RawRecord 
         payload: payload[..payload.len().min(DLQ_MAX_PAYLOAD)].to_vec(),
         headers: Some(headers),
         partition: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The nice value of the calling thread (`/proc/thread-self/stat`,
+    /// field 19).
+    #[cfg(target_os = "linux")]
+    fn own_nice() -> i32 {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+        // Fields after the command name, which is in parentheses.
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        rest.split(' ').nth(16).unwrap().parse().unwrap()
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn ingestion_runs_at_the_configured_nice_value_and_its_threads_inherit_it() {
+        let before = own_nice();
+        // 19, the lowest priority: allowed whatever the test runs at.
+        let (mine, inner) = std::thread::spawn(|| {
+            super::lower_priority(19);
+            let inner = std::thread::spawn(own_nice).join().unwrap();
+            (own_nice(), inner)
+        })
+        .join()
+        .unwrap();
+        assert_eq!((mine, inner), (19, 19));
+        // Only the thread that asked (and what it starts) runs lower.
+        assert_eq!(own_nice(), before);
     }
 }

@@ -58,7 +58,7 @@ fn main() {
         records.len()
     );
     println!("write part (sessions) | events/s | by-id p50 / p99 / max | list p50 / p99 / max");
-    for part in [usize::MAX, 4_000, 2_000, 1_000, 500] {
+    for part in [usize::MAX, 2_000, 1_000, 500, 250, 100] {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path(), Defaults::default()).expect("open");
         store.set_write_part(part);

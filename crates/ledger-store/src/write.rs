@@ -72,7 +72,7 @@ fn id_of(key: &[u8]) -> &str {
 const PARALLEL_MIN: usize = 512;
 
 /// Most sessions written by one sled batch (readers wait for one at most).
-pub const WRITE_PART: usize = 2_000;
+pub const WRITE_PART: usize = 100;
 
 impl Store {
     /// Folds a batch and writes it — sessions, index changes, history,
