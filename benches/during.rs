@@ -2,8 +2,10 @@
 //! holding SESSIONS sessions is restarted behind a backlog of BACKLOG more
 //! records, and two `wrk` runs of 32 connections each — by-id GETs and
 //! list pages of the Clerk view — measure latency while it catches up and
-//! again once it has. Prints p50 / p99 / max of both phases, the catch-up
-//! rate, the store's bytes per session on disk and the ledger's peak RSS.
+//! again once it has, and once before the backlog right after a restart
+//! (sled's cache cold, nothing to ingest). Prints p50 / p99 / max of each
+//! phase, the catch-up rate, the store's bytes per session on disk and the
+//! ledger's peak RSS.
 //!
 //!   scripts/bench-http --during-ingest [SESSIONS] [BACKLOG] [SECONDS]
 //!   cargo bench --bench during -- [SESSIONS] [BACKLOG] [SECONDS]
@@ -215,10 +217,6 @@ fn main() {
     eprintln!("the ledger ingested {base} records in {secs_base:.1} s");
     drop(server);
 
-    // The backlog, published while the ledger is down.
-    let (more, _) = publish(&rt, &publisher, 4, backlog / 10, backlog, now);
-    let total = base + more;
-
     let tmp = work.path();
     let ids_file = tmp.join("ids.txt");
     std::fs::write(&ids_file, ids.join("\n")).unwrap();
@@ -239,6 +237,16 @@ end
     .unwrap();
     let list = tmp.join("list.lua");
     std::fs::write(&list, "wrk.method = \"GET\"\n").unwrap();
+
+    // Cold and idle: a restarted ledger with nothing to ingest, so that the
+    // cost of a cold cache is told apart from the cost of ingesting.
+    let server = common::serve(&brokers, &topic, &data, &[]);
+    let (cold_get, cold_list) = phase(&server.addr, &get, &list, secs);
+    drop(server);
+
+    // The backlog, published while the ledger is down.
+    let (more, _) = publish(&rt, &publisher, 4, backlog / 10, backlog, now);
+    let total = base + more;
 
     // Catch-up: the ledger restarts behind the backlog, readers start at once.
     let t0 = Instant::now();
@@ -266,8 +274,10 @@ end
         "", "p50 ms", "p99 ms", "max ms", "requests", "non-2xx"
     );
     for (name, l) in [
+        ("by id, cold idle", &cold_get),
         ("by id, during", &during_get),
         ("by id, after", &after_get),
+        ("list, cold idle", &cold_list),
         ("list, during", &during_list),
         ("list, after", &after_list),
     ] {
