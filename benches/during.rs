@@ -18,7 +18,7 @@
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use ledger_gen::{GenConfig, Generator};
 use ledger_kafka::publish::RawRecord;
@@ -26,24 +26,7 @@ use ledger_kafka::Publisher;
 
 mod common;
 
-/// Records applied so far (the sum of the applied offsets), from `/metrics`.
-fn applied(addr: &str) -> u64 {
-    let text = reqwest::blocking::get(format!("http://{addr}/metrics"))
-        .and_then(|r| r.text())
-        .unwrap_or_default();
-    text.lines()
-        .filter(|l| l.starts_with("ledger_applied_offset{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
-}
-
-/// Waits until `total` records are applied; seconds since `t0`.
-fn caught_up(addr: &str, total: u64, t0: Instant) -> f64 {
-    while applied(addr) < total {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    t0.elapsed().as_secs_f64()
-}
+use common::{applied, caught_up};
 
 /// Publishes `events` events of `sessions` sessions (seed `seed`), their
 /// times ending `end_ms`; returns how many were sent and a sample of ids.

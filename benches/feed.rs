@@ -19,26 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 mod common;
 
-use common::serve;
-
-/// Records applied so far (the sum of the applied offsets).
-fn applied(addr: &str) -> u64 {
-    let text = reqwest::blocking::get(format!("http://{addr}/metrics"))
-        .and_then(|r| r.text())
-        .unwrap_or_default();
-    text.lines()
-        .filter(|l| l.starts_with("ledger_applied_offset{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
-}
-
-/// Waits until `total` records are applied; the seconds it took from `t0`.
-fn ingest_time(addr: &str, total: u64, t0: Instant) -> f64 {
-    while applied(addr) < total {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    t0.elapsed().as_secs_f64()
-}
+use common::{caught_up, serve};
 
 /// One reader: counts the session events it receives, and when the last came.
 async fn read_feed(
@@ -113,7 +94,7 @@ fn main() {
     // Without readers.
     let t0 = Instant::now();
     let alone = serve(&brokers, &topic, &work.path().join("alone"), &[]);
-    let secs_alone = ingest_time(&alone.addr, sent, t0);
+    let secs_alone = caught_up(&alone.addr, sent, t0);
     drop(alone);
 
     // With readers from the first change on (a token before every offset).
@@ -141,7 +122,7 @@ fn main() {
             });
         }
     });
-    let secs_with = ingest_time(&with.addr, sent, t0);
+    let secs_with = caught_up(&with.addr, sent, t0);
     // Until the readers stop receiving (caught up), then their totals.
     let received = || {
         counts

@@ -3,6 +3,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_session-ledger");
 
@@ -85,4 +86,27 @@ pub fn stop_broker(work: &Path) {
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Records a `serve` at `addr` has applied (the sum of its applied offsets,
+/// from `/metrics`).
+#[allow(dead_code)] // Not every bench including this module reads it.
+pub fn applied(addr: &str) -> u64 {
+    let text = reqwest::blocking::get(format!("http://{addr}/metrics"))
+        .and_then(|r| r.text())
+        .unwrap_or_default();
+    text.lines()
+        .filter(|l| l.starts_with("ledger_applied_offset{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// Waits until the `serve` at `addr` has applied `total` records; the
+/// seconds since `t0`.
+#[allow(dead_code)] // Not every bench including this module reads it.
+pub fn caught_up(addr: &str, total: u64, t0: Instant) -> f64 {
+    while applied(addr) < total {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    t0.elapsed().as_secs_f64()
 }
