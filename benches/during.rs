@@ -23,6 +23,7 @@ use std::time::Instant;
 use ledger_gen::{GenConfig, Generator};
 use ledger_kafka::publish::RawRecord;
 use ledger_kafka::Publisher;
+use ledger_testkit::wrk::{self, Figures};
 
 mod common;
 
@@ -69,28 +70,6 @@ fn publish(
     (sent, ids)
 }
 
-/// One wrk run's latency: p50, p99, max (ms) and requests.
-#[derive(Default)]
-struct Lat {
-    p50: f64,
-    p99: f64,
-    max: f64,
-    requests: u64,
-    non_2xx: u64,
-}
-
-fn ms(s: &str) -> f64 {
-    let (num, unit) = s.split_at(s.find(|c: char| c.is_alphabetic()).unwrap_or(s.len()));
-    let v: f64 = num.parse().unwrap_or(f64::NAN);
-    match unit {
-        "us" => v / 1000.0,
-        "ms" => v,
-        "s" => v * 1000.0,
-        "m" => v * 60_000.0,
-        _ => f64::NAN,
-    }
-}
-
 fn start_wrk(url: &str, script: &Path, secs: u64) -> Child {
     Command::new("wrk")
         .args(["--latency", "-t1", "-c32"])
@@ -104,35 +83,9 @@ fn start_wrk(url: &str, script: &Path, secs: u64) -> Child {
         .expect("run wrk (scripts/bench-http installs it)")
 }
 
-fn finish_wrk(child: Child) -> Lat {
+fn finish_wrk(child: Child) -> Figures {
     let out = child.wait_with_output().expect("wrk");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let field = |prefix: &str, n: usize| {
-        text.lines()
-            .map(str::trim)
-            .find(|l| l.starts_with(prefix))
-            .and_then(|l| l.split_whitespace().nth(n))
-            .unwrap_or("")
-            .to_string()
-    };
-    Lat {
-        p50: ms(&field("50%", 1)),
-        p99: ms(&field("99%", 1)),
-        // "Latency  avg  stdev  max  +/- stdev"
-        max: ms(&field("Latency ", 3)),
-        requests: text
-            .lines()
-            .find(|l| l.contains("requests in"))
-            .and_then(|l| l.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0),
-        non_2xx: text
-            .lines()
-            .find(|l| l.contains("Non-2xx"))
-            .and_then(|l| l.split_whitespace().last())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0),
-    }
+    wrk::parse(&String::from_utf8_lossy(&out.stdout))
 }
 
 /// Peak resident set of a process, bytes (`VmHWM`).
@@ -161,7 +114,7 @@ fn dir_size(p: &Path) -> u64 {
 }
 
 /// Runs a by-id and a list wrk at once for `secs`.
-fn phase(addr: &str, get: &Path, list: &Path, secs: u64) -> (Lat, Lat) {
+fn phase(addr: &str, get: &Path, list: &Path, secs: u64) -> (Figures, Figures) {
     let g = start_wrk(&format!("http://{addr}/v1/sessions/"), get, secs);
     let l = start_wrk(&format!("http://{addr}/v1/sessions?limit=10"), list, secs);
     (finish_wrk(g), finish_wrk(l))
@@ -266,7 +219,7 @@ end
     ] {
         println!(
             "{name:<22} {:>9.2} {:>9.2} {:>9.2} {:>10} {:>8}",
-            l.p50, l.p99, l.max, l.requests, l.non_2xx
+            l.p50_ms, l.p99_ms, l.max_ms, l.requests, l.non_2xx
         );
     }
     for (name, d, a) in [
@@ -275,8 +228,8 @@ end
     ] {
         println!(
             "{name}: p99 during / after = {:.2} (goal <= 1.5); max during - p99 after = {:.1} ms (goal <= 50)",
-            d.p99 / a.p99,
-            d.max - a.p99
+            d.p99_ms / a.p99_ms,
+            d.max_ms - a.p99_ms
         );
     }
     println!(

@@ -29,6 +29,7 @@ use ledger_api::{hash_key, ApiKey, AppState, Auth, Scope};
 use ledger_core::Defaults;
 use ledger_gen::{GenConfig, Generator};
 use ledger_store::{Record, Store};
+use ledger_testkit::wrk::Figures;
 
 const START: i64 = 1_795_000_000_000;
 const KEY: &str = "sk_bench_http";
@@ -139,27 +140,7 @@ fn store(sessions: usize) -> (Store, i64, Vec<String>) {
     )
 }
 
-/// wrk's figures: requests/s, p50 and p99 latency in ms.
-struct Wrk {
-    rps: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-    non_2xx: u64,
-}
-
-fn ms(s: &str) -> f64 {
-    let (num, unit) = s.split_at(s.find(|c: char| c.is_alphabetic()).unwrap_or(s.len()));
-    let v: f64 = num.parse().unwrap_or(f64::NAN);
-    match unit {
-        "us" => v / 1000.0,
-        "ms" => v,
-        "s" => v * 1000.0,
-        "m" => v * 60_000.0,
-        _ => f64::NAN,
-    }
-}
-
-fn wrk(url: &str, script: &Path, threads: u32, conns: u32) -> Wrk {
+fn wrk(url: &str, script: &Path, threads: u32, conns: u32) -> Figures {
     let out = Command::new("wrk")
         .args(["--latency", "-d", "10s"])
         .arg(format!("-t{threads}"))
@@ -169,27 +150,7 @@ fn wrk(url: &str, script: &Path, threads: u32, conns: u32) -> Wrk {
         .arg(url)
         .output()
         .expect("run wrk (scripts/bench-http installs it)");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let find = |prefix: &str| {
-        text.lines()
-            .map(str::trim)
-            .find(|l| l.starts_with(prefix))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .unwrap_or("")
-            .to_string()
-    };
-    let non_2xx = text
-        .lines()
-        .find(|l| l.contains("Non-2xx"))
-        .and_then(|l| l.split_whitespace().last())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    Wrk {
-        rps: find("Requests/sec:").parse().unwrap_or(f64::NAN),
-        p50_ms: ms(&find("50%")),
-        p99_ms: ms(&find("99%")),
-        non_2xx,
-    }
+    ledger_testkit::wrk::parse(&String::from_utf8_lossy(&out.stdout))
 }
 
 fn lua(dir: &Path, name: &str, body: &str) -> PathBuf {

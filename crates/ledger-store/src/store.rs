@@ -776,15 +776,10 @@ pub(crate) fn tail_entries(
 }
 
 /// A history chunk (postcard's encoding of a `Vec<HistoryEntry>`) made of a
-/// tail of `n` encoded entries: their count as a varint, then the entries.
+/// tail of `n` encoded entries: the length prefix postcard gives a sequence
+/// (its varint `usize`), then the entries.
 pub(crate) fn chunk_of(n: u32, tail: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(tail.len() + 5);
-    let mut n = n;
-    while n >= 0x80 {
-        out.push((n as u8) | 0x80);
-        n >>= 7;
-    }
-    out.push(n as u8);
+    let mut out = encode(&(n as usize));
     out.extend_from_slice(tail);
     out
 }

@@ -338,7 +338,7 @@ impl Store {
         // The new entries join the record's tail; a full tail becomes a chunk.
         history_len += history.len() as u64;
         for e in &history {
-            postcard::to_io(e, &mut tail).expect("history entries always serialize");
+            tail.extend(encode(e));
         }
         tail_len += history.len() as u32;
         let mut history_write = None;

@@ -1,8 +1,11 @@
 //! Test support shared by the ledger's tests and benches (a dev-dependency
 //! only): the reference fold of an event sequence, and loading events into a
-//! real sled store the way ingestion does (batches, offsets, a flush).
+//! real sled store the way ingestion does (batches, offsets, a flush), and
+//! the figures of a `wrk` run ([`wrk`]).
 
 use std::collections::BTreeMap;
+
+pub mod wrk;
 
 use ledger_core::{replay, Defaults, Event, Session};
 use ledger_store::{Record, Store};
