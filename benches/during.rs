@@ -13,7 +13,9 @@
 //! Defaults: 1,000,000 sessions (1.5M records), a backlog of 1,000,000
 //! records (100,000 new sessions), 30 s per phase. `LEDGER_BENCH_BROKER`
 //! names a running broker; otherwise one is started with
-//! `scripts/dev-broker` for the run. `wrk` is Debian's package
+//! `scripts/dev-broker` for the run. `LEDGER_BENCH_CONFIG` names a
+//! configuration file every `serve` of the run reads (to compare
+//! settings, e.g. `[kafka] write_share`). `wrk` is Debian's package
 //! (`scripts/bench-http` installs it when missing).
 
 use std::path::Path;
@@ -128,6 +130,12 @@ fn main() {
     let sessions = args.first().copied().unwrap_or(1_000_000) as usize;
     let backlog = args.get(1).copied().unwrap_or(1_000_000) as usize;
     let secs = args.get(2).copied().unwrap_or(30);
+    // `LEDGER_BENCH_CONFIG`: a configuration file every `serve` reads.
+    let config = std::env::var("LEDGER_BENCH_CONFIG").ok();
+    let extra: Vec<&str> = config
+        .iter()
+        .flat_map(|c| ["--config", c.as_str()])
+        .collect();
     let work = tempfile::tempdir().unwrap();
     let (brokers, started) = common::broker(work.path());
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -148,7 +156,7 @@ fn main() {
     );
     let data = work.path().join("data");
     let t0 = Instant::now();
-    let server = common::serve(&brokers, &topic, &data, &[]);
+    let server = common::serve(&brokers, &topic, &data, &extra);
     let secs_base = caught_up(&server.addr, base, t0);
     eprintln!("the ledger ingested {base} records in {secs_base:.1} s");
     drop(server);
@@ -176,7 +184,7 @@ end
 
     // Cold and idle: a restarted ledger with nothing to ingest, so that the
     // cost of a cold cache is told apart from the cost of ingesting.
-    let server = common::serve(&brokers, &topic, &data, &[]);
+    let server = common::serve(&brokers, &topic, &data, &extra);
     let (cold_get, cold_list) = phase(&server.addr, &get, &list, secs);
     drop(server);
 
@@ -186,7 +194,7 @@ end
 
     // Catch-up: the ledger restarts behind the backlog, readers start at once.
     let t0 = Instant::now();
-    let server = common::serve(&brokers, &topic, &data, &[]);
+    let server = common::serve(&brokers, &topic, &data, &extra);
     let (during_get, during_list) = phase(&server.addr, &get, &list, secs);
     let in_phase = applied(&server.addr).saturating_sub(base);
     let secs_catch_up = caught_up(&server.addr, total, t0);

@@ -104,6 +104,10 @@ pub struct KafkaSection {
     /// above 0, HTTP readers run first when both want the CPU. `0` = the
     /// process's own priority.
     pub nice: i32,
+    /// While HTTP requests are being answered, ingestion's store writes
+    /// take at most this share of wall time (0 < share ≤ 1; 1 = no pacing):
+    /// reads first, and a backlog still advances at this share of its speed.
+    pub write_share: f64,
 }
 
 impl KafkaSection {
@@ -122,6 +126,8 @@ impl KafkaSection {
                 .then(|| Duration::from_millis(self.skip_unfetchable_after_ms)),
             ownership: None,
             nice: self.nice,
+            // Paced once `serve` has its readers' load to pace against.
+            pace: ledger_store::Pace::none(),
         }
     }
 }
@@ -327,6 +333,7 @@ impl Default for KafkaSection {
             stall_after_ms: ms(d.stall_after),
             skip_unfetchable_after_ms: d.skip_unfetchable_after.map_or(0, ms),
             nice: d.nice,
+            write_share: ledger_store::pace::DEFAULT_SHARE,
         }
     }
 }
@@ -366,9 +373,22 @@ impl Config {
             Some(p) => {
                 let text = std::fs::read_to_string(p)
                     .with_context(|| format!("reading {}", p.display()))?;
-                toml::from_str(&text).with_context(|| format!("parsing {}", p.display()))
+                let cfg: Self =
+                    toml::from_str(&text).with_context(|| format!("parsing {}", p.display()))?;
+                cfg.check()
+                    .with_context(|| format!("checking {}", p.display()))?;
+                Ok(cfg)
             }
         }
+    }
+
+    /// Values out of their range, refused with the key that holds them.
+    fn check(&self) -> anyhow::Result<()> {
+        let share = self.kafka.write_share;
+        if !(share > 0.0 && share <= 1.0) {
+            anyhow::bail!("kafka.write_share is {share}: it must be above 0 and at most 1");
+        }
+        Ok(())
     }
 
     /// The configuration as TOML with key hashes masked, for the start banner.
@@ -383,5 +403,34 @@ impl Config {
             }
         }
         toml::to_string(&c).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> anyhow::Result<Config> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("ledger.toml");
+        std::fs::write(&path, text)?;
+        Config::load(Some(&path))
+    }
+
+    #[test]
+    fn write_share_is_read_and_refused_out_of_range() {
+        let cfg = load("[kafka]\nwrite_share = 0.25\n").unwrap();
+        assert_eq!(cfg.kafka.write_share, 0.25);
+        assert_eq!(
+            Config::default().kafka.write_share,
+            KafkaSection::default().write_share
+        );
+        for bad in ["0", "-0.5", "1.5", "nan"] {
+            let err = load(&format!("[kafka]\nwrite_share = {bad}\n")).unwrap_err();
+            assert!(
+                format!("{err:#}").contains("kafka.write_share"),
+                "{bad}: {err:#}"
+            );
+        }
     }
 }

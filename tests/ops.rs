@@ -243,6 +243,55 @@ fn reaper_expires_each_session_once(sharded: bool) {
 }
 
 /// A generated stream plus malformed records; returns (records, valid events, bad count).
+/// Ingestion paced against reads (`[kafka] write_share`): while a reader
+/// keeps requests in flight, ingestion pauses (counted in
+/// `ledger_ingest_paused_seconds_total`) and still applies every record
+/// once; a store written that way equals the fold of the stream.
+#[test]
+fn ingestion_gives_way_to_reads_and_still_applies_everything() {
+    let brokers = broker();
+    let topic = topic(&brokers, "paced", 3);
+    let (records, events, _) = mixed(33, 3_000, 30_000, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "[kafka]\nwrite_share = 0.2\n");
+    let server = Server::start(
+        &brokers,
+        &topic,
+        &dir.path().join("store"),
+        &["--no-auth", "--no-reaper", "--config", &config],
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let (url, stop) = (server.url("/v1/sessions?limit=100"), stop.clone());
+            std::thread::spawn(move || {
+                let client = reqwest::blocking::Client::new();
+                let mut answered = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Acquire) {
+                    let status = client.get(&url).send().unwrap().status();
+                    assert_eq!(status.as_u16(), 200);
+                    answered += 1;
+                }
+                answered
+            })
+        })
+        .collect();
+    let sent = publish(&brokers, &topic, records) as i64;
+    server.wait_applied(sent, Duration::from_secs(300));
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    let answered: u64 = readers.into_iter().map(|r| r.join().unwrap()).sum();
+    assert!(answered > 0);
+    let (_, m) = metrics(&server);
+    let paused = value(&m, "ledger_ingest_paused_seconds_total", None);
+    assert!(
+        paused > 0.0,
+        "ingestion paused {paused} s for {answered} reads"
+    );
+    eprintln!("ingestion paused {paused:.2} s while {answered} reads were answered");
+    assert!(server.term().0.success());
+    assert_store_matches(&dir.path().join("store"), &fold(&events));
+}
+
 fn mixed(
     seed: u64,
     sessions: usize,

@@ -113,8 +113,13 @@ pub async fn run(
         .collect::<anyhow::Result<Vec<_>>>()?;
     // The dead-letter topic is created when the first dead letter needs it
     // (the broker may not be up yet).
+    // Ingestion (and an online rebuild's replay) gives way to the reads
+    // this process answers.
+    let reads = Arc::new(ledger_store::ReadLoad::default());
+    let pace = ledger_store::Pace::new(reads.clone(), cfg.kafka.write_share);
     let mut ingest_cfg = cfg.kafka.ingest_config();
     ingest_cfg.ownership = ownership.clone();
+    ingest_cfg.pace = pace.clone();
     let ingest = Ingestor::new(ingest_cfg, store.clone(), metrics.clone()).spawn();
     let reaper_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let reaper = cfg.reaper.enabled.then(|| {
@@ -134,7 +139,10 @@ pub async fn run(
         .spawn(reaper_stop.clone())
     });
     let rebuilder = ledger_kafka::Rebuilder::new(
-        cfg.kafka.ingest_config(),
+        ledger_kafka::IngestConfig {
+            pace,
+            ..cfg.kafka.ingest_config()
+        },
         store.clone(),
         cfg.store.path.clone(),
         cfg.defaults,
@@ -169,6 +177,7 @@ pub async fn run(
     );
     let mut state = AppState::new(store.clone(), &cfg.kafka.topic, auth, clock, registry);
     state.heartbeat = Duration::from_millis(cfg.feed.heartbeat_ms.max(10));
+    state.reads = reads;
     if let Some(c) = &cluster {
         let (own, parts, members) = (c.ownership.clone(), c.ownership.clone(), c.members.clone());
         let ttl = Duration::from_millis(cfg.cluster.member_ttl_ms);

@@ -29,7 +29,10 @@ pub(crate) struct Pinned(pub ledger_store::Store);
 /// Longest consistency wait, ms.
 pub const MAX_WAIT_MS: u64 = 5_000;
 
+/// Times each request into `ledger_http_request_seconds` and
+/// counts it in `state.reads` while it is answered.
 pub async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let _read = state.reads.enter();
     let started = Instant::now();
     let route = req
         .extensions()

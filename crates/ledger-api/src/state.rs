@@ -144,6 +144,9 @@ pub struct AppState {
     /// Sharded mode: where each partition is answered (`None`: this store
     /// holds every partition).
     pub shards: Option<Arc<crate::shard::Shards>>,
+    /// Every request is counted in here while it is answered, so that
+    /// ingestion can give way to reads (`ledger_store::pace`).
+    pub reads: Arc<ledger_store::ReadLoad>,
 }
 
 impl AppState {
@@ -177,6 +180,7 @@ impl AppState {
             feed,
             heartbeat: std::time::Duration::from_secs(15),
             shards: None,
+            reads: Arc::default(),
         }
     }
 

@@ -62,7 +62,13 @@ pub struct IngestConfig {
     /// fold's workers, the consumer's): above 0, readers on the same cores
     /// run first while a backlog is caught up. Linux only; 0 leaves it.
     pub nice: i32,
+    /// How decoding and the store writes give way to reads being served
+    /// (`ledger_store::pace`); unpaced by default.
+    pub pace: ledger_store::Pace,
 }
+
+/// Records decoded between two pacing checks while a batch fills.
+const PACE_EVERY: usize = 1_000;
 
 /// Sets the calling thread's nice value (on Linux a thread's own; threads it
 /// starts inherit it). A failure is logged: priority is an optimisation.
@@ -123,6 +129,7 @@ impl IngestConfig {
             skip_unfetchable_after: Some(Duration::from_secs(120)),
             ownership: None,
             nice: 10,
+            pace: ledger_store::Pace::none(),
         }
     }
 }
@@ -329,6 +336,8 @@ pub struct Ingestor {
     cfg: IngestConfig,
     live: LiveStore,
     metrics: Metrics,
+    /// The pace's paused time already counted in the metrics, ns.
+    paused_counted: std::sync::atomic::AtomicU64,
 }
 
 impl Ingestor {
@@ -340,6 +349,7 @@ impl Ingestor {
             cfg,
             live: store.into(),
             metrics,
+            paused_counted: Default::default(),
         }
     }
 
@@ -613,7 +623,16 @@ impl Ingestor {
             self.cfg.batch_wait
         };
         let deadline = started + wait;
+        // Decoding is paced like the store writes (`IngestConfig::pace`),
+        // every `PACE_EVERY` records.
+        let mut mark = self.cfg.pace.mark();
+        let mut polled = 0usize;
         while b.records.len() + b.dead.len() < self.cfg.batch_max {
+            polled += 1;
+            if polled % PACE_EVERY == 0 {
+                self.cfg.pace.after(mark, Duration::ZERO);
+                mark = self.cfg.pace.mark();
+            }
             let now = Instant::now();
             if now >= deadline {
                 break;
@@ -768,9 +787,15 @@ impl Ingestor {
     ) -> Result<(), KafkaError> {
         let offsets: Vec<(i32, i64)> = batch_next.iter().map(|(p, o)| (*p, *o)).collect();
         let store = self.store();
-        let report = store.apply_batch(&self.cfg.topic, records, &offsets, dead)?;
-        store.flush()?;
+        let report =
+            store.apply_batch_paced(&self.cfg.topic, records, &offsets, dead, &self.cfg.pace)?;
         let m = &self.metrics;
+        // Pauses of this batch's decoding and writes.
+        let paused = self.cfg.pace.paused().as_nanos() as u64;
+        let counted = self.paused_counted.swap(paused, Ordering::Relaxed);
+        m.paused_seconds
+            .inc_by(paused.saturating_sub(counted) as f64 / 1e9);
+        store.flush()?;
         m.sessions.set(store.stats().sessions as i64);
         m.consumed.inc_by(records.len() as u64 + dead);
         for b in Bucket::ALL {

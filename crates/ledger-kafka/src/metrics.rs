@@ -1,5 +1,7 @@
 //! Prometheus metrics of ingestion and reaping (registered by the caller).
 
+use std::sync::atomic::AtomicU64;
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -63,6 +65,8 @@ pub struct Metrics {
     pub rebuild_running: Gauge,
     /// Online rebuilds switched in.
     pub rebuilds: Counter,
+    /// Seconds ingestion paused to give way to reads (`[kafka] write_share`).
+    pub paused_seconds: Counter<f64, AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -89,6 +93,7 @@ impl Default for Metrics {
             shard_standby: Family::default(),
             rebuild_running: Gauge::default(),
             rebuilds: Counter::default(),
+            paused_seconds: Counter::default(),
         }
     }
 }
@@ -126,6 +131,7 @@ impl Metrics {
             shard_standby  "shard_standby_partition", "Sharded mode: 1 for each partition kept here as a standby copy";
             rebuild_running "rebuild_running", "1 while an online rebuild runs";
             rebuilds       "rebuilds", "Online rebuilds switched in";
+            paused_seconds "ingest_paused_seconds", "Seconds ingestion paused to give way to reads (kafka.write_share)";
         }
         m
     }

@@ -12,11 +12,13 @@
 //! nothing.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::Duration;
 
 use ledger_core::{apply, Outcome, Status};
 
 use crate::chunks::IndexChanges;
 use crate::keys;
+use crate::pace::{self, Pace};
 use crate::store::{
     chunk_of, decode, encode, BatchReport, EventCounts, HistoryEntry, Record, Store, StoreError,
     StoredSession, HISTORY_LEN, TAIL_MAX,
@@ -91,7 +93,22 @@ impl Store {
         next_offsets: &[(i32, i64)],
         dead_lettered: u64,
     ) -> Result<BatchReport, StoreError> {
+        self.apply_batch_paced(topic, records, next_offsets, dead_lettered, &Pace::none())
+    }
+
+    /// [`Store::apply_batch`], pausing after the fold and after each write
+    /// part as `pace` says (while reads go on, the writes take at most its
+    /// share of wall time; [`crate::pace`]).
+    pub fn apply_batch_paced(
+        &self,
+        topic: &str,
+        records: &[Record],
+        next_offsets: &[(i32, i64)],
+        dead_lettered: u64,
+        pace: &Pace,
+    ) -> Result<BatchReport, StoreError> {
         let _w = self.inner.write.lock().unwrap_or_else(|p| p.into_inner());
+        let fold_mark = pace.mark();
         self.bump_epoch();
         let _end = EpochEnd(self);
         let tree = &self.inner.tree;
@@ -111,6 +128,9 @@ impl Store {
                 .map(|g| self.fold_session(g))
                 .collect::<Result<Vec<_>, _>>()
         };
+        // CPU the fold's workers used (the calling thread's is measured by
+        // the mark).
+        let mut workers_cpu = Duration::ZERO;
         let folded = if threads < 2 || groups.len() < PARALLEL_MIN {
             fold_part(&groups)?
         } else {
@@ -118,16 +138,24 @@ impl Store {
             std::thread::scope(|scope| {
                 let parts: Vec<_> = groups
                     .chunks(per)
-                    .map(|part| scope.spawn(move || fold_part(part)))
+                    .map(|part| {
+                        scope.spawn(move || {
+                            let cpu = pace::thread_cpu();
+                            (fold_part(part), pace::thread_cpu().saturating_sub(cpu))
+                        })
+                    })
                     .collect();
                 let mut all = Vec::with_capacity(groups.len());
                 for p in parts {
-                    all.extend(p.join().expect("folding a session does not panic")?);
+                    let (part, cpu) = p.join().expect("folding a session does not panic");
+                    all.extend(part?);
+                    workers_cpu += cpu;
                 }
                 Ok::<_, StoreError>(all)
             })?
         };
 
+        pace.after(fold_mark, workers_cpu);
         let mut stats = self.stats();
         let mut report = BatchReport::default();
         report.events.dead_lettered = dead_lettered;
@@ -162,7 +190,9 @@ impl Store {
         }
         // Readers look this far back for chunks holding an offset.
         let mut span = self.change_span()?;
+        let mut last_part = None;
         for part in 0..parts {
+            let part_mark = pace.mark();
             let mut batch = sled::Batch::default();
             let mut index = IndexChanges::default();
             let mut log: BTreeMap<i32, Vec<(i64, String)>> = BTreeMap::new();
@@ -227,12 +257,16 @@ impl Store {
             }
             index.write(tree, &mut batch)?;
             tree.apply_batch(batch)?;
-            if !last {
+            if last {
+                last_part = part_mark;
+            } else {
                 self.set_applied(stats.clone(), &[]);
+                pace.after(part_mark, Duration::ZERO);
             }
         }
         let offsets: Vec<_> = next_offsets.iter().map(|&(p, o)| (topic, p, o)).collect();
         self.set_applied(stats, &offsets);
+        pace.after(last_part, Duration::ZERO);
         Ok(report)
     }
 

@@ -1,0 +1,302 @@
+//! Writes that give way to reads. sled 0.34 stops every read while it
+//! applies a batch, and on a machine whose cores both readers and the fold
+//! want, the time ingestion spends is time a reader may wait. A
+//! [`ReadLoad`] records when reads are being served (the HTTP layer enters
+//! it for each request); a [`Pace`] given to
+//! [`crate::Store::apply_batch_paced`] then pauses the writer after each
+//! stretch of work, in proportion to the CPU time the stretch used and to
+//! how much of it reads were in flight:
+//!
+//! `pause = cpu × (1 − share) / share × busy`, at most [`PAUSE_MAX`],
+//!
+//! where `busy` (0..=1) is the fraction of the stretch's wall time during
+//! which at least one read was in flight. Under a saturating read load the
+//! writer so uses at most about `share` of the CPU it could; a client
+//! polling now and then costs ingestion next to nothing; with no reads
+//! nothing pauses and a backlog is caught up at full speed. CPU time, not
+//! wall time, is what is paced, so a writer already starved of the CPU by
+//! readers (it runs at a lower priority) is not slowed twice.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The share `serve` paces ingestion at unless configured (`[kafka]
+/// write_share`): chosen by `scripts/bench-http --during-ingest`, where it
+/// brought by-id and list p99 during catch-up from about 2× the idle p99 to
+/// about 1.5× (README).
+pub const DEFAULT_SHARE: f64 = 0.25;
+
+/// Longest single pause, so that a long stretch of work never stops
+/// ingestion for long.
+pub const PAUSE_MAX: Duration = Duration::from_millis(100);
+
+/// When reads are being served: a running total of the time at least one
+/// was in flight.
+#[derive(Debug)]
+pub struct ReadLoad {
+    state: Mutex<LoadState>,
+    origin: Instant,
+}
+
+#[derive(Debug, Default)]
+struct LoadState {
+    in_flight: usize,
+    /// When the current busy interval began (valid while `in_flight > 0`).
+    since: Duration,
+    /// Busy time of the intervals that ended.
+    busy: Duration,
+}
+
+impl Default for ReadLoad {
+    fn default() -> Self {
+        Self {
+            state: Mutex::default(),
+            origin: Instant::now(),
+        }
+    }
+}
+
+impl ReadLoad {
+    fn lock(&self) -> std::sync::MutexGuard<'_, LoadState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A read starts; it ends when the guard drops.
+    pub fn enter(self: &Arc<Self>) -> ReadGuard {
+        let now = self.origin.elapsed();
+        let mut s = self.lock();
+        if s.in_flight == 0 {
+            s.since = now;
+        }
+        s.in_flight += 1;
+        ReadGuard(self.clone())
+    }
+
+    /// Reads in flight now.
+    pub fn in_flight(&self) -> usize {
+        self.lock().in_flight
+    }
+
+    /// Time since this load was made during which a read was in flight,
+    /// and the time since it was made.
+    fn busy_total(&self) -> (Duration, Duration) {
+        let now = self.origin.elapsed();
+        let s = self.lock();
+        let open = if s.in_flight > 0 {
+            now.saturating_sub(s.since)
+        } else {
+            Duration::ZERO
+        };
+        (s.busy + open, now)
+    }
+}
+
+/// One read in flight (see [`ReadLoad::enter`]).
+#[derive(Debug)]
+pub struct ReadGuard(Arc<ReadLoad>);
+
+impl Drop for ReadGuard {
+    fn drop(&mut self) {
+        let now = self.0.origin.elapsed();
+        let mut s = self.0.lock();
+        s.in_flight -= 1;
+        if s.in_flight == 0 {
+            let since = s.since;
+            s.busy += now.saturating_sub(since);
+        }
+    }
+}
+
+/// The CPU time the calling thread has used.
+pub fn thread_cpu() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(t.tv_sec.max(0) as u64, t.tv_nsec as u32)
+}
+
+/// Where a stretch of work began: wall time, busy time, the thread's CPU.
+#[derive(Debug, Clone, Copy)]
+pub struct Mark {
+    at: Duration,
+    busy: Duration,
+    cpu: Duration,
+}
+
+/// How a writer paces itself against reads (module docs): while reads go
+/// on, it uses at most about `share` (0 < share < 1) of the CPU it could.
+#[derive(Debug, Clone, Default)]
+pub struct Pace {
+    load: Option<Arc<ReadLoad>>,
+    share: f64,
+    /// Time paused so far, ns (shared by clones).
+    paused: Arc<AtomicU64>,
+}
+
+impl Pace {
+    /// No pacing: the writer runs flat out whatever the reads.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// Pacing against `load` at `share`; a share of 1 or more (or not
+    /// above 0) is no pacing.
+    pub fn new(load: Arc<ReadLoad>, share: f64) -> Self {
+        if share > 0.0 && share < 1.0 {
+            Self {
+                load: Some(load),
+                share,
+                paused: Arc::default(),
+            }
+        } else {
+            Self::none()
+        }
+    }
+
+    /// The share of the CPU writes take under a saturating read load (1:
+    /// unpaced).
+    pub fn share(&self) -> f64 {
+        if self.load.is_some() {
+            self.share
+        } else {
+            1.0
+        }
+    }
+
+    /// Time paused so far, by this pace and its clones.
+    pub fn paused(&self) -> Duration {
+        Duration::from_nanos(self.paused.load(Ordering::Relaxed))
+    }
+
+    /// How long to pause after `cpu` of work during which reads were in
+    /// flight for the fraction `busy` of the time (module docs).
+    pub fn pause_for(&self, cpu: Duration, busy: f64) -> Duration {
+        if self.load.is_none() || busy.is_nan() || busy <= 0.0 {
+            return Duration::ZERO;
+        }
+        cpu.mul_f64((1.0 - self.share) / self.share * busy.min(1.0))
+            .min(PAUSE_MAX)
+    }
+
+    /// The start of a stretch of work on the calling thread (`None`:
+    /// unpaced, nothing to measure).
+    pub fn mark(&self) -> Option<Mark> {
+        let load = self.load.as_ref()?;
+        let (busy, at) = load.busy_total();
+        Some(Mark {
+            at,
+            busy,
+            cpu: thread_cpu(),
+        })
+    }
+
+    /// Pauses after the stretch of work that began at `mark`, which used
+    /// the calling thread's CPU since then plus `other_cpu` (of threads it
+    /// waited for).
+    pub fn after(&self, mark: Option<Mark>, other_cpu: Duration) {
+        let (Some(load), Some(m)) = (&self.load, mark) else {
+            return;
+        };
+        let cpu = thread_cpu().saturating_sub(m.cpu) + other_cpu;
+        let (busy, at) = load.busy_total();
+        let wall = at.saturating_sub(m.at);
+        let busy = if wall.is_zero() {
+            f64::from(u8::from(load.in_flight() > 0))
+        } else {
+            busy.saturating_sub(m.busy).as_secs_f64() / wall.as_secs_f64()
+        };
+        let pause = self.pause_for(cpu, busy);
+        if !pause.is_zero() {
+            std::thread::sleep(pause);
+            self.paused
+                .fetch_add(pause.as_nanos() as u64, Ordering::Relaxed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn busy_time_counts_while_any_read_is_in_flight() {
+        let load = Arc::new(ReadLoad::default());
+        let (b0, _) = load.busy_total();
+        assert_eq!(b0, Duration::ZERO, "no read yet");
+        let a = load.enter();
+        let b = load.enter();
+        assert_eq!(load.in_flight(), 2);
+        std::thread::sleep(Duration::from_millis(20));
+        drop(a);
+        std::thread::sleep(Duration::from_millis(20));
+        let (open, _) = load.busy_total();
+        assert!(
+            open >= Duration::from_millis(40),
+            "one still in flight: {open:?}"
+        );
+        drop(b);
+        let (closed, _) = load.busy_total();
+        std::thread::sleep(Duration::from_millis(20));
+        let (later, _) = load.busy_total();
+        assert_eq!(later, closed, "nothing in flight: no busy time accrues");
+        assert_eq!(load.in_flight(), 0);
+    }
+
+    #[test]
+    fn pauses_keep_the_share_scale_with_busy_and_are_bounded() {
+        let load = Arc::new(ReadLoad::default());
+        let ms = Duration::from_millis;
+        let half = Pace::new(load.clone(), 0.5);
+        assert_eq!(half.pause_for(ms(10), 1.0), ms(10));
+        assert_eq!(half.pause_for(ms(10), 0.5), ms(5));
+        assert_eq!(half.pause_for(ms(10), 0.0), Duration::ZERO);
+        assert_eq!(half.pause_for(ms(10), f64::NAN), Duration::ZERO);
+        assert_eq!(half.pause_for(ms(10), 3.0), ms(10), "busy is at most 1");
+        assert_eq!(half.pause_for(ms(500), 1.0), PAUSE_MAX);
+        let quarter = Pace::new(load.clone(), 0.25);
+        assert_eq!(quarter.pause_for(ms(10), 1.0), ms(30));
+        assert_eq!(quarter.share(), 0.25);
+        for off in [
+            Pace::new(load.clone(), 1.0),
+            Pace::new(load, 0.0),
+            Pace::none(),
+        ] {
+            assert_eq!(off.pause_for(ms(10), 1.0), Duration::ZERO);
+            assert_eq!(off.share(), 1.0);
+            assert!(off.mark().is_none());
+        }
+    }
+
+    #[test]
+    fn after_pauses_for_cpu_used_while_a_read_goes_on() {
+        let load = Arc::new(ReadLoad::default());
+        let pace = Pace::new(load.clone(), 0.5);
+        let _read = load.enter();
+        let mark = pace.mark();
+        // Work measured on other threads counts as given.
+        let t = Instant::now();
+        pace.after(mark, Duration::from_millis(30));
+        assert!(
+            t.elapsed() >= Duration::from_millis(30),
+            "paused {:?}",
+            t.elapsed()
+        );
+        assert!(pace.clone().paused() >= Duration::from_millis(30));
+    }
+
+    #[test]
+    fn thread_cpu_grows_with_work_not_with_sleep() {
+        let c0 = thread_cpu();
+        std::thread::sleep(Duration::from_millis(30));
+        let slept = thread_cpu() - c0;
+        let mut x = 0u64;
+        let c1 = thread_cpu();
+        while thread_cpu() - c1 < Duration::from_millis(5) {
+            x = std::hint::black_box(x.wrapping_add(1));
+        }
+        assert!(x > 0);
+        assert!(
+            slept < Duration::from_millis(30),
+            "sleeping used {slept:?} of CPU"
+        );
+    }
+}
