@@ -1,8 +1,10 @@
 //! Store-path throughput: fold + sled, no broker.
 //!
-//! `cargo bench -p ledger-store --bench ingest [-- EVENTS SESSIONS BATCH RUNS]`
+//! `cargo bench -p ledger-store --bench ingest [-- EVENTS SESSIONS BATCH RUNS COMPACT]`
 //! (defaults: 1,000,000 events over 100,000 sessions, batches of 50,000 —
-//! the ingest's batch while catching up — 3 runs).
+//! the ingest's batch while catching up — 3 runs; COMPACT 0 skips the
+//! footprint and compaction of the first run, which take minutes at 10M
+//! events).
 //! Each run applies the whole stream to a fresh store on disk and flushes it;
 //! prints events/s per run and the median.
 
@@ -32,6 +34,7 @@ fn main() {
     let sessions = args.get(1).copied().unwrap_or(100_000);
     let batch = args.get(2).copied().unwrap_or(50_000);
     let runs = args.get(3).copied().unwrap_or(3);
+    let compact = args.get(4).copied().unwrap_or(1) != 0;
     let t = Instant::now();
     let records: Vec<Record> = Generator::new(GenConfig {
         seed: 1,
@@ -78,7 +81,13 @@ fn main() {
             records.len(),
             store.size_on_disk() / (1 << 20)
         );
-        if run == 1 {
+        if run == 1 && !compact {
+            println!(
+                "  on disk {} B/session",
+                store.size_on_disk() / sessions as u64
+            );
+        }
+        if run == 1 && compact {
             let fp = store.footprint().expect("footprint");
             let total: u64 = fp.values().map(|v| v.1).sum();
             println!(
