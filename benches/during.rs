@@ -5,7 +5,8 @@
 //! again once it has, and once before the backlog right after a restart
 //! (sled's cache cold, nothing to ingest). Prints p50 / p99 / max of each
 //! phase, the catch-up rate, the store's bytes per session on disk and the
-//! ledger's peak RSS.
+//! ledger's peak RSS, and the CPU seconds the ledger (its readers' side
+//! and ingestion) and the broker used in each phase.
 //!
 //!   scripts/bench-http --during-ingest [SESSIONS] [BACKLOG] [SECONDS]
 //!   cargo bench --bench during -- [SESSIONS] [BACKLOG] [SECONDS]
@@ -101,6 +102,66 @@ fn peak_rss(pid: u32) -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
+/// CPU seconds (user + sys) a `/proc/.../stat` line reports, and the nice
+/// value it gives; clock ticks are 1/100 s (Linux's USER_HZ).
+fn stat_cpu(stat: &str) -> Option<(f64, i64)> {
+    // Fields after the command name, which is in parentheses.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some((ticks as f64 / 100.0, f.get(16)?.parse().ok()?))
+}
+
+/// CPU seconds used so far: the ledger's threads at nice 0 (HTTP workers,
+/// sled's flusher), the ledger in all (threads that ended included; the
+/// rest is ingestion, which runs at a lower priority), and the broker.
+#[derive(Clone, Copy, Default)]
+struct Cpu {
+    readers: f64,
+    ledger: f64,
+    broker: f64,
+}
+
+impl Cpu {
+    fn now(ledger: u32, broker: Option<u32>) -> Self {
+        let read = |p: String| std::fs::read_to_string(p).ok();
+        let total = |pid: u32| read(format!("/proc/{pid}/stat")).and_then(|s| stat_cpu(&s));
+        let readers = std::fs::read_dir(format!("/proc/{ledger}/task"))
+            .map(|rd| {
+                rd.flatten()
+                    .filter_map(|t| read(t.path().join("stat").display().to_string()))
+                    .filter_map(|s| stat_cpu(&s))
+                    .filter(|(_, nice)| *nice == 0)
+                    .map(|(cpu, _)| cpu)
+                    .sum()
+            })
+            .unwrap_or(0.0);
+        Self {
+            readers,
+            ledger: total(ledger).map_or(0.0, |c| c.0),
+            broker: broker.and_then(total).map_or(0.0, |c| c.0),
+        }
+    }
+
+    fn since(self, before: Self) -> Self {
+        Self {
+            readers: self.readers - before.readers,
+            ledger: self.ledger - before.ledger,
+            broker: self.broker - before.broker,
+        }
+    }
+
+    fn line(&self, phase: &str, secs: u64) {
+        println!(
+            "cpu s in the {phase} phase ({secs} s): ledger {:.1} (nice-0 threads {:.1}, ingestion {:.1}), broker {:.1}",
+            self.ledger,
+            self.readers,
+            self.ledger - self.readers,
+            self.broker
+        );
+    }
+}
+
 fn dir_size(p: &Path) -> u64 {
     std::fs::read_dir(p)
         .map(|rd| {
@@ -138,6 +199,12 @@ fn main() {
         .collect();
     let work = tempfile::tempdir().unwrap();
     let (brokers, started) = common::broker(work.path());
+    // The broker's process, for its CPU: the one started here, or
+    // `LEDGER_BENCH_BROKER_PID`.
+    let broker_pid: Option<u32> = std::env::var("LEDGER_BENCH_BROKER_PID")
+        .ok()
+        .or_else(|| std::fs::read_to_string(work.path().join("broker/broker.pid")).ok())
+        .and_then(|p| p.trim().parse().ok());
     let rt = tokio::runtime::Runtime::new().unwrap();
     let topic = format!("during-bench-{}", std::process::id());
     rt.block_on(ledger_kafka::admin_create_topic(&brokers, &topic, 3))
@@ -185,7 +252,9 @@ end
     // Cold and idle: a restarted ledger with nothing to ingest, so that the
     // cost of a cold cache is told apart from the cost of ingesting.
     let server = common::serve(&brokers, &topic, &data, &extra);
+    let c0 = Cpu::now(server.pid(), broker_pid);
     let (cold_get, cold_list) = phase(&server.addr, &get, &list, secs);
+    let cold_cpu = Cpu::now(server.pid(), broker_pid).since(c0);
     drop(server);
 
     // The backlog, published while the ledger is down.
@@ -195,11 +264,15 @@ end
     // Catch-up: the ledger restarts behind the backlog, readers start at once.
     let t0 = Instant::now();
     let server = common::serve(&brokers, &topic, &data, &extra);
+    let c0 = Cpu::now(server.pid(), broker_pid);
     let (during_get, during_list) = phase(&server.addr, &get, &list, secs);
+    let during_cpu = Cpu::now(server.pid(), broker_pid).since(c0);
     let in_phase = applied(&server.addr).saturating_sub(base);
     let secs_catch_up = caught_up(&server.addr, total, t0);
     // After: idle ingestion, the same readers.
+    let c0 = Cpu::now(server.pid(), broker_pid);
     let (after_get, after_list) = phase(&server.addr, &get, &list, secs);
+    let after_cpu = Cpu::now(server.pid(), broker_pid).since(c0);
     let rss = peak_rss(server.pid());
     drop(server);
     let on_disk = dir_size(&data);
@@ -230,6 +303,9 @@ end
             l.p50_ms, l.p99_ms, l.max_ms, l.requests, l.non_2xx
         );
     }
+    cold_cpu.line("cold idle", secs);
+    during_cpu.line("during", secs);
+    after_cpu.line("after", secs);
     for (name, d, a) in [
         ("by id", &during_get, &after_get),
         ("list", &during_list, &after_list),
