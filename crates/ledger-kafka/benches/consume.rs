@@ -75,6 +75,11 @@ fn ingest(brokers: &str, topic: &str) -> (Duration, u64) {
     let h = Ingestor::new(
         IngestConfig {
             group_id: format!("bench-ingest-{}", uuid()),
+            // Paced as `serve` paces it; with no reads it writes in quiet parts.
+            pace: ledger_store::Pace::new(
+                std::sync::Arc::default(),
+                ledger_store::pace::DEFAULT_SHARE,
+            ),
             ..IngestConfig::new(brokers, topic)
         },
         store.clone(),

@@ -69,4 +69,4 @@ pub use store::{
     BatchReport, EventCounts, HistoryBase, HistoryEntry, Record, Stats, Store, StoreError,
     StoredSession, FORMAT, HISTORY_LEN, TAIL_MAX,
 };
-pub use write::WRITE_PART;
+pub use write::{QUIET_PART, WRITE_PART};

@@ -27,6 +27,10 @@ use std::time::{Duration, Instant};
 /// 2× the p99 after it to about 1.6× (README).
 pub const DEFAULT_SHARE: f64 = 0.25;
 
+/// A paced writer counts as quiet ([`Pace::quiet`]) once no read has been
+/// in flight for this long.
+pub const QUIET_AFTER: Duration = Duration::from_millis(200);
+
 /// Longest single pause, so that a long stretch of work never stops
 /// ingestion for long.
 pub const PAUSE_MAX: Duration = Duration::from_millis(100);
@@ -46,6 +50,8 @@ struct LoadState {
     since: Duration,
     /// Busy time of the intervals that ended.
     busy: Duration,
+    /// When the last busy interval ended (`None`: no read yet).
+    last_end: Option<Duration>,
 }
 
 impl Default for ReadLoad {
@@ -78,6 +84,13 @@ impl ReadLoad {
         self.lock().in_flight
     }
 
+    /// Whether a read is in flight or one ended within `window`.
+    pub fn active_within(&self, window: Duration) -> bool {
+        let now = self.origin.elapsed();
+        let s = self.lock();
+        s.in_flight > 0 || s.last_end.is_some_and(|e| now.saturating_sub(e) < window)
+    }
+
     /// Time since this load was made during which a read was in flight,
     /// and the time since it was made.
     fn busy_total(&self) -> (Duration, Duration) {
@@ -104,6 +117,7 @@ impl Drop for ReadGuard {
         if s.in_flight == 0 {
             let since = s.since;
             s.busy += now.saturating_sub(since);
+            s.last_end = Some(now);
         }
     }
 }
@@ -160,6 +174,15 @@ impl Pace {
         } else {
             1.0
         }
+    }
+
+    /// Whether this pace has reads to follow and none was in flight for
+    /// [`QUIET_AFTER`]: the writer may then take bigger steps. An unpaced
+    /// writer knows of no reads and is never quiet.
+    pub fn quiet(&self) -> bool {
+        self.load
+            .as_ref()
+            .is_some_and(|l| !l.active_within(QUIET_AFTER))
     }
 
     /// Time paused so far, by this pace and its clones.
@@ -239,6 +262,22 @@ mod tests {
         let (later, _) = load.busy_total();
         assert_eq!(later, closed, "nothing in flight: no busy time accrues");
         assert_eq!(load.in_flight(), 0);
+    }
+
+    #[test]
+    fn quiet_once_no_read_was_in_flight_for_a_while() {
+        let load = Arc::new(ReadLoad::default());
+        let pace = Pace::new(load.clone(), 0.5);
+        assert!(pace.quiet(), "no read yet");
+        assert!(!Pace::none().quiet(), "unpaced: never quiet");
+        let read = load.enter();
+        assert!(!pace.quiet());
+        std::thread::sleep(QUIET_AFTER + Duration::from_millis(20));
+        assert!(!pace.quiet(), "a read still in flight");
+        drop(read);
+        assert!(!pace.quiet(), "a read just ended");
+        std::thread::sleep(QUIET_AFTER + Duration::from_millis(20));
+        assert!(pace.quiet());
     }
 
     #[test]

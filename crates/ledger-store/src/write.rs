@@ -1,7 +1,8 @@
 //! The write path: a batch is folded in memory, each touched session read
 //! and written once, and written in sled batches of at most [`WRITE_PART`]
-//! sessions each. sled 0.34 blocks every read while it applies a batch, so
-//! the part bounds how long readers wait, whatever the consumed batch size.
+//! sessions each ([`QUIET_PART`] while a paced writer sees no reads). sled
+//! 0.34 blocks every read while it applies a batch, so the part bounds how
+//! long readers wait, whatever the consumed batch size.
 //!
 //! Each part holds its sessions (records, history, index changes) and the
 //! counters as of its end; the last also holds the partitions' next offsets.
@@ -75,6 +76,12 @@ const PARALLEL_MIN: usize = 512;
 
 /// Most sessions written by one sled batch (readers wait for one at most).
 pub const WRITE_PART: usize = 100;
+
+/// Most sessions in one sled batch when the [`Pace`] knows that no read
+/// has been served for a while ([`Pace::quiet`]): a read arriving then
+/// waits for at most one such part (~45 ms at 50,000-event batches in
+/// `benches/reads.rs`), and fewer, larger parts rewrite fewer index chunks.
+pub const QUIET_PART: usize = 1_000;
 
 impl Store {
     /// Folds a batch and writes it — sessions, index changes, history,
@@ -177,7 +184,7 @@ impl Store {
             .inner
             .write_part
             .load(std::sync::atomic::Ordering::Relaxed);
-        let parts = writes.len().div_ceil(part_max).max(1);
+        let mut remaining = writes.len();
         let mut writes = writes.into_iter();
         // A partition first consumed past offset 0 (the topic's retention
         // deleted what came before) has a change log that starts there.
@@ -190,13 +197,23 @@ impl Store {
         }
         // Readers look this far back for chunks holding an offset.
         let mut span = self.change_span()?;
-        let mut last_part = None;
-        for part in 0..parts {
+        // At least one part: the last writes the offsets. With no reads
+        // going on, parts are larger (`QUIET_PART`): nobody waits for them.
+        let mut first = true;
+        let last_part = loop {
+            let size = if pace.quiet() {
+                part_max.max(QUIET_PART)
+            } else {
+                part_max
+            };
+            let take = size.min(remaining);
+            remaining -= take;
+            let last = remaining == 0;
             let part_mark = pace.mark();
             let mut batch = sled::Batch::default();
             let mut index = IndexChanges::default();
             let mut log: BTreeMap<i32, Vec<(i64, String)>> = BTreeMap::new();
-            for (counts, w) in writes.by_ref().take(part_max) {
+            for (counts, w) in writes.by_ref().take(take) {
                 stats.events.add(&counts);
                 report.sessions_written += 1;
                 match w.status.0 {
@@ -238,8 +255,8 @@ impl Store {
                 }
                 batch.insert(keys::change(p, first), encode(&entries));
             }
-            let last = part + 1 == parts;
-            if part == 0 {
+            if first {
+                first = false;
                 for (&p, &off) in &first_seen {
                     if off > 0 && self.change_start(p)?.is_none() {
                         batch.insert(keys::change_start(p), &off.to_be_bytes()[..]);
@@ -258,12 +275,11 @@ impl Store {
             index.write(tree, &mut batch)?;
             tree.apply_batch(batch)?;
             if last {
-                last_part = part_mark;
-            } else {
-                self.set_applied(stats.clone(), &[]);
-                pace.after(part_mark, Duration::ZERO);
+                break part_mark;
             }
-        }
+            self.set_applied(stats.clone(), &[]);
+            pace.after(part_mark, Duration::ZERO);
+        };
         let offsets: Vec<_> = next_offsets.iter().map(|&(p, o)| (topic, p, o)).collect();
         self.set_applied(stats, &offsets);
         pace.after(last_part, Duration::ZERO);

@@ -441,3 +441,75 @@ fn a_switched_generation_is_what_opens_and_only_a_locking_open_cleans_up() {
         "nothing was deleted"
     );
 }
+
+/// Writes paced against reads that come and go: small parts and pauses
+/// while a read is in flight, `QUIET_PART`-sized parts once none was for a
+/// while. Whatever the mix, the store equals the fold and passes its audit.
+#[test]
+fn paced_writes_under_intermittent_reads_store_the_same() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use ledger_store::{Pace, ReadLoad};
+
+    let events = big_stream();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Defaults::default()).unwrap();
+    store.set_write_part(10);
+    let load = Arc::new(ReadLoad::default());
+    let pace = Pace::new(load.clone(), 0.5);
+    let stop = Arc::new(AtomicBool::new(false));
+    // A reader that is in flight for 30 ms, then away for 300 ms, and again.
+    let reader = {
+        let (load, stop) = (load.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut quiet_seen = 0;
+            while !stop.load(Ordering::Acquire) {
+                let read = load.enter();
+                std::thread::sleep(Duration::from_millis(30));
+                drop(read);
+                std::thread::sleep(Duration::from_millis(300));
+                quiet_seen += 1;
+            }
+            quiet_seen
+        })
+    };
+    let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+    for chunk in events.chunks(2_000) {
+        let records: Vec<Record> = chunk
+            .iter()
+            .map(|e| {
+                let partition = ledger_testkit::partition_of(&e.session_id, 3);
+                let offset = next.entry(partition).or_insert(0);
+                *offset += 1;
+                Record {
+                    event: e.clone(),
+                    partition,
+                    offset: *offset - 1,
+                }
+            })
+            .collect();
+        let offsets: Vec<(i32, i64)> = next.iter().map(|(p, o)| (*p, *o)).collect();
+        store
+            .apply_batch_paced(TOPIC, &records, &offsets, 0, &pace)
+            .unwrap();
+    }
+    store.flush().unwrap();
+    stop.store(true, Ordering::Release);
+    assert!(reader.join().unwrap() > 0);
+    assert!(
+        pace.paused() > Duration::ZERO,
+        "writes paused for the reads"
+    );
+    let got: BTreeMap<String, Session> = store
+        .all_sessions()
+        .map(|s| {
+            let s = s.unwrap().session;
+            (s.id.clone(), s)
+        })
+        .collect();
+    assert_same(&got, &fold(&events));
+    assert_eq!(store.audit().unwrap(), Vec::<String>::new());
+    assert_eq!(store.offsets(TOPIC).unwrap(), next);
+}
