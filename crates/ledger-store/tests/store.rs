@@ -464,38 +464,18 @@ fn paced_writes_under_intermittent_reads_store_the_same() {
     let reader = {
         let (load, stop) = (load.clone(), stop.clone());
         std::thread::spawn(move || {
-            let mut quiet_seen = 0;
+            let mut cycles = 0;
             while !stop.load(Ordering::Acquire) {
                 let read = load.enter();
                 std::thread::sleep(Duration::from_millis(30));
                 drop(read);
                 std::thread::sleep(Duration::from_millis(300));
-                quiet_seen += 1;
+                cycles += 1;
             }
-            quiet_seen
+            cycles
         })
     };
-    let mut next: BTreeMap<i32, i64> = BTreeMap::new();
-    for chunk in events.chunks(2_000) {
-        let records: Vec<Record> = chunk
-            .iter()
-            .map(|e| {
-                let partition = ledger_testkit::partition_of(&e.session_id, 3);
-                let offset = next.entry(partition).or_insert(0);
-                *offset += 1;
-                Record {
-                    event: e.clone(),
-                    partition,
-                    offset: *offset - 1,
-                }
-            })
-            .collect();
-        let offsets: Vec<(i32, i64)> = next.iter().map(|(p, o)| (*p, *o)).collect();
-        store
-            .apply_batch_paced(TOPIC, &records, &offsets, 0, &pace)
-            .unwrap();
-    }
-    store.flush().unwrap();
+    ledger_testkit::load_paced(&store, TOPIC, &events, 2_000, 3, &pace);
     stop.store(true, Ordering::Release);
     assert!(reader.join().unwrap() > 0);
     assert!(
@@ -511,5 +491,11 @@ fn paced_writes_under_intermittent_reads_store_the_same() {
         .collect();
     assert_same(&got, &fold(&events));
     assert_eq!(store.audit().unwrap(), Vec::<String>::new());
+    let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+    for e in &events {
+        *next
+            .entry(ledger_testkit::partition_of(&e.session_id, 3))
+            .or_default() += 1;
+    }
     assert_eq!(store.offsets(TOPIC).unwrap(), next);
 }

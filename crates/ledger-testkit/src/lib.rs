@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 pub mod wrk;
 
 use ledger_core::{replay, Defaults, Event, Session};
-use ledger_store::{Record, Store};
+use ledger_store::{Pace, Record, Store};
 
 /// The reference: each session folded from its events, in the order given,
 /// with the default timeouts (`ledger_core::replay`).
@@ -28,6 +28,18 @@ pub fn partition_of(session_id: &str, partitions: u32) -> i32 {
 /// batch with every partition's next offset;
 /// flushes at the end (so the offsets are durable, as after ingestion).
 pub fn load(store: &Store, topic: &str, events: &[Event], batch: usize, partitions: u32) {
+    load_paced(store, topic, events, batch, partitions, &Pace::none());
+}
+
+/// [`load`], each batch written as ingestion paced by `pace` writes it.
+pub fn load_paced(
+    store: &Store,
+    topic: &str,
+    events: &[Event],
+    batch: usize,
+    partitions: u32,
+    pace: &Pace,
+) {
     // Offsets go on from what the store applied, as a consumer's do.
     let mut next: BTreeMap<i32, i64> = store.offsets(topic).unwrap_or_default();
     for chunk in events.chunks(batch.max(1)) {
@@ -46,7 +58,7 @@ pub fn load(store: &Store, topic: &str, events: &[Event], batch: usize, partitio
             .collect();
         let offsets: Vec<(i32, i64)> = next.iter().map(|(p, o)| (*p, *o)).collect();
         store
-            .apply_batch(topic, &records, &offsets, 0)
+            .apply_batch_paced(topic, &records, &offsets, 0, pace)
             .expect("applying a batch to the test store");
     }
     store.flush().expect("flushing the test store");
