@@ -637,7 +637,9 @@ fn standby_copies_take_over_without_a_replay() {
         }
         assert!(
             killed.elapsed() < Duration::from_secs(120),
-            "no take-over within 120 s"
+            "no take-over within 120 s: the survivor answers for {} partitions; its log ends:\n{}",
+            count(&a, "ledger_shard_ready_partition{"),
+            a.log_tail(60)
         );
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -61,13 +61,6 @@ fn expected(brokers: &str, topic: &str, shown: i64) -> Vec<(String, String, Valu
     out
 }
 
-/// The last 60 lines of a server's log.
-fn log_tail(s: &Server) -> String {
-    let log = std::fs::read_to_string(&s.stderr_log).unwrap_or_default();
-    let lines: Vec<&str> = log.lines().collect();
-    lines[lines.len().saturating_sub(60)..].join("\n")
-}
-
 fn without_status(mut v: Value) -> Value {
     v.as_object_mut().unwrap().remove("status");
     v
@@ -268,7 +261,7 @@ fn deliver_each_change_once(sharded: bool) {
             t0.elapsed() < Duration::from_secs(120),
             "a did not take over: it delivers {} partitions; its log ends:\n{}",
             owned(&a),
-            log_tail(&a)
+            a.log_tail(60)
         );
         std::thread::sleep(Duration::from_millis(200));
     }
