@@ -75,7 +75,7 @@ fn ingest(brokers: &str, topic: &str) -> (Duration, u64) {
     let h = Ingestor::new(
         IngestConfig {
             group_id: format!("bench-ingest-{}", uuid()),
-            // Paced as `serve` paces it; with no reads it writes in quiet parts.
+            // Paced as `serve` paces it by default (`[kafka] write_share`).
             pace: ledger_store::Pace::new(
                 std::sync::Arc::default(),
                 ledger_store::pace::DEFAULT_SHARE,
