@@ -177,7 +177,7 @@ pub async fn run(
     );
     let mut state = AppState::new(store.clone(), &cfg.kafka.topic, auth, clock, registry);
     state.heartbeat = Duration::from_millis(cfg.feed.heartbeat_ms.max(10));
-    state.reads = reads;
+    state.reads = (cfg.kafka.write_share < 1.0).then_some(reads);
     if let Some(c) = &cluster {
         let (own, parts, members) = (c.ownership.clone(), c.ownership.clone(), c.members.clone());
         let ttl = Duration::from_millis(cfg.cluster.member_ttl_ms);

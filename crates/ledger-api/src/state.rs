@@ -145,8 +145,9 @@ pub struct AppState {
     /// holds every partition).
     pub shards: Option<Arc<crate::shard::Shards>>,
     /// Every request is counted in here while it is answered, so that
-    /// ingestion can give way to reads (`ledger_store::pace`).
-    pub reads: Arc<ledger_store::ReadLoad>,
+    /// ingestion can give way to reads (`ledger_store::pace`); `None` while
+    /// ingestion is unpaced, so requests then pay nothing for it.
+    pub reads: Option<Arc<ledger_store::ReadLoad>>,
 }
 
 impl AppState {
@@ -180,7 +181,7 @@ impl AppState {
             feed,
             heartbeat: std::time::Duration::from_secs(15),
             shards: None,
-            reads: Arc::default(),
+            reads: None,
         }
     }
 
