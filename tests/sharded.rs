@@ -626,6 +626,7 @@ fn standby_copies_take_over_without_a_replay() {
         stored(&r)
     );
 
+    let consumed = a.metric("ledger_records_consumed_total");
     b.kill();
     let killed = Instant::now();
     let client = reqwest::blocking::Client::new();
@@ -646,6 +647,14 @@ fn standby_copies_take_over_without_a_replay() {
     eprintln!(
         "standby: the survivor answered for every partition {:?} after the SIGKILL",
         killed.elapsed()
+    );
+    // Without a replay: the survivor read no record again (its copies of
+    // the dead instance's partitions were kept through the hand-over).
+    assert_eq!(
+        a.metric("ledger_records_consumed_total"),
+        consumed,
+        "the survivor read records again after the SIGKILL; its log ends:\n{}",
+        a.log_tail(60)
     );
     let compared = compare_all(&[&r.base, &a.base], &plan);
     eprintln!("standby: after the take-over, compared {compared} responses");

@@ -202,6 +202,29 @@ pub fn standby_for(url: &str, members: &[Member], n: usize) -> BTreeSet<i32> {
     out
 }
 
+/// This instance's standby partitions from now on: those of
+/// [`standby_for`], plus the standby copies it keeps whose owner is gone
+/// (no live member has them assigned), minus its own. An owner that dies
+/// stops announcing a few seconds before the data group hands its
+/// partitions over: its copies are kept for that hand-over, which may
+/// bring them here, instead of being dropped and read again.
+pub fn next_standby(
+    url: &str,
+    others: &[Member],
+    n: usize,
+    kept: &BTreeSet<i32>,
+    assigned: &BTreeSet<i32>,
+) -> BTreeSet<i32> {
+    let owned: BTreeSet<i32> = others
+        .iter()
+        .flat_map(|m| m.assigned.iter().copied())
+        .collect();
+    let mut out = standby_for(url, others, n);
+    out.extend(kept.iter().filter(|p| !owned.contains(p)));
+    out.retain(|p| !assigned.contains(p));
+    out
+}
+
 /// The group member's context: a revocation takes partitions out of
 /// `ready` before the rebalance goes on.
 struct GroupContext {
@@ -405,10 +428,8 @@ fn run_members(
         let alive = members.alive(now, cfg.member_ttl);
         if cfg.standby > 0 {
             let others: Vec<Member> = alive.iter().filter(|m| m.url != cfg.url).cloned().collect();
-            let mut sb = standby_for(&cfg.url, &others, cfg.standby);
             own.update(|s| {
-                sb.retain(|p| !s.assigned.contains(p));
-                s.standby = sb;
+                s.standby = next_standby(&cfg.url, &others, cfg.standby, &s.standby, &s.assigned);
             });
         }
         let o = own.snapshot();
@@ -504,6 +525,35 @@ mod tests {
         );
         assert_eq!(standby_for("http://a", &others, 5).len(), 4);
         assert!(standby_for("http://a", &[], 1).is_empty());
+    }
+
+    #[test]
+    fn standby_copies_of_a_dead_owner_are_kept_until_the_hand_over() {
+        let kept = BTreeSet::from([2, 3]);
+        let mine = BTreeSet::from([0, 1]);
+        // b announced [2, 3] and died: nobody owns them, a keeps its copies.
+        assert_eq!(next_standby("http://a", &[], 1, &kept, &mine), kept);
+        // The hand-over gave them to a: they are its own, not standby.
+        let all = BTreeSet::from([0, 1, 2, 3]);
+        assert!(next_standby("http://a", &[], 1, &kept, &all).is_empty());
+        // They went to c instead: a keeps c's partitions as standby, and
+        // nothing else.
+        let c = member("http://c", &[2, 3, 4]);
+        assert_eq!(
+            next_standby(
+                "http://a",
+                std::slice::from_ref(&c),
+                1,
+                &BTreeSet::from([2, 3, 5]),
+                &mine
+            ),
+            BTreeSet::from([2, 3, 4, 5])
+        );
+        let d = member("http://d", &[5]);
+        assert_eq!(
+            next_standby("http://a", &[c, d], 1, &BTreeSet::from([5]), &mine),
+            BTreeSet::from([2, 3, 4])
+        );
     }
 
     #[test]
