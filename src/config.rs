@@ -61,6 +61,9 @@ pub struct ClusterSection {
     /// Longest a request waits for a partition without an owner before
     /// answering 503, ms.
     pub hand_over_wait_ms: u64,
+    /// A partition no live instance owns for this long makes the instances
+    /// form a new data group (its coordinator is not handing it over), ms.
+    pub regroup_after_ms: u64,
 }
 
 impl Default for ClusterSection {
@@ -74,6 +77,7 @@ impl Default for ClusterSection {
             announce_ms: 1_000,
             member_ttl_ms: 5_000,
             hand_over_wait_ms: 3_000,
+            regroup_after_ms: 20_000,
         }
     }
 }

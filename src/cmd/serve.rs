@@ -98,6 +98,7 @@ pub async fn run(
                     session_timeout: Duration::from_millis(cfg.cluster.session_timeout_ms),
                     announce: Duration::from_millis(cfg.cluster.announce_ms.max(10)),
                     member_ttl: Duration::from_millis(cfg.cluster.member_ttl_ms),
+                    regroup_after: Duration::from_millis(cfg.cluster.regroup_after_ms),
                 },
                 store.clone(),
                 metrics.clone(),

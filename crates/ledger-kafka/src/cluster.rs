@@ -18,6 +18,17 @@
 //!   `member_ttl` is ignored, and a stopping instance announces `leaving`.
 //!   The topic only routes: an owner checks its own ownership on every
 //!   request it is sent.
+//! * **Revoked partitions are kept** (as standby copies) until a live
+//!   member announces them as its own: a partition that comes back, or a
+//!   whole group that is formed again, needs no replay.
+//! * **Epochs**: a group coordinator can leave partitions without an owner
+//!   for good (the dev broker does when its group's leader is killed: the
+//!   dead member stays the leader, and no survivor is ever given its
+//!   partitions). An instance that sees some partition owned by no live
+//!   member for `regroup_after` raises the data group's epoch on the
+//!   membership topic; every instance follows the highest epoch announced
+//!   and moves to the group `<group_id>-shards-<epoch>` (epoch 0:
+//!   `<group_id>-shards`), which forms anew.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -54,12 +65,23 @@ pub struct ClusterConfig {
     pub announce: Duration,
     /// An announcement older than this is ignored (a dead instance).
     pub member_ttl: Duration,
+    /// A partition owned by no live member for this long raises the data
+    /// group's epoch (every instance moves to a new group).
+    pub regroup_after: Duration,
 }
 
 impl ClusterConfig {
     /// The membership topic of `topic`.
     pub fn members_topic(topic: &str) -> String {
         format!("{topic}.members")
+    }
+
+    /// The data group of `epoch`.
+    pub fn data_group(&self, epoch: u64) -> String {
+        match epoch {
+            0 => format!("{}-shards", self.group_id),
+            e => format!("{}-shards-{e}", self.group_id),
+        }
     }
 }
 
@@ -147,12 +169,20 @@ pub struct Member {
     pub at: i64,
     /// It is stopping: route nothing to it.
     pub leaving: bool,
+    /// The data group epoch it is in.
+    #[serde(default)]
+    pub epoch: u64,
 }
 
 /// The latest announcement of every instance.
 #[derive(Debug, Default)]
 pub struct Members {
     map: RwLock<HashMap<String, Member>>,
+    /// The highest data group epoch announced (by any instance, alive or
+    /// not) or raised here.
+    epoch: AtomicU64,
+    /// The announcements on the topic when this instance started were read.
+    synced: AtomicBool,
 }
 
 impl Members {
@@ -170,7 +200,17 @@ impl Members {
         out
     }
 
+    /// The data group epoch to be in.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    fn raise_epoch(&self, e: u64) {
+        self.epoch.fetch_max(e, Ordering::AcqRel);
+    }
+
     fn put(&self, m: Member) {
+        self.raise_epoch(m.epoch);
         let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
         match map.get(&m.url) {
             Some(old) if old.at > m.at => {}
@@ -238,9 +278,11 @@ impl ConsumerContext for GroupContext {
         if let Rebalance::Revoke(tpl) = r {
             let lost: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
             tracing::info!(partitions = ?lost, "data partitions revoked");
+            // Kept as standby copies until another member announces them.
             self.ownership.update(|s| {
                 for p in &lost {
                     s.assigned.remove(p);
+                    s.standby.insert(*p);
                 }
             });
         }
@@ -283,11 +325,16 @@ impl Cluster {
         let members = Arc::new(Members::default());
         let stop = Arc::new(AtomicBool::new(false));
         let group = {
-            let (cfg, own, stop) = (cfg.clone(), ownership.clone(), stop.clone());
+            let (cfg, own, mem, stop) = (
+                cfg.clone(),
+                ownership.clone(),
+                members.clone(),
+                stop.clone(),
+            );
             std::thread::Builder::new()
                 .name("shard-group".into())
                 .spawn(move || {
-                    if let Err(e) = run_group(&cfg, &own, &stop) {
+                    if let Err(e) = run_group(&cfg, &own, &mem, &stop) {
                         tracing::error!(error = %e, "the data group member stopped");
                     }
                 })
@@ -326,49 +373,85 @@ impl Cluster {
 fn run_group(
     cfg: &ClusterConfig,
     own: &Arc<Ownership>,
+    members: &Members,
     stop: &AtomicBool,
 ) -> Result<(), KafkaError> {
-    let consumer: BaseConsumer<GroupContext> = ClientConfig::new()
-        .set("bootstrap.servers", &cfg.brokers)
-        .set("group.id", format!("{}-shards", cfg.group_id))
-        .set("client.id", &cfg.url)
-        .set("partition.assignment.strategy", "cooperative-sticky")
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "latest")
-        .set(
-            "session.timeout.ms",
-            cfg.session_timeout.as_millis().to_string(),
-        )
-        .set("heartbeat.interval.ms", "1000")
-        .set("topic.metadata.refresh.interval.ms", "10000")
-        .create_with_context(GroupContext {
-            ownership: own.clone(),
-        })?;
-    consumer.subscribe(&[&cfg.topic])?;
+    // The epoch is known once the announcements already on the membership
+    // topic were read: joining an older epoch's group would take
+    // partitions other instances own in the current one.
+    while !members.synced.load(Ordering::Acquire) {
+        if stop.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let mut last_meta = Instant::now() - Duration::from_secs(60);
     while !stop.load(Ordering::Acquire) {
-        if let Some(Err(e)) = consumer.poll(Duration::from_millis(100)) {
-            tracing::debug!(error = %e, "data group consumer error");
-        }
-        if last_meta.elapsed() > Duration::from_secs(10) {
-            last_meta = Instant::now();
-            if let Ok(md) = consumer.fetch_metadata(Some(&cfg.topic), Duration::from_secs(5)) {
-                let n = md
-                    .topics()
-                    .iter()
-                    .find(|t| t.name() == cfg.topic)
-                    .map_or(0, |t| t.partitions().len() as i32);
-                if n > 0 {
-                    own.set_partitions(n);
+        let epoch = members.epoch();
+        let consumer: BaseConsumer<GroupContext> = ClientConfig::new()
+            .set("bootstrap.servers", &cfg.brokers)
+            .set("group.id", cfg.data_group(epoch))
+            .set("client.id", &cfg.url)
+            .set("partition.assignment.strategy", "cooperative-sticky")
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "latest")
+            .set(
+                "session.timeout.ms",
+                cfg.session_timeout.as_millis().to_string(),
+            )
+            .set("heartbeat.interval.ms", "1000")
+            .set("topic.metadata.refresh.interval.ms", "10000")
+            .create_with_context(GroupContext {
+                ownership: own.clone(),
+            })?;
+        consumer.subscribe(&[&cfg.topic])?;
+        tracing::info!(epoch, group = %cfg.data_group(epoch), "joined the data group");
+        while !stop.load(Ordering::Acquire) && members.epoch() == epoch {
+            if let Some(Err(e)) = consumer.poll(Duration::from_millis(100)) {
+                tracing::debug!(error = %e, "data group consumer error");
+            }
+            if last_meta.elapsed() > Duration::from_secs(10) {
+                last_meta = Instant::now();
+                if let Ok(md) = consumer.fetch_metadata(Some(&cfg.topic), Duration::from_secs(5)) {
+                    let n = md
+                        .topics()
+                        .iter()
+                        .find(|t| t.name() == cfg.topic)
+                        .map_or(0, |t| t.partitions().len() as i32);
+                    if n > 0 {
+                        own.set_partitions(n);
+                    }
                 }
             }
         }
+        if stop.load(Ordering::Acquire) {
+            // Leaving hands the partitions over at once (no session timeout).
+            own.update(|s| s.assigned.clear());
+        } else {
+            tracing::warn!(
+                from = epoch,
+                to = members.epoch(),
+                "moving to the data group of a new epoch"
+            );
+            // What it owned is kept as standby copies until the new
+            // group gives it back or another member announces it.
+            own.update(|s| {
+                let mine = std::mem::take(&mut s.assigned);
+                s.standby.extend(mine);
+            });
+        }
+        consumer.unsubscribe();
+        let _ = consumer.poll(Duration::from_millis(500));
     }
-    // Leaving hands the partitions over at once (no session timeout).
-    own.update(|s| s.assigned.clear());
-    consumer.unsubscribe();
-    let _ = consumer.poll(Duration::from_millis(500));
     Ok(())
+}
+
+/// Partitions of `0..partitions` that neither this instance (`assigned`)
+/// nor any of the live `others` has been assigned.
+pub fn unowned(partitions: i32, assigned: &BTreeSet<i32>, others: &[Member]) -> BTreeSet<i32> {
+    (0..partitions)
+        .filter(|p| !assigned.contains(p) && !others.iter().any(|m| m.assigned.contains(p)))
+        .collect()
 }
 
 fn run_members(
@@ -410,11 +493,30 @@ fn run_members(
     // `announce`, so the last thousand records hold every live one.
     tpl.add_partition_offset(&topic, 0, Offset::OffsetTail(1000))?;
     reader.assign(&tpl)?;
-    let mut last: Option<(Instant, u64, BTreeSet<i32>)> = None;
+    // Synced once the record before this high watermark was read.
+    let mut sync_at: Option<i64> = None;
+    // Since when some partition has had no live owner, in which epoch.
+    let mut unowned_since: Option<(Instant, u64)> = None;
+    let mut last: Option<(Instant, u64, BTreeSet<i32>, u64)> = None;
     loop {
         let stopping = stop.load(Ordering::Acquire);
+        if sync_at.is_none() {
+            match reader.fetch_watermarks(&topic, 0, Duration::from_secs(5)) {
+                Ok((low, high)) if high <= low => {
+                    members.synced.store(true, Ordering::Release);
+                    sync_at = Some(high);
+                }
+                Ok((_, high)) => sync_at = Some(high),
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading the membership topic's end failed; retrying")
+                }
+            }
+        }
         while let Some(m) = reader.poll(Duration::from_millis(20)) {
             let Ok(m) = m else { break };
+            if sync_at.is_some_and(|h| m.offset() + 1 >= h) {
+                members.synced.store(true, Ordering::Release);
+            }
             if let Some(member) = m
                 .payload()
                 .and_then(|p| serde_json::from_slice::<Member>(p).ok())
@@ -426,13 +528,32 @@ fn run_members(
         }
         let now = chrono_ms();
         let alive = members.alive(now, cfg.member_ttl);
-        if cfg.standby > 0 {
-            let others: Vec<Member> = alive.iter().filter(|m| m.url != cfg.url).cloned().collect();
-            own.update(|s| {
-                s.standby = next_standby(&cfg.url, &others, cfg.standby, &s.standby, &s.assigned);
-            });
-        }
+        let others: Vec<Member> = alive.iter().filter(|m| m.url != cfg.url).cloned().collect();
+        own.update(|s| {
+            s.standby = next_standby(&cfg.url, &others, cfg.standby, &s.standby, &s.assigned);
+        });
         let o = own.snapshot();
+        let epoch = members.epoch();
+        // A partition no live member owns, for `regroup_after` in one
+        // epoch: the group will not hand it over; form a new one.
+        let lost = unowned(o.partitions, &o.assigned, &others);
+        match unowned_since {
+            _ if lost.is_empty() || !members.synced.load(Ordering::Acquire) => unowned_since = None,
+            Some((since, e)) if e == epoch && since.elapsed() >= cfg.regroup_after => {
+                tracing::warn!(
+                    partitions = ?lost,
+                    seconds = since.elapsed().as_secs(),
+                    epoch = epoch + 1,
+                    "partitions have had no owner for too long: raising the data group's epoch"
+                );
+                members.raise_epoch(epoch + 1);
+                unowned_since = None;
+            }
+            Some((_, e)) if e == epoch => {}
+            _ => unowned_since = Some((Instant::now(), epoch)),
+        }
+        let epoch = members.epoch();
+        metrics.shard_epoch.set(epoch as i64);
         for p in 0..o.partitions {
             crate::Metrics::partition(&metrics.shard_ready, p).set(i64::from(o.ready.contains(&p)));
             crate::Metrics::partition(&metrics.shard_standby, p)
@@ -440,8 +561,11 @@ fn run_members(
         }
         let due = match &last {
             None => true,
-            Some((at, v, ready)) => {
-                at.elapsed() >= cfg.announce || *v != own.version() || *ready != o.ready
+            Some((at, v, ready, e)) => {
+                at.elapsed() >= cfg.announce
+                    || *v != own.version()
+                    || *ready != o.ready
+                    || *e != epoch
             }
         };
         if due || stopping {
@@ -466,6 +590,7 @@ fn run_members(
                 offsets,
                 at: now,
                 leaving: stopping,
+                epoch,
             };
             let payload = serde_json::to_vec(&me).unwrap_or_default();
             members.put(me);
@@ -478,7 +603,7 @@ fn run_members(
             if let Err(e) = rt.block_on(publisher.send_all(vec![rec], |_| {})) {
                 tracing::warn!(error = %e, "announcing this instance failed; retrying");
             }
-            last = Some((Instant::now(), own.version(), o.ready));
+            last = Some((Instant::now(), own.version(), o.ready, epoch));
         }
         if stopping {
             return Ok(());
@@ -508,6 +633,7 @@ mod tests {
             offsets: BTreeMap::new(),
             at: 0,
             leaving: false,
+            epoch: 0,
         }
     }
 

@@ -325,10 +325,21 @@ struct Batch {
 /// was caught up), and the last consumer error (a skip needs a broker that
 /// answered without error for the whole skip window).
 struct Quiet {
+    /// When each partition last yielded a record or was caught up; only
+    /// meaningful while it is read without a break.
     last_record: BTreeMap<i32, Instant>,
     last_error: Instant,
     /// Partitions reported stalled (progress is touched on changes only).
     stalled: std::collections::BTreeSet<i32>,
+}
+
+impl Quiet {
+    /// Reading starts over at the stored offsets: a partition read again
+    /// after a break (handed over and back) has been quiet only since now,
+    /// or its first record would be skipped as unfetchable.
+    fn restart(&mut self) {
+        self.last_record.clear();
+    }
 }
 
 /// The consumer loop.
@@ -464,6 +475,7 @@ impl Ingestor {
             if self.live.generation() != k.generation {
                 k.generation = self.live.generation();
                 k.next = self.assign(c, &k.partitions)?;
+                k.quiet.restart();
                 tracing::info!("the store was switched; reading on from its offsets");
                 continue;
             }
@@ -477,6 +489,7 @@ impl Ingestor {
                 &mut k.next,
                 &mut k.start_high,
             )? {
+                k.quiet.restart();
                 continue;
             }
             if self.watch_stalls(c, &k.rt, &k.dlq, progress, &k.next, &mut k.quiet)? {

@@ -61,6 +61,8 @@ pub struct Metrics {
     pub shard_ready: Family<PartitionLabel, Gauge>,
     /// Sharded mode: 1 for each partition kept here as a standby copy.
     pub shard_standby: Family<PartitionLabel, Gauge>,
+    /// Sharded mode: the data group's epoch (see `cluster`).
+    pub shard_epoch: Gauge,
     /// 1 while an online rebuild runs.
     pub rebuild_running: Gauge,
     /// Online rebuilds switched in.
@@ -91,6 +93,7 @@ impl Default for Metrics {
             purged_sessions: Counter::default(),
             shard_ready: Family::default(),
             shard_standby: Family::default(),
+            shard_epoch: Gauge::default(),
             rebuild_running: Gauge::default(),
             rebuilds: Counter::default(),
             paused_seconds: Counter::default(),
@@ -129,6 +132,7 @@ impl Metrics {
             purged_sessions "purged_sessions", "Sessions removed by retention";
             shard_ready    "shard_ready_partition", "Sharded mode: 1 for each partition this instance answers for";
             shard_standby  "shard_standby_partition", "Sharded mode: 1 for each partition kept here as a standby copy";
+            shard_epoch    "shard_group_epoch", "Sharded mode: the data group's epoch (raised when a group left partitions without an owner)";
             rebuild_running "rebuild_running", "1 while an online rebuild runs";
             rebuilds       "rebuilds", "Online rebuilds switched in";
             paused_seconds "ingest_paused_seconds", "Seconds ingestion paused to give way to reads (kafka.write_share)";
