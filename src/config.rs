@@ -62,7 +62,9 @@ pub struct ClusterSection {
     /// answering 503, ms.
     pub hand_over_wait_ms: u64,
     /// A partition no live instance owns for this long makes the instances
-    /// form a new data group (its coordinator is not handing it over), ms.
+    /// form a new data group (its coordinator is not handing it over), ms;
+    /// doubled after each regroup this instance started (up to 16×). `0` =
+    /// never; otherwise above `session_timeout_ms + member_ttl_ms`.
     pub regroup_after_ms: u64,
 }
 
@@ -392,6 +394,15 @@ impl Config {
         if !(share > 0.0 && share <= 1.0) {
             anyhow::bail!("kafka.write_share is {share}: it must be above 0 and at most 1");
         }
+        let c = &self.cluster;
+        let floor = c.session_timeout_ms + c.member_ttl_ms;
+        if c.regroup_after_ms != 0 && c.regroup_after_ms <= floor {
+            anyhow::bail!(
+                "cluster.regroup_after_ms is {}: it must be 0 (never) or above \
+                 session_timeout_ms + member_ttl_ms ({floor}), or every hand-over regroups",
+                c.regroup_after_ms
+            );
+        }
         Ok(())
     }
 
@@ -419,6 +430,19 @@ mod tests {
         let path = dir.path().join("ledger.toml");
         std::fs::write(&path, text)?;
         Config::load(Some(&path))
+    }
+
+    #[test]
+    fn regroup_after_is_refused_below_a_hand_over() {
+        assert!(load("[cluster]\nregroup_after_ms = 0\n").is_ok());
+        assert!(load("[cluster]\nregroup_after_ms = 12000\n").is_ok());
+        for bad in [1, 11_000] {
+            let err = load(&format!("[cluster]\nregroup_after_ms = {bad}\n")).unwrap_err();
+            assert!(
+                format!("{err:#}").contains("cluster.regroup_after_ms"),
+                "{err:#}"
+            );
+        }
     }
 
     #[test]

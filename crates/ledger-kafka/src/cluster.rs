@@ -2,14 +2,15 @@
 //! answer.
 //!
 //! * **Ownership** comes from Kafka's consumer-group protocol: a member of
-//!   the data group `<group_id>-shards` (cooperative-sticky) subscribes to
+//!   the data group (`<group_id>-shards`, or `<group_id>-shards-<epoch>`
+//!   past epoch 0; cooperative-sticky) subscribes to
 //!   the event topic and keeps its partitions paused; its assignment is what
 //!   this instance stores and answers for. Ingestion reads the assigned
 //!   partitions from the offsets in its own store (exactly-once as in
 //!   replica mode), and a partition turns *ready* once it reached the high
 //!   watermark seen when it was gained. A revoked partition stops being
-//!   ready before the rebalance completes (the revoke callback), so two
-//!   instances never answer for one partition.
+//!   ready before the rebalance completes (the revoke callback), so within
+//!   one group two instances never answer for one partition.
 //! * **Membership**: each instance announces itself on the compacted topic
 //!   `<topic>.members` (one partition, keyed by its advertised URL) every
 //!   `announce` interval and on every change: its URL and group, the partitions it
@@ -25,9 +26,11 @@
 //!   for good (the dev broker does when its group's leader is killed: the
 //!   dead member stays the leader, and no survivor is ever given its
 //!   partitions). An instance that sees some partition owned by no live
-//!   member for `regroup_after` raises the data group's epoch on the
-//!   membership topic; every instance follows the highest epoch announced
-//!   and moves to the group `<group_id>-shards-<epoch>` (epoch 0:
+//!   member for `regroup_after` (per partition, without a break; doubled
+//!   after each raise it made) announces the next epoch; every instance,
+//!   the raiser too, adopts the highest epoch when it reads it on the
+//!   membership topic (so all switch on one record, nearly together) and
+//!   moves to the group `<group_id>-shards-<epoch>` (epoch 0:
 //!   `<group_id>-shards`), which forms anew.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -50,7 +53,7 @@ use crate::{KafkaError, Publisher};
 pub struct ClusterConfig {
     pub brokers: String,
     pub topic: String,
-    /// The data group is `<group_id>-shards`.
+    /// The data group is `<group_id>-shards` (see [`Self::data_group`]).
     pub group_id: String,
     /// This instance's HTTP address as the others reach it
     /// (`http://host:port`); it also names the instance.
@@ -66,7 +69,7 @@ pub struct ClusterConfig {
     /// An announcement older than this is ignored (a dead instance).
     pub member_ttl: Duration,
     /// A partition owned by no live member for this long raises the data
-    /// group's epoch (every instance moves to a new group).
+    /// group's epoch (every instance moves to a new group); zero: never.
     pub regroup_after: Duration,
 }
 
@@ -178,8 +181,8 @@ pub struct Member {
 #[derive(Debug, Default)]
 pub struct Members {
     map: RwLock<HashMap<String, Member>>,
-    /// The highest data group epoch announced (by any instance, alive or
-    /// not) or raised here.
+    /// The highest data group epoch read on the membership topic (from any
+    /// instance, alive or not, this one included).
     epoch: AtomicU64,
     /// The announcements on the topic when this instance started were read.
     synced: AtomicBool,
@@ -209,8 +212,15 @@ impl Members {
         self.epoch.fetch_max(e, Ordering::AcqRel);
     }
 
+    /// An announcement read on the membership topic.
     fn put(&self, m: Member) {
         self.raise_epoch(m.epoch);
+        self.put_local(m);
+    }
+
+    /// This instance's own announcement, as sent: its epoch counts only
+    /// once read back.
+    fn put_local(&self, m: Member) {
         let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
         match map.get(&m.url) {
             Some(old) if old.at > m.at => {}
@@ -388,23 +398,14 @@ fn run_group(
     let mut last_meta = Instant::now() - Duration::from_secs(60);
     while !stop.load(Ordering::Acquire) {
         let epoch = members.epoch();
-        let consumer: BaseConsumer<GroupContext> = ClientConfig::new()
-            .set("bootstrap.servers", &cfg.brokers)
-            .set("group.id", cfg.data_group(epoch))
-            .set("client.id", &cfg.url)
-            .set("partition.assignment.strategy", "cooperative-sticky")
-            .set("enable.auto.commit", "false")
-            .set("auto.offset.reset", "latest")
-            .set(
-                "session.timeout.ms",
-                cfg.session_timeout.as_millis().to_string(),
-            )
-            .set("heartbeat.interval.ms", "1000")
-            .set("topic.metadata.refresh.interval.ms", "10000")
-            .create_with_context(GroupContext {
-                ownership: own.clone(),
-            })?;
-        consumer.subscribe(&[&cfg.topic])?;
+        let consumer = match group_member(cfg, own, epoch) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, epoch, "joining the data group failed; retrying");
+                std::thread::sleep(Duration::from_secs(1));
+                continue;
+            }
+        };
         tracing::info!(epoch, group = %cfg.data_group(epoch), "joined the data group");
         while !stop.load(Ordering::Acquire) && members.epoch() == epoch {
             if let Some(Err(e)) = consumer.poll(Duration::from_millis(100)) {
@@ -444,6 +445,94 @@ fn run_group(
         let _ = consumer.poll(Duration::from_millis(500));
     }
     Ok(())
+}
+
+/// When to raise the data group's epoch: some partition owned by no live
+/// member for `after` without a break, the wait doubled after every raise
+/// this instance made (at most 16×) and reset once every partition had an
+/// owner for eight waits.
+#[derive(Debug)]
+pub struct Regroup {
+    after: Duration,
+    /// Since when each partition without an owner has had none.
+    since: BTreeMap<i32, Instant>,
+    raises: u32,
+    /// Since when every partition has had an owner.
+    owned_since: Option<Instant>,
+}
+
+impl Regroup {
+    /// `after` zero: never raise.
+    pub fn new(after: Duration) -> Self {
+        Self {
+            after,
+            since: BTreeMap::new(),
+            raises: 0,
+            owned_since: None,
+        }
+    }
+
+    fn wait(&self) -> Duration {
+        self.after * (1u32 << self.raises.min(4))
+    }
+
+    /// Notes the partitions without an owner at `now`; whether to raise.
+    pub fn observe(&mut self, unowned: &BTreeSet<i32>, now: Instant) -> bool {
+        if self.after.is_zero() {
+            return false;
+        }
+        self.since.retain(|p, _| unowned.contains(p));
+        for &p in unowned {
+            self.since.entry(p).or_insert(now);
+        }
+        if unowned.is_empty() {
+            let since = *self.owned_since.get_or_insert(now);
+            if now.duration_since(since) >= self.wait() * 8 {
+                self.raises = 0;
+            }
+            return false;
+        }
+        self.owned_since = None;
+        let wait = self.wait();
+        if self.since.values().any(|t| now.duration_since(*t) >= wait) {
+            self.raises += 1;
+            self.since.clear();
+            return true;
+        }
+        false
+    }
+
+    /// A new epoch began (raised by anyone) or the view is not to be
+    /// trusted yet: every partition's clock starts over.
+    pub fn restart(&mut self) {
+        self.since.clear();
+    }
+}
+
+/// A member of the data group of `epoch`, subscribed to the event topic.
+fn group_member(
+    cfg: &ClusterConfig,
+    own: &Arc<Ownership>,
+    epoch: u64,
+) -> Result<BaseConsumer<GroupContext>, KafkaError> {
+    let consumer: BaseConsumer<GroupContext> = ClientConfig::new()
+        .set("bootstrap.servers", &cfg.brokers)
+        .set("group.id", cfg.data_group(epoch))
+        .set("client.id", &cfg.url)
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "latest")
+        .set(
+            "session.timeout.ms",
+            cfg.session_timeout.as_millis().to_string(),
+        )
+        .set("heartbeat.interval.ms", "1000")
+        .set("topic.metadata.refresh.interval.ms", "10000")
+        .create_with_context(GroupContext {
+            ownership: own.clone(),
+        })?;
+    consumer.subscribe(&[&cfg.topic])?;
+    Ok(consumer)
 }
 
 /// Partitions of `0..partitions` that neither this instance (`assigned`)
@@ -495,8 +584,10 @@ fn run_members(
     reader.assign(&tpl)?;
     // Synced once the record before this high watermark was read.
     let mut sync_at: Option<i64> = None;
-    // Since when some partition has had no live owner, in which epoch.
-    let mut unowned_since: Option<(Instant, u64)> = None;
+    let mut regroup = Regroup::new(cfg.regroup_after);
+    // The epoch this instance asks for (adopted when read back) and the
+    // epoch its regroup clocks were started in.
+    let (mut proposed, mut clocks_epoch) = (0u64, 0u64);
     let mut last: Option<(Instant, u64, BTreeSet<i32>, u64)> = None;
     loop {
         let stopping = stop.load(Ordering::Acquire);
@@ -535,25 +626,23 @@ fn run_members(
         let o = own.snapshot();
         let epoch = members.epoch();
         // A partition no live member owns, for `regroup_after` in one
-        // epoch: the group will not hand it over; form a new one.
-        let lost = unowned(o.partitions, &o.assigned, &others);
-        match unowned_since {
-            _ if lost.is_empty() || !members.synced.load(Ordering::Acquire) => unowned_since = None,
-            Some((since, e)) if e == epoch && since.elapsed() >= cfg.regroup_after => {
-                tracing::warn!(
-                    partitions = ?lost,
-                    seconds = since.elapsed().as_secs(),
-                    epoch = epoch + 1,
-                    "partitions have had no owner for too long: raising the data group's epoch"
-                );
-                members.raise_epoch(epoch + 1);
-                unowned_since = None;
-            }
-            Some((_, e)) if e == epoch => {}
-            _ => unowned_since = Some((Instant::now(), epoch)),
+        // epoch: the group will not hand it over; ask for a new one.
+        if clocks_epoch != epoch || !members.synced.load(Ordering::Acquire) {
+            regroup.restart();
+            clocks_epoch = epoch;
         }
-        let epoch = members.epoch();
+        let lost = unowned(o.partitions, &o.assigned, &others);
+        if proposed <= epoch && regroup.observe(&lost, Instant::now()) {
+            tracing::warn!(
+                partitions = ?lost,
+                epoch = epoch + 1,
+                "partitions have had no owner for too long: asking for a new data group epoch"
+            );
+            proposed = epoch + 1;
+        }
         metrics.shard_epoch.set(epoch as i64);
+        // Announced: the epoch it is in, or the one it asks for.
+        let epoch = epoch.max(proposed);
         for p in 0..o.partitions {
             crate::Metrics::partition(&metrics.shard_ready, p).set(i64::from(o.ready.contains(&p)));
             crate::Metrics::partition(&metrics.shard_standby, p)
@@ -593,7 +682,7 @@ fn run_members(
                 epoch,
             };
             let payload = serde_json::to_vec(&me).unwrap_or_default();
-            members.put(me);
+            members.put_local(me);
             let rec = RawRecord {
                 key: Some(cfg.url.as_bytes().to_vec()),
                 payload,
@@ -680,6 +769,41 @@ mod tests {
             next_standby("http://a", &[c, d], 1, &BTreeSet::from([5]), &mine),
             BTreeSet::from([2, 3, 4])
         );
+    }
+
+    #[test]
+    fn regroup_waits_per_partition_and_backs_off() {
+        let s = Duration::from_secs(1);
+        let t0 = Instant::now();
+        let mut r = Regroup::new(20 * s);
+        let one = BTreeSet::from([1]);
+        let two = BTreeSet::from([2]);
+        // Hand-over gaps of different partitions do not add up.
+        assert!(!r.observe(&one, t0));
+        assert!(!r.observe(&two, t0 + 15 * s));
+        assert!(!r.observe(&two, t0 + 34 * s));
+        assert!(r.observe(&two, t0 + 35 * s));
+        // The next raise waits twice as long...
+        assert!(!r.observe(&one, t0 + 40 * s));
+        assert!(!r.observe(&one, t0 + 79 * s));
+        assert!(r.observe(&one, t0 + 80 * s));
+        // ...until every partition had an owner for eight waits (8 × 80 s).
+        let none = BTreeSet::new();
+        assert!(!r.observe(&none, t0 + 100 * s));
+        assert!(!r.observe(&none, t0 + 739 * s));
+        assert!(!r.observe(&one, t0 + 740 * s));
+        assert!(!r.observe(&one, t0 + 819 * s), "not yet reset: waits 80 s");
+        assert!(!r.observe(&none, t0 + 830 * s));
+        assert!(!r.observe(&none, t0 + 1_470 * s));
+        assert!(!r.observe(&one, t0 + 1_480 * s));
+        assert!(r.observe(&one, t0 + 1_500 * s), "reset: waits 20 s");
+        // A new epoch restarts the clocks; zero never raises.
+        assert!(!r.observe(&one, t0 + 1_510 * s));
+        r.restart();
+        assert!(!r.observe(&one, t0 + 1_545 * s));
+        let mut never = Regroup::new(Duration::ZERO);
+        assert!(!never.observe(&one, t0));
+        assert!(!never.observe(&one, t0 + 10_000 * s));
     }
 
     #[test]

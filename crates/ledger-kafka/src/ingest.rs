@@ -55,8 +55,8 @@ pub struct IngestConfig {
     /// `None`: never skip, only report.
     pub skip_unfetchable_after: Option<Duration>,
     /// Sharded mode: read only the partitions this instance owns (and its
-    /// standby copies), mark each ready once caught up, drop those handed
-    /// over. `None`: every partition (replica mode).
+    /// standby and kept copies), mark each ready once caught up, drop
+    /// those no longer kept. `None`: every partition (replica mode).
     pub ownership: Option<Arc<crate::cluster::Ownership>>,
     /// Nice value of the ingest thread and of the threads it starts (the
     /// fold's workers, the consumer's): above 0, readers on the same cores
@@ -334,11 +334,31 @@ struct Quiet {
 }
 
 impl Quiet {
-    /// Reading starts over at the stored offsets: a partition read again
-    /// after a break (handed over and back) has been quiet only since now,
-    /// or its first record would be skipped as unfetchable.
+    /// Reading starts over at the stored offsets of another store: every
+    /// partition has been quiet only since now.
     fn restart(&mut self) {
         self.last_record.clear();
+    }
+
+    /// Partitions read from now on after a break (handed over and back)
+    /// have been quiet only since now, or their first record would be
+    /// skipped as unfetchable; partitions no longer read are no longer
+    /// stalled.
+    fn reread(
+        &mut self,
+        gained: impl IntoIterator<Item = i32>,
+        dropped: impl IntoIterator<Item = i32>,
+        progress: &Progress,
+    ) {
+        for p in gained {
+            self.last_record.remove(&p);
+        }
+        for p in dropped {
+            self.last_record.remove(&p);
+            if self.stalled.remove(&p) {
+                progress.set_problem(&format!("partition {p}"), None);
+            }
+        }
     }
 }
 
@@ -482,6 +502,7 @@ impl Ingestor {
             // Sharded: partitions gained or handed over since the last
             // batch; the batch is dropped and reading resumes at the
             // stored offsets of what is owned now.
+            let before: std::collections::BTreeSet<i32> = k.partitions.iter().copied().collect();
             if self.follow_ownership(
                 c,
                 &mut k.own_seen,
@@ -489,7 +510,12 @@ impl Ingestor {
                 &mut k.next,
                 &mut k.start_high,
             )? {
-                k.quiet.restart();
+                let after: std::collections::BTreeSet<i32> = k.partitions.iter().copied().collect();
+                k.quiet.reread(
+                    after.difference(&before).copied(),
+                    before.difference(&after).copied(),
+                    progress,
+                );
                 continue;
             }
             if self.watch_stalls(c, &k.rt, &k.dlq, progress, &k.next, &mut k.quiet)? {
