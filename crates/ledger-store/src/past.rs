@@ -14,7 +14,8 @@ use ledger_core::{apply, Event, Session, Status};
 
 use crate::keys;
 use crate::store::{
-    decode, tail_entries, HistoryBase, HistoryEntry, Store, StoreError, StoredSession,
+    chunk_entries, decode, tail_entries, HistoryBase, HistoryEntry, Store, StoreError,
+    StoredSession,
 };
 
 /// A change-log chunk: (offset, session id), by offset.
@@ -54,7 +55,7 @@ impl Store {
         for &(seq, _) in &s.history_chunks {
             let k = keys::history(id, seq);
             if let Some(v) = self.tree().get(&k)? {
-                out.extend(decode::<Vec<HistoryEntry>>(&k, &v)?);
+                out.extend(chunk_entries(&k, &v)?);
             }
         }
         out.extend(tail_entries(

@@ -16,8 +16,22 @@ use crate::query::Filter;
 
 /// The on-disk layout this build reads and writes (the `m` format key).
 /// 2: index entries packed into chunks. 7: the newest history entries in
-/// the session record.
-pub const FORMAT: u64 = 7;
+/// the session record. 8: history chunks zstd-compressed.
+pub const FORMAT: u64 = 8;
+
+/// Older formats this build opens as they are, marking them [`FORMAT`]
+/// (so older builds refuse them from then on): 7 differs only in history
+/// chunks being plain, which [`chunk_entries`] still reads.
+const UPGRADES: &[u64] = &[7];
+
+/// First byte of a zstd-compressed history chunk. A plain chunk starts with
+/// its entry count (postcard varint, at least [`TAIL_MAX`]); the one plain
+/// chunk starting with 0 holds nothing and is that byte alone.
+const ZSTD_CHUNK: u8 = 0;
+
+/// zstd level of history chunks: each is written once, read on history and
+/// as-of requests.
+const CHUNK_LEVEL: i32 = 3;
 
 /// How many events of each session the history keeps (oldest dropped first).
 pub const HISTORY_LEN: u64 = 100;
@@ -342,7 +356,10 @@ impl Store {
         match format {
             Some(v) => {
                 let found = decode_u64(keys::FORMAT, &v)?;
-                if found != FORMAT {
+                if UPGRADES.contains(&found) {
+                    tree.insert(keys::FORMAT, &FORMAT.to_be_bytes()[..])?;
+                    tree.flush()?;
+                } else if found != FORMAT {
                     return Err(StoreError::Format {
                         found,
                         want: FORMAT,
@@ -775,13 +792,33 @@ pub(crate) fn tail_entries(
     Ok(out)
 }
 
-/// A history chunk (postcard's encoding of a `Vec<HistoryEntry>`) made of a
-/// tail of `n` encoded entries: the length prefix postcard gives a sequence
-/// (its varint `usize`), then the entries.
+/// A history chunk made of a tail of `n` encoded entries: postcard's
+/// encoding of a `Vec<HistoryEntry>` (the length prefix postcard gives a
+/// sequence, its varint `usize`, then the entries), zstd-compressed behind
+/// [`ZSTD_CHUNK`] unless that is no smaller.
 pub(crate) fn chunk_of(n: u32, tail: &[u8]) -> Vec<u8> {
-    let mut out = encode(&(n as usize));
-    out.extend_from_slice(tail);
-    out
+    let mut plain = encode(&(n as usize));
+    plain.extend_from_slice(tail);
+    match zstd::bulk::compress(&plain, CHUNK_LEVEL) {
+        Ok(z) if z.len() + 1 < plain.len() => {
+            let mut out = Vec::with_capacity(z.len() + 1);
+            out.push(ZSTD_CHUNK);
+            out.extend_from_slice(&z);
+            out
+        }
+        _ => plain,
+    }
+}
+
+/// The entries of a history chunk, compressed or plain.
+pub(crate) fn chunk_entries(k: &[u8], v: &[u8]) -> Result<Vec<HistoryEntry>, StoreError> {
+    match v.split_first() {
+        Some((&ZSTD_CHUNK, z)) if !z.is_empty() => {
+            let plain = zstd::stream::decode_all(z).map_err(|e| corrupt(k, e))?;
+            decode(k, &plain)
+        }
+        _ => decode(k, v),
+    }
 }
 
 fn decode_u64(k: &[u8], v: &[u8]) -> Result<u64, StoreError> {
@@ -791,7 +828,7 @@ fn decode_u64(k: &[u8], v: &[u8]) -> Result<u64, StoreError> {
 
 #[cfg(test)]
 mod tests {
-    use super::{chunk_of, decode, tail_entries, HistoryEntry};
+    use super::{chunk_entries, chunk_of, decode, encode, tail_entries, HistoryEntry};
 
     #[test]
     fn a_tail_becomes_the_chunk_postcard_makes_of_its_entries() {
@@ -817,10 +854,39 @@ mod tests {
                 postcard::to_io(e, &mut tail).unwrap();
             }
             assert_eq!(tail_entries(b"k", &tail, n as u32).unwrap(), entries);
+            let plain = postcard::to_stdvec(&entries).unwrap();
             let chunk = chunk_of(n as u32, &tail);
-            assert_eq!(chunk, postcard::to_stdvec(&entries).unwrap(), "{n}");
-            assert_eq!(decode::<Vec<HistoryEntry>>(b"k", &chunk).unwrap(), entries);
+            // Compressed when that is smaller (a long chunk of generated
+            // entries to under half), read back alike either way, and a
+            // plain chunk of an older format reads too.
+            assert!(chunk.len() <= plain.len(), "{n}");
+            if n >= 127 {
+                assert!(
+                    chunk.len() * 2 < plain.len(),
+                    "{n}: {} of {}",
+                    chunk.len(),
+                    plain.len()
+                );
+            }
+            assert_eq!(chunk_entries(b"k", &chunk).unwrap(), entries);
+            assert_eq!(chunk_entries(b"k", &plain).unwrap(), entries);
+            assert_eq!(decode::<Vec<HistoryEntry>>(b"k", &plain).unwrap(), entries);
         }
+        // A damaged compressed chunk is an error, not a panic.
+        let chunk = chunk_of(300, &{
+            let mut t = vec![];
+            for (i, e) in events.iter().enumerate() {
+                t.extend(encode(&HistoryEntry {
+                    seq: i as u64,
+                    outcome: "applied".into(),
+                    partition: 0,
+                    offset: 0,
+                    event: e.clone(),
+                }));
+            }
+            t
+        });
+        assert!(chunk_entries(b"k", &chunk[..chunk.len() / 2]).is_err());
         // A tail shorter or longer than its count is an error, not a panic.
         let one = postcard::to_stdvec(&HistoryEntry {
             seq: 0,
