@@ -21,8 +21,8 @@ use crate::chunks::IndexChanges;
 use crate::keys;
 use crate::pace::{self, Pace};
 use crate::store::{
-    chunk_of, decode, encode, BatchReport, EventCounts, HistoryEntry, Record, Store, StoreError,
-    StoredSession, HISTORY_LEN, TAIL_MAX,
+    chunk_entries, chunk_of, decode, encode, BatchReport, EventCounts, HistoryEntry, Record, Store,
+    StoreError, StoredSession, HISTORY_LEN, TAIL_MAX,
 };
 
 /// One session's share of a batch, folded: what to write for it.
@@ -422,7 +422,7 @@ impl Store {
                 let Some(v) = self.inner.tree.get(k)? else {
                     continue;
                 };
-                for e in decode::<Vec<HistoryEntry>>(k, &v)? {
+                for e in chunk_entries(k, &v)? {
                     let mut ev = e.event;
                     ev.session_id = id.to_string();
                     let (prev, through) = match base.take() {
