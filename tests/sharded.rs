@@ -607,15 +607,7 @@ fn standby_copies_take_over_without_a_replay() {
     let topic = topic(&brokers, "standby", 4);
     let events = stream(63, 6_000, 24_000);
     let now = events.iter().map(|e| e.time_ms).max().unwrap() + 5 * MIN;
-    let count = |s: &Server, family: &str| -> usize {
-        let text = reqwest::blocking::get(s.url("/metrics"))
-            .unwrap()
-            .text()
-            .unwrap();
-        text.lines()
-            .filter(|l| l.starts_with(family) && l.ends_with(" 1"))
-            .count()
-    };
+    let count = |s: &Server, family: &str| s.ones(family);
     let (dir, mut set, r) = start_set(&brokers, &topic, now, 1, "[cluster]\nstandby = 1\n");
     let leader = set.pop().unwrap();
     // Alone in the group, the first instance leads it and owns everything.
@@ -717,15 +709,7 @@ fn a_partition_handed_back_is_read_again_without_a_skip() {
         ),
     )
     .unwrap();
-    let count = |s: &Server| -> usize {
-        let text = reqwest::blocking::get(s.url("/metrics"))
-            .unwrap()
-            .text()
-            .unwrap();
-        text.lines()
-            .filter(|l| l.starts_with("ledger_shard_ready_partition{") && l.ends_with(" 1"))
-            .count()
-    };
+    let count = |s: &Server| s.ones("ledger_shard_ready_partition{");
     let a = start_member(&brokers, &topic, &dir, now, 0, true);
     let start = Instant::now();
     while count(&a) != 4 {
@@ -741,16 +725,18 @@ fn a_partition_handed_back_is_read_again_without_a_skip() {
     // b takes half; a drops that half.
     let b = start_member(&brokers, &topic, &dir, now, 1, true);
     let expected = fold(first).len() as f64;
-    let start = Instant::now();
-    while count(&a) != 2 || count(&b) != 2 || stored(&a) + stored(&b) != expected {
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "the partitions were not split: a holds {}, b {} of {expected}",
-            stored(&a),
-            stored(&b)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_until(
+        Duration::from_secs(120),
+        Duration::from_millis(200),
+        || count(&a) == 2 && count(&b) == 2 && stored(&a) + stored(&b) == expected,
+        || {
+            format!(
+                "the partitions were not split: a holds {}, b {} of {expected}",
+                stored(&a),
+                stored(&b)
+            )
+        },
+    );
     let sent = sent + publish(&brokers, &topic, records(second)) as i64;
     b.wait_applied(sent, Duration::from_secs(300));
     // b leaves: a reads b's partitions again, from offset 0.

@@ -128,16 +128,18 @@ fn deliver_each_change_once(sharded: bool) {
     // Both replicas in the endpoint's group (sharded: in the data group),
     // sharing the 3 partitions.
     let owned = |s: &Server| s.metric("ledger_webhook_owned_partitions");
-    let t0 = Instant::now();
-    while !(owned(&a) >= 1.0 && owned(&b) >= 1.0 && owned(&a) + owned(&b) == 3.0) {
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "the group did not settle: a owns {}, b {}",
-            owned(&a),
-            owned(&b)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_until(
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        || owned(&a) >= 1.0 && owned(&b) >= 1.0 && owned(&a) + owned(&b) == 3.0,
+        || {
+            format!(
+                "the group did not settle: a owns {}, b {}",
+                owned(&a),
+                owned(&b)
+            )
+        },
+    );
 
     // A mixed stream: duplicates, events before `created`, terminal events.
     let mut events = generate(GenConfig {

@@ -201,6 +201,18 @@ impl Server {
         format!("{}{path}", self.base)
     }
 
+    /// How many `/metrics` lines of `family` (e.g.
+    /// `ledger_shard_ready_partition{`) are set to 1.
+    pub fn ones(&self, family: &str) -> usize {
+        let text = reqwest::blocking::get(self.url("/metrics"))
+            .unwrap()
+            .text()
+            .unwrap();
+        text.lines()
+            .filter(|l| l.starts_with(family) && l.ends_with(" 1"))
+            .count()
+    }
+
     /// The value of the first `/metrics` line starting with `name` (0 when
     /// there is none).
     pub fn metric(&self, name: &str) -> f64 {
@@ -406,4 +418,19 @@ pub fn config_with_keys(dir: &Path, body: &str, keys: &[(&str, &str)]) -> String
     let path = dir.join(format!("{}.toml", unique("ledger")));
     std::fs::write(&path, text).unwrap();
     path.to_string_lossy().into_owned()
+}
+
+/// Polls `done` every `every` until it holds; past `limit`, fails with the
+/// message `why` gives then.
+pub fn wait_until(
+    limit: Duration,
+    every: Duration,
+    mut done: impl FnMut() -> bool,
+    why: impl Fn() -> String,
+) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < limit, "{}", why());
+        std::thread::sleep(every);
+    }
 }

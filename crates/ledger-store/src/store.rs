@@ -769,8 +769,15 @@ pub(crate) fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     postcard::to_stdvec(v).expect("store records always serialize")
 }
 
+/// Bytes after the value are an error: postcard's `from_bytes` ignores
+/// them, which would read a value of another encoding (a compressed
+/// history chunk, say) as a short one without a word.
 pub(crate) fn decode<T: serde::de::DeserializeOwned>(k: &[u8], v: &[u8]) -> Result<T, StoreError> {
-    postcard::from_bytes(v).map_err(|e| corrupt(k, e))
+    match postcard::take_from_bytes(v) {
+        Ok((t, [])) => Ok(t),
+        Ok(_) => Err(corrupt(k, "bytes after the value")),
+        Err(e) => Err(corrupt(k, e)),
+    }
 }
 
 /// The entries of a history tail (`StoredSession::history_tail`): `n`
@@ -887,6 +894,9 @@ mod tests {
             t
         });
         assert!(chunk_entries(b"k", &chunk[..chunk.len() / 2]).is_err());
+        // Read as a plain chunk, a compressed one is an error, not an empty
+        // history.
+        assert!(decode::<Vec<HistoryEntry>>(b"k", &chunk).is_err());
         // A tail shorter or longer than its count is an error, not a panic.
         let one = postcard::to_stdvec(&HistoryEntry {
             seq: 0,
