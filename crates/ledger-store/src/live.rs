@@ -20,6 +20,9 @@ use crate::store::{Store, StoreError};
 /// The file naming the live generation directory.
 pub const CURRENT: &str = "CURRENT";
 const GENERATION: &str = "gen-";
+/// How long a store just dropped may keep its file lock (sled's flusher
+/// releases it within one `flush_every_ms`, 500 ms) before a reopen fails.
+const RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A cheap-to-clone handle on the live [`Store`]. Readers take [`get`] per
 /// request (a response is answered from one store); writers hold [`gate`]
@@ -109,7 +112,17 @@ impl Store {
         fresh.inner.db.flush()?;
         drop(fresh);
         // Reopened: counters and offsets are read from the copied keys.
-        Store::open(dir, self.inner.defaults)
+        // sled's flusher thread lets go of the file lock shortly after the
+        // last handle drops (within one `flush_every_ms`).
+        let t0 = std::time::Instant::now();
+        loop {
+            match Store::open(dir, self.inner.defaults) {
+                Err(StoreError::Locked { .. }) if t0.elapsed() < RELEASE_WAIT => {
+                    std::thread::sleep(std::time::Duration::from_millis(20))
+                }
+                opened => return opened,
+            }
+        }
     }
 }
 

@@ -53,8 +53,15 @@ pub enum StoreError {
     Format { found: u64, want: u64 },
     #[error("the store at {path} is damaged ({reason}); refusing to start on it: rebuild it from the topic (`session-ledger rebuild`)")]
     Damaged { path: String, reason: String },
+    #[error("the store at {path} is in use: another process (or a handle not yet released) holds sled's file lock on it")]
+    Locked { path: String },
     #[error("store directory: {0}")]
     Io(String),
+}
+
+/// Whether sled refused to open a store because its file lock is held.
+fn lock_refused(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(io) if io.to_string().starts_with("could not acquire lock"))
 }
 
 pub(crate) fn corrupt(key: &[u8], e: impl std::fmt::Display) -> StoreError {
@@ -348,6 +355,11 @@ impl Store {
             Ok(Ok(x)) => x,
             Ok(Err(sled::Error::Corruption { .. })) => {
                 return Err(damaged("sled reports corruption"))
+            }
+            Ok(Err(e)) if lock_refused(&e) => {
+                return Err(StoreError::Locked {
+                    path: dir.display().to_string(),
+                })
             }
             Ok(Err(e)) if existed => return Err(damaged(&format!("sled cannot open it: {e}"))),
             Ok(Err(e)) => return Err(e.into()),
