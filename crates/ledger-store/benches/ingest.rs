@@ -1,6 +1,6 @@
 //! Store-path throughput: fold + sled, no broker.
 //!
-//! `cargo bench -p ledger-store --bench ingest [-- EVENTS SESSIONS BATCH RUNS COMPACT]`
+//! `cargo bench -p ledger-store --bench ingest [-- EVENTS SESSIONS BATCH RUNS COMPACT PART]`
 //! (defaults: 1,000,000 events over 100,000 sessions, batches of 50,000 —
 //! the ingest's batch while catching up — 3 runs; COMPACT 0 skips the
 //! footprint and compaction of the first run, which take minutes at 10M
@@ -35,6 +35,7 @@ fn main() {
     let batch = args.get(2).copied().unwrap_or(50_000);
     let runs = args.get(3).copied().unwrap_or(3);
     let compact = args.get(4).copied().unwrap_or(1) != 0;
+    let part = args.get(5).copied();
     let t = Instant::now();
     let records: Vec<Record> = Generator::new(GenConfig {
         seed: 1,
@@ -65,6 +66,9 @@ fn main() {
     for run in 1..=runs {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path(), Defaults::default()).expect("open");
+        if let Some(part) = part {
+            store.set_write_part(part);
+        }
         let t = Instant::now();
         for chunk in records.chunks(batch) {
             let last = chunk.last().expect("non-empty chunk");

@@ -29,8 +29,8 @@ use std::time::{Duration, Instant};
 /// time deadlines and take-overs against ingestion have run with it.
 pub const DEFAULT_SHARE: f64 = 1.0;
 
-/// A paced writer counts as quiet ([`Pace::quiet`]) once no read has been
-/// in flight for this long.
+/// A writer that follows the reads, paced or not, counts as quiet
+/// ([`Pace::quiet`]) once no read has been in flight for this long.
 pub const QUIET_AFTER: Duration = Duration::from_millis(200);
 
 /// Longest single pause, so that a long stretch of work never stops
@@ -155,23 +155,26 @@ impl Pace {
     }
 
     /// Pacing against `load` at `share`; a share of 1 or more (or not
-    /// above 0) is no pacing.
+    /// above 0) is no pacing, but the writer still follows `load` to know
+    /// when nobody reads ([`Pace::quiet`]).
     pub fn new(load: Arc<ReadLoad>, share: f64) -> Self {
-        if share > 0.0 && share < 1.0 {
-            Self {
-                load: Some(load),
-                share,
-                paused: Arc::default(),
-            }
-        } else {
-            Self::none()
+        let paced = share > 0.0 && share < 1.0;
+        Self {
+            load: Some(load),
+            share: if paced { share } else { 1.0 },
+            paused: Arc::default(),
         }
+    }
+
+    /// Whether writes pause for reads (a share below 1).
+    fn paced(&self) -> bool {
+        self.load.is_some() && self.share < 1.0
     }
 
     /// The share of the CPU writes take under a saturating read load (1:
     /// unpaced).
     pub fn share(&self) -> f64 {
-        if self.load.is_some() {
+        if self.paced() {
             self.share
         } else {
             1.0
@@ -179,8 +182,8 @@ impl Pace {
     }
 
     /// Whether this pace has reads to follow and none was in flight for
-    /// [`QUIET_AFTER`]: the writer may then take bigger steps. An unpaced
-    /// writer knows of no reads and is never quiet.
+    /// [`QUIET_AFTER`]: the writer may then take bigger steps, paced or
+    /// not. [`Pace::none`] knows of no reads and is never quiet.
     pub fn quiet(&self) -> bool {
         self.load
             .as_ref()
@@ -195,7 +198,7 @@ impl Pace {
     /// How long to pause after `cpu` of work during which reads were in
     /// flight for the fraction `busy` of the time (module docs).
     pub fn pause_for(&self, cpu: Duration, busy: f64) -> Duration {
-        if self.load.is_none() || busy.is_nan() || busy <= 0.0 {
+        if !self.paced() || busy.is_nan() || busy <= 0.0 {
             return Duration::ZERO;
         }
         cpu.mul_f64((1.0 - self.share) / self.share * busy.min(1.0))
@@ -205,7 +208,7 @@ impl Pace {
     /// The start of a stretch of work on the calling thread (`None`:
     /// unpaced, nothing to measure).
     pub fn mark(&self) -> Option<Mark> {
-        let load = self.load.as_ref()?;
+        let load = self.load.as_ref().filter(|_| self.paced())?;
         let (busy, at) = load.busy_total();
         Some(Mark {
             at,
@@ -271,7 +274,14 @@ mod tests {
         let load = Arc::new(ReadLoad::default());
         let pace = Pace::new(load.clone(), 0.5);
         assert!(pace.quiet(), "no read yet");
-        assert!(!Pace::none().quiet(), "unpaced: never quiet");
+        assert!(!Pace::none().quiet(), "no reads to follow: never quiet");
+        // Unpaced (share 1) still follows the reads.
+        let unpaced = Pace::new(load.clone(), 1.0);
+        assert!(unpaced.quiet());
+        {
+            let _read = load.enter();
+            assert!(!unpaced.quiet());
+        }
         let read = load.enter();
         assert!(!pace.quiet());
         std::thread::sleep(QUIET_AFTER + Duration::from_millis(20));

@@ -14,8 +14,8 @@ use ledger_core::{apply, Event, Session, Status};
 
 use crate::keys;
 use crate::store::{
-    chunk_entries, decode, tail_entries, HistoryBase, HistoryEntry, Store, StoreError,
-    StoredSession,
+    chunk_entries, decode, packed, tail_entries, unpacked, HistoryBase, HistoryEntry, Store,
+    StoreError, StoredSession,
 };
 
 /// A change-log chunk: (offset, session id), by offset.
@@ -183,7 +183,7 @@ impl Store {
                 break;
             }
             got.extend(
-                decode::<Vec<(i64, String)>>(&k, &v)?
+                decode::<Chunk>(&k, &unpacked(&k, &v)?)?
                     .into_iter()
                     .filter(|e| e.0 >= from),
             );
@@ -226,7 +226,7 @@ impl Store {
                     start = keys::split_change(&k).map_or(cut, |(_, f)| f.min(cut));
                     break;
                 }
-                let entries = decode::<Vec<(i64, String)>>(&k, &v)?;
+                let entries = decode::<Chunk>(&k, &unpacked(&k, &v)?)?;
                 let kept: Vec<(i64, String)> =
                     entries.iter().filter(|e| e.0 >= cut).cloned().collect();
                 removed += entries.len() - kept.len();
@@ -234,7 +234,7 @@ impl Store {
                     batch.remove(k);
                 } else if kept.len() < entries.len() {
                     // Reaches past the cut: keeps its entries from the cut on.
-                    batch.insert(k, crate::store::encode(&kept));
+                    batch.insert(k, packed(crate::store::encode(&kept)));
                 }
             }
             batch.insert(keys::change_start(p), &start.to_be_bytes()[..]);
@@ -264,7 +264,7 @@ impl Store {
                 let (entries, changed) = match chunks.entry(k.to_vec()) {
                     std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
                     std::collections::btree_map::Entry::Vacant(e) => {
-                        e.insert((decode::<Chunk>(&k, &v)?, false))
+                        e.insert((decode::<Chunk>(&k, &unpacked(&k, &v)?)?, false))
                     }
                 };
                 let before = entries.len();
@@ -277,7 +277,7 @@ impl Store {
             if entries.is_empty() {
                 batch.remove(k);
             } else {
-                batch.insert(k, crate::store::encode(&entries));
+                batch.insert(k, packed(crate::store::encode(&entries)));
             }
         }
         Ok(())

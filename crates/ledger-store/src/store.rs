@@ -16,22 +16,37 @@ use crate::query::Filter;
 
 /// The on-disk layout this build reads and writes (the `m` format key).
 /// 2: index entries packed into chunks. 7: the newest history entries in
-/// the session record. 8: history chunks zstd-compressed.
-pub const FORMAT: u64 = 8;
+/// the session record. 8: history chunks zstd-compressed. 9: change-log
+/// chunks zstd-compressed.
+pub const FORMAT: u64 = 9;
 
 /// Older formats this build opens as they are, marking them [`FORMAT`]
-/// (so older builds refuse them from then on): 7 differs only in history
-/// chunks being plain, which [`chunk_entries`] still reads.
-const UPGRADES: &[u64] = &[7];
+/// (so older builds refuse them from then on): 7 and 8 differ only in
+/// history (7) and change-log (7, 8) chunks being plain, which
+/// [`unpacked`] still reads.
+const UPGRADES: &[u64] = &[7, 8];
 
-/// First byte of a zstd-compressed history chunk. A plain chunk starts with
-/// its entry count (postcard varint, at least [`TAIL_MAX`]); the one plain
-/// chunk starting with 0 holds nothing and is that byte alone.
+/// First byte of a zstd-compressed chunk (history or change log). A plain
+/// chunk starts with its entry count (postcard varint, at least 1); the one
+/// plain history chunk starting with 0 holds nothing and is that byte alone.
 const ZSTD_CHUNK: u8 = 0;
 
-/// zstd level of history chunks: each is written once, read on history and
-/// as-of requests.
+/// zstd level of packed chunks: each is written once (a change-log chunk
+/// is rewritten only when trimmed or a session is removed).
 const CHUNK_LEVEL: i32 = 3;
+
+/// Largest plain chunk [`unpacked`] accepts, bytes: a damaged frame
+/// claiming more is an error, not an allocation.
+const UNPACKED_MAX: u64 = 64 << 20;
+
+thread_local! {
+    /// Contexts reused by the thread (making one costs more than packing a
+    /// chunk: ~15 µs against ~5).
+    static PACKER: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+    static UNPACKER: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
 
 /// How many events of each session the history keeps (oldest dropped first).
 pub const HISTORY_LEN: u64 = 100;
@@ -818,8 +833,27 @@ pub(crate) fn tail_entries(
 pub(crate) fn chunk_of(n: u32, tail: &[u8]) -> Vec<u8> {
     let mut plain = encode(&(n as usize));
     plain.extend_from_slice(tail);
-    match zstd::bulk::compress(&plain, CHUNK_LEVEL) {
-        Ok(z) if z.len() + 1 < plain.len() => {
+    packed(plain)
+}
+
+/// The entries of a history chunk, compressed or plain.
+pub(crate) fn chunk_entries(k: &[u8], v: &[u8]) -> Result<Vec<HistoryEntry>, StoreError> {
+    decode(k, &unpacked(k, v)?)
+}
+
+/// A chunk's stored form: `plain` (a postcard sequence, so never starting
+/// with 0 unless empty) zstd-compressed behind [`ZSTD_CHUNK`], or `plain`
+/// itself when that is no smaller.
+pub(crate) fn packed(plain: Vec<u8>) -> Vec<u8> {
+    let z = PACKER.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.is_none() {
+            *c = zstd::bulk::Compressor::new(CHUNK_LEVEL).ok();
+        }
+        c.as_mut()?.compress(&plain).ok()
+    });
+    match z {
+        Some(z) if z.len() + 1 < plain.len() => {
             let mut out = Vec::with_capacity(z.len() + 1);
             out.push(ZSTD_CHUNK);
             out.extend_from_slice(&z);
@@ -829,15 +863,29 @@ pub(crate) fn chunk_of(n: u32, tail: &[u8]) -> Vec<u8> {
     }
 }
 
-/// The entries of a history chunk, compressed or plain.
-pub(crate) fn chunk_entries(k: &[u8], v: &[u8]) -> Result<Vec<HistoryEntry>, StoreError> {
-    match v.split_first() {
-        Some((&ZSTD_CHUNK, z)) if !z.is_empty() => {
-            let plain = zstd::stream::decode_all(z).map_err(|e| corrupt(k, e))?;
-            decode(k, &plain)
+/// The plain bytes of a chunk [`packed`] stored under `k`.
+pub(crate) fn unpacked<'a>(
+    k: &[u8],
+    v: &'a [u8],
+) -> Result<std::borrow::Cow<'a, [u8]>, StoreError> {
+    let Some((&ZSTD_CHUNK, z)) = v.split_first().filter(|(_, z)| !z.is_empty()) else {
+        return Ok(std::borrow::Cow::Borrowed(v));
+    };
+    let size = zstd::zstd_safe::get_frame_content_size(z)
+        .ok()
+        .flatten()
+        .filter(|&n| n <= UNPACKED_MAX)
+        .ok_or_else(|| corrupt(k, "bad compressed chunk"))?;
+    UNPACKER.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.is_none() {
+            *d = Some(zstd::bulk::Decompressor::new().map_err(|e| corrupt(k, e))?);
         }
-        _ => decode(k, v),
-    }
+        let d = d.as_mut().expect("set above");
+        d.decompress(z, size as usize)
+            .map(std::borrow::Cow::Owned)
+            .map_err(|e| corrupt(k, e))
+    })
 }
 
 fn decode_u64(k: &[u8], v: &[u8]) -> Result<u64, StoreError> {
@@ -847,7 +895,81 @@ fn decode_u64(k: &[u8], v: &[u8]) -> Result<u64, StoreError> {
 
 #[cfg(test)]
 mod tests {
-    use super::{chunk_entries, chunk_of, decode, encode, tail_entries, HistoryEntry};
+    use super::{
+        chunk_entries, chunk_of, decode, encode, packed, tail_entries, unpacked, HistoryEntry,
+    };
+
+    #[test]
+    fn change_log_chunks_are_packed_and_a_plain_one_of_format_8_still_reads() {
+        let events = ledger_gen::generate(ledger_gen::GenConfig {
+            sessions: 200,
+            events: 2_000,
+            ..Default::default()
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let store = super::Store::open(dir.path(), ledger_core::Defaults::default()).unwrap();
+        for (i, part) in events.chunks(500).enumerate() {
+            let records: Vec<super::Record> = part
+                .iter()
+                .enumerate()
+                .map(|(j, e)| super::Record {
+                    event: e.clone(),
+                    partition: 0,
+                    offset: (i * 500 + j) as i64,
+                })
+                .collect();
+            let next = [(0, ((i + 1) * 500) as i64)];
+            store.apply_batch("t", &records, &next, 0).unwrap();
+        }
+        let want = store.changes(0, 0, usize::MAX).unwrap();
+        assert!(want.len() > 1_000, "{}", want.len());
+        // Each chunk is stored compressed, under half its plain size.
+        let chunks: Vec<(sled::IVec, sled::IVec)> = store
+            .tree()
+            .scan_prefix(crate::keys::CHANGE)
+            .map(|kv| kv.unwrap())
+            .collect();
+        assert!(!chunks.is_empty());
+        for (k, v) in &chunks {
+            let plain = unpacked(k, v).unwrap();
+            assert!(v.len() * 2 < plain.len(), "{} of {}", v.len(), plain.len());
+            assert_eq!(packed(plain.to_vec()), v.to_vec());
+        }
+        // A format-8 store (plain change-log chunks) opens, reads alike and
+        // is marked 9.
+        for (k, v) in &chunks {
+            let plain = unpacked(k, v).unwrap().to_vec();
+            store.tree().insert(k, plain).unwrap();
+        }
+        store
+            .tree()
+            .insert(crate::keys::FORMAT, &8u64.to_be_bytes()[..])
+            .unwrap();
+        store.flush().unwrap();
+        drop(store);
+        let store = loop {
+            match super::Store::open(dir.path(), ledger_core::Defaults::default()) {
+                Err(super::StoreError::Locked { .. }) => {
+                    std::thread::sleep(std::time::Duration::from_millis(20))
+                }
+                opened => break opened.unwrap(),
+            }
+        };
+        assert_eq!(store.changes(0, 0, usize::MAX).unwrap(), want);
+        let format = store.tree().get(crate::keys::FORMAT).unwrap().unwrap();
+        assert_eq!(format.as_ref(), &super::FORMAT.to_be_bytes()[..]);
+        // A damaged frame, or one claiming a huge size, is an error.
+        let (k, v) = &chunks[0];
+        assert!(unpacked(k, &v[..v.len() / 2]).is_err());
+        let mut huge = vec![0u8];
+        let big = vec![1u8; super::UNPACKED_MAX as usize + 1];
+        huge.extend(zstd::bulk::compress(&big, 1).unwrap());
+        assert!(huge.len() < 10_000);
+        assert!(unpacked(k, &huge).is_err());
+        huge = vec![0u8];
+        huge.extend(zstd::bulk::compress(&big[..1 << 20], 1).unwrap());
+        assert_eq!(unpacked(k, &huge).unwrap().len(), 1 << 20);
+    }
 
     #[test]
     fn a_tail_becomes_the_chunk_postcard_makes_of_its_entries() {

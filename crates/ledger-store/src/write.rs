@@ -1,6 +1,6 @@
 //! The write path: a batch is folded in memory, each touched session read
 //! and written once, and written in sled batches of at most [`WRITE_PART`]
-//! sessions each ([`QUIET_PART`] while a paced writer sees no reads). sled
+//! sessions each ([`QUIET_PART`] while the writer sees no reads). sled
 //! 0.34 blocks every read while it applies a batch, so the part bounds how
 //! long readers wait, whatever the consumed batch size.
 //!
@@ -21,8 +21,8 @@ use crate::chunks::IndexChanges;
 use crate::keys;
 use crate::pace::{self, Pace};
 use crate::store::{
-    chunk_entries, chunk_of, decode, encode, BatchReport, EventCounts, HistoryEntry, Record, Store,
-    StoreError, StoredSession, HISTORY_LEN, TAIL_MAX,
+    chunk_entries, chunk_of, decode, encode, packed, BatchReport, EventCounts, HistoryEntry,
+    Record, Store, StoreError, StoredSession, HISTORY_LEN, TAIL_MAX,
 };
 
 /// One session's share of a batch, folded: what to write for it.
@@ -253,7 +253,7 @@ impl Store {
                     span = last - first;
                     batch.insert(keys::CHANGE_SPAN, &span.to_be_bytes()[..]);
                 }
-                batch.insert(keys::change(p, first), encode(&entries));
+                batch.insert(keys::change(p, first), packed(encode(&entries)));
             }
             if first {
                 first = false;
