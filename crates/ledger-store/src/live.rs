@@ -20,8 +20,8 @@ use crate::store::{Store, StoreError};
 /// The file naming the live generation directory.
 pub const CURRENT: &str = "CURRENT";
 const GENERATION: &str = "gen-";
-/// How long a store just dropped may keep its file lock (sled's flusher
-/// releases it within one `flush_every_ms`, 500 ms) before a reopen fails.
+/// How long a store just dropped may keep its file lock (a thread of sled's
+/// still holding the file lets go shortly after) before a reopen fails.
 const RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A cheap-to-clone handle on the live [`Store`]. Readers take [`get`] per
@@ -112,8 +112,7 @@ impl Store {
         fresh.inner.db.flush()?;
         drop(fresh);
         // Reopened: counters and offsets are read from the copied keys.
-        // sled's flusher thread lets go of the file lock shortly after the
-        // last handle drops (within one `flush_every_ms`).
+        // sled lets go of the file lock shortly after the last handle drops.
         let t0 = std::time::Instant::now();
         loop {
             match Store::open(dir, self.inner.defaults) {

@@ -48,14 +48,14 @@ impl Store {
                 m.remove(&partition);
             }
         }
-        Ok(())
+        self.flush_locked()
     }
 
     /// Stops dropping `partition` (it was assigned here again).
     pub fn cancel_drop(&self, partition: i32) -> Result<(), StoreError> {
         let _w = self.inner.write.lock().unwrap_or_else(|p| p.into_inner());
         self.tree().remove(keys::dropping(partition))?;
-        Ok(())
+        self.flush_locked()
     }
 
     /// Removes up to `limit` sessions of the partitions being dropped (no
@@ -97,6 +97,7 @@ impl Store {
                 batch.remove(keys::dropping(p));
             }
             self.tree().apply_batch(batch)?;
+            self.flush_locked()?;
         }
         Ok((removed, next))
     }

@@ -360,7 +360,11 @@ impl Store {
                 .path(dir)
                 .cache_capacity(512 * 1024 * 1024)
                 .mode(sled::Mode::HighThroughput)
-                .flush_every_ms(Some(500))
+                // No background flusher: it holds sled's global lock
+                // shared while it writes and syncs, so a write waiting
+                // behind it stops every read (stalls of ~300 ms at 1M
+                // sessions). Writers flush, under the write lock.
+                .flush_every_ms(None)
                 .open()?;
             let tree = db.open_tree("ledger")?;
             let format = tree.get(keys::FORMAT)?;
@@ -457,6 +461,15 @@ impl Store {
     /// Forces everything written so far to disk; the offsets applied until
     /// then become durable ([`Store::durable_offsets`]).
     pub fn flush(&self) -> Result<(), StoreError> {
+        // Under the write lock: sled holds its global lock shared while it
+        // writes and syncs, and a sled batch waiting for it exclusively
+        // would stop every read for as long (ARCHITECTURE.md).
+        let _w = self.inner.write.lock().unwrap_or_else(|p| p.into_inner());
+        self.flush_locked()
+    }
+
+    /// [`Store::flush`] for a caller holding the write lock.
+    pub(crate) fn flush_locked(&self) -> Result<(), StoreError> {
         let applied = self
             .inner
             .offsets
