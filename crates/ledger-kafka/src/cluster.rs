@@ -177,10 +177,13 @@ pub struct Member {
     pub epoch: u64,
 }
 
-/// The latest announcement of every instance.
+/// The latest announcement of every instance, with when it was read here
+/// (local Unix ms): liveness is judged by this instance's clock alone, so
+/// another's clock running behind or ahead makes it neither dead nor
+/// immortal.
 #[derive(Debug, Default)]
 pub struct Members {
-    map: RwLock<HashMap<String, Member>>,
+    map: RwLock<HashMap<String, (Member, i64)>>,
     /// The highest data group epoch read on the membership topic (from any
     /// instance, alive or not, this one included).
     epoch: AtomicU64,
@@ -189,15 +192,16 @@ pub struct Members {
 }
 
 impl Members {
-    /// Live members (announced within `ttl` of `now`, not leaving), by URL.
+    /// Live members (an announcement read within `ttl` of `now`, local
+    /// Unix ms; not leaving), by URL.
     pub fn alive(&self, now: i64, ttl: Duration) -> Vec<Member> {
         let mut out: Vec<Member> = self
             .map
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .values()
-            .filter(|m| !m.leaving && now - m.at <= ttl.as_millis() as i64)
-            .cloned()
+            .filter(|(m, seen)| !m.leaving && now - seen <= ttl.as_millis() as i64)
+            .map(|(m, _)| m.clone())
             .collect();
         out.sort_by(|a, b| a.url.cmp(&b.url));
         out
@@ -212,20 +216,32 @@ impl Members {
         self.epoch.fetch_max(e, Ordering::AcqRel);
     }
 
-    /// An announcement read on the membership topic.
-    fn put(&self, m: Member) {
+    /// An announcement read on the membership topic at `now` (local Unix
+    /// ms). One read once the topic's history as of this instance's start
+    /// was read (`synced`) was just sent, so it is as fresh as its arrival;
+    /// one of that history is as old as its sender's clock says, and never
+    /// fresher than now.
+    fn put(&self, m: Member, now: i64, synced: bool) {
         self.raise_epoch(m.epoch);
-        self.put_local(m);
+        let seen = if synced { now } else { m.at.min(now) };
+        self.insert(m, seen);
     }
 
-    /// This instance's own announcement, as sent: its epoch counts only
-    /// once read back.
+    /// This instance's own announcement, as sent (`at` is this clock's):
+    /// its epoch counts only once read back.
     fn put_local(&self, m: Member) {
+        let seen = m.at;
+        self.insert(m, seen);
+    }
+
+    /// Keeps `m` unless a later announcement of its instance is held (one
+    /// instance's `at`s come from one clock, so they order its own).
+    fn insert(&self, m: Member, seen: i64) {
         let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
         match map.get(&m.url) {
-            Some(old) if old.at > m.at => {}
+            Some((old, _)) if old.at > m.at => {}
             _ => {
-                map.insert(m.url.clone(), m);
+                map.insert(m.url.clone(), (m, seen));
             }
         }
     }
@@ -605,7 +621,10 @@ fn run_members(
         }
         while let Some(m) = reader.poll(Duration::from_millis(20)) {
             let Ok(m) = m else { break };
-            if sync_at.is_some_and(|h| m.offset() + 1 >= h) {
+            // Records before the last one of the start's history were
+            // sent a while ago; from that one on they arrive as sent.
+            let live = sync_at.is_some_and(|h| m.offset() + 1 >= h);
+            if live {
                 members.synced.store(true, Ordering::Release);
             }
             if let Some(member) = m
@@ -613,7 +632,7 @@ fn run_members(
                 .and_then(|p| serde_json::from_slice::<Member>(p).ok())
             {
                 if member.group == cfg.group_id {
-                    members.put(member);
+                    members.put(member, chrono_ms(), live);
                 }
             }
         }
@@ -831,12 +850,41 @@ mod tests {
         let mut c = member("http://c", &[2]);
         c.at = 10_000;
         c.leaving = true;
+        // Read from the topic's history at 11,000: as old as their clocks say.
         for x in [a.clone(), b, c] {
-            m.put(x);
+            m.put(x, 11_000, false);
         }
         let mut older = a.clone();
         older.at = 5;
-        m.put(older);
-        assert_eq!(m.alive(11_000, Duration::from_secs(3)), vec![a]);
+        m.put(older, 11_000, true);
+        assert_eq!(m.alive(11_000, Duration::from_secs(3)), vec![a.clone()]);
+        // Judged by the local clock: at 20,000 nothing was read for 9 s.
+        assert!(m.alive(20_000, Duration::from_secs(3)).is_empty());
+    }
+
+    #[test]
+    fn another_clock_running_behind_or_ahead_changes_no_liveness() {
+        let m = Members::default();
+        // Read as sent, at local 100,000: `b`'s clock is an hour behind,
+        // `c`'s an hour ahead.
+        let mut b = member("http://b", &[1]);
+        b.at = 100_000 - 3_600_000;
+        let mut c = member("http://c", &[2]);
+        c.at = 100_000 + 3_600_000;
+        m.put(b.clone(), 100_000, true);
+        m.put(c.clone(), 100_000, true);
+        let ttl = Duration::from_secs(5);
+        assert_eq!(m.alive(104_000, ttl), vec![b.clone(), c.clone()]);
+        // Silent for longer than the ttl, local time: both dead, however
+        // far ahead `c`'s clock ran.
+        assert!(m.alive(106_000, ttl).is_empty());
+        // In the history read at start, a clock ahead is trusted no further
+        // than now: `c` is as fresh as a record read now, then expires.
+        let h = Members::default();
+        h.put(c.clone(), 200_000, false);
+        h.put(b, 200_000, false);
+        // `b` is an hour old by its clock.
+        assert_eq!(h.alive(204_000, ttl), vec![c]);
+        assert!(h.alive(206_000, ttl).is_empty());
     }
 }

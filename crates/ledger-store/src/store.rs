@@ -20,6 +20,10 @@ use crate::query::Filter;
 /// chunks zstd-compressed.
 pub const FORMAT: u64 = 9;
 
+/// A file that exists while a store is being created, until its format
+/// key is on disk: a store found with it was never created.
+const CREATING: &str = "CREATING";
+
 /// Older formats this build opens as they are, marking them [`FORMAT`]
 /// (so older builds refuse them from then on): 7 and 8 differ only in
 /// history (7) and change-log (7, 8) chunks being plain, which
@@ -348,8 +352,31 @@ impl Store {
         if dir != root && !dir.join("conf").exists() {
             return Err(damaged("the generation CURRENT names holds no store"));
         }
+        // A creation that never finished (the process died before the
+        // format key was flushed) stored nothing: it starts over.
+        let creating = dir.join(CREATING);
+        if creating.exists() {
+            for f in ["conf", "db", "blobs"] {
+                let p = dir.join(f);
+                let gone = if p.is_dir() {
+                    std::fs::remove_dir_all(&p)
+                } else {
+                    std::fs::remove_file(&p)
+                };
+                match gone {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(StoreError::Io(e.to_string()))
+                    }
+                    _ => {}
+                }
+            }
+        }
         // sled writes `conf` and `db` when it creates a store.
         let existed = dir.join("conf").exists();
+        if !existed {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Io(e.to_string()))?;
+            std::fs::write(&creating, b"").map_err(|e| StoreError::Io(e.to_string()))?;
+        }
         let data_len = std::fs::metadata(dir.join("db")).map_or(0, |m| m.len());
         if existed && data_len == 0 {
             return Err(damaged("its data file is missing or empty"));
@@ -413,6 +440,7 @@ impl Store {
                 // Flushed at once: from here on, a store without it is damaged.
                 tree.insert(keys::FORMAT, &FORMAT.to_be_bytes()[..])?;
                 tree.flush()?;
+                std::fs::remove_file(&creating).map_err(|e| StoreError::Io(e.to_string()))?;
             }
         }
         let mut stats = Stats::default();

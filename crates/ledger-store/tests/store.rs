@@ -307,6 +307,44 @@ fn offsets_are_durable_only_after_a_flush() {
     assert_eq!(store.durable_offsets(TOPIC).unwrap()[&7], end);
 }
 
+/// A process that dies while creating a store (before its format key is
+/// on disk) leaves sled's files but no store: the next open creates it,
+/// instead of refusing it as damaged. A store once created keeps being
+/// refused when emptied (below).
+#[test]
+fn a_store_whose_creation_was_cut_short_is_created_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    // What a kill during creation leaves: the marker, sled's files, no data.
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("CREATING"), b"").unwrap();
+    std::fs::write(root.join("conf"), b"segment_size: 524288\n").unwrap();
+    std::fs::File::create(root.join("db")).unwrap();
+    let store = Store::open(&root, Defaults::default()).unwrap();
+    assert!(!root.join("CREATING").exists());
+    assert_eq!(store.stats().sessions, 0);
+    let events = generate(GenConfig {
+        seed: 4,
+        sessions: 50,
+        events: 500,
+        ..Default::default()
+    });
+    ingest(&store, &events, 100);
+    store.flush().unwrap();
+    let want = store.stats();
+    drop(store);
+    let reopened = loop {
+        match Store::open(&root, Defaults::default()) {
+            Err(ledger_store::StoreError::Locked { .. }) => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            opened => break opened.unwrap(),
+        }
+    };
+    assert_eq!(reopened.stats(), want);
+    assert!(!root.join("CREATING").exists());
+}
+
 /// Defect 3: a damaged store is refused with the way out (a rebuild) —
 /// never a panic inside sled, never a silent re-ingest from offset 0. (A
 /// truncation sled can recover from, to an earlier batch boundary, is no
