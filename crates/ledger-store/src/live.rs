@@ -94,21 +94,17 @@ impl Store {
     /// store at `dir` and returns it, flushed. The copy holds exactly this
     /// store's state, written sequentially with no old page versions: sled's
     /// files at their smallest. Holds the write lock throughout (batches,
-    /// purges and erasures wait; reads go on).
+    /// purges and erasures wait; reads go on). Keys are inserted one by one,
+    /// not in sled batches: sled's lock is one for the whole process, and a
+    /// batch into the copy would stop the live store's readers too (nobody
+    /// reads the copy before it is flushed and switched to).
     pub fn copy_to(&self, dir: &Path) -> Result<Store, StoreError> {
         let _w = self.inner.write.lock().unwrap_or_else(|p| p.into_inner());
         let fresh = Store::open(dir, self.inner.defaults)?;
-        let mut batch = sled::Batch::default();
-        let mut n = 0usize;
         for kv in self.tree().iter() {
             let (k, v) = kv?;
-            batch.insert(k, v);
-            n += 1;
-            if n % 20_000 == 0 {
-                fresh.tree().apply_batch(std::mem::take(&mut batch))?;
-            }
+            fresh.tree().insert(k, v)?;
         }
-        fresh.tree().apply_batch(batch)?;
         fresh.inner.db.flush()?;
         drop(fresh);
         // Reopened: counters and offsets are read from the copied keys.
