@@ -112,8 +112,8 @@ fn stat_cpu(stat: &str) -> Option<(f64, i64)> {
     Some((ticks as f64 / 100.0, f.get(16)?.parse().ok()?))
 }
 
-/// CPU seconds used so far: the ledger's threads at nice 0 (HTTP workers,
-/// sled's flusher), the ledger in all (threads that ended included; the
+/// CPU seconds used so far: the ledger's threads at nice 0 (HTTP workers;
+/// sled's flusher too until it was turned off), the ledger in all (threads that ended included; the
 /// rest is ingestion, which runs at a lower priority), and the broker.
 #[derive(Clone, Copy, Default)]
 struct Cpu {

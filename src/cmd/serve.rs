@@ -315,19 +315,8 @@ fn spawn_maintenance(
         let mut drop_from: Option<String> = None;
         let mut drop_seen: (std::collections::BTreeSet<i32>, std::time::Instant) =
             (Default::default(), std::time::Instant::now());
-        // Something was written since the last flush (the store has no
-        // background flusher: ledger-store's `Store::open`).
-        let mut unflushed = false;
         while !stop.load(Ordering::Acquire) {
             std::thread::sleep(tick);
-            if std::mem::take(&mut unflushed) {
-                let gate = store.gate();
-                if let Err(e) = store.get().flush() {
-                    tracing::error!(error = %e, "flushing maintenance writes failed; retrying");
-                    unflushed = true;
-                }
-                drop(gate);
-            }
             let dropping = store.get().dropping().unwrap_or_default();
             if dropping != drop_seen.0 {
                 drop_seen = (dropping.clone(), std::time::Instant::now());
@@ -339,7 +328,6 @@ fn spawn_maintenance(
                 drop(gate);
                 match step {
                     Ok((n, next)) => {
-                        unflushed |= n > 0;
                         if n > 0 {
                             tracing::debug!(
                                 sessions = n,
@@ -367,7 +355,6 @@ fn spawn_maintenance(
                             .get()
                             .trim_changes(&topic, feed.keep_offsets.max(1), TRIM_BATCH);
                     drop(gate);
-                    unflushed |= trimmed.as_ref().is_ok_and(|&n| n > 0);
                     match trimmed {
                         Ok(n) if n < TRIM_BATCH || stop.load(Ordering::Acquire) => break,
                         Ok(_) => {}
@@ -417,7 +404,6 @@ fn spawn_maintenance(
                 drop(gate);
                 match purged {
                     Ok(r) => {
-                        unflushed |= r.purged > 0 || r.markers_dropped > 0;
                         metrics.purged_sessions.inc_by(r.purged as u64);
                         metrics.sessions.set(current.stats().sessions as i64);
                         if r.purged > 0 {

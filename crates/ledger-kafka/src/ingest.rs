@@ -860,11 +860,11 @@ impl Ingestor {
     }
 
     /// Applies an erasure read at `offset` of partition `p` (its own store
-    /// write, with the partition's next offset), flushes and counts it.
+    /// write with the partition's next offset, flushed by the store) and
+    /// counts it.
     fn store_erasure(&self, e: &Erasure, p: i32, offset: i64) -> Result<(), KafkaError> {
         let store = self.store();
         let report = store.erase(&self.cfg.topic, &e.subject, p, offset)?;
-        store.flush()?;
         self.metrics.erasures.inc();
         self.metrics.erased_sessions.inc_by(report.sessions as u64);
         self.metrics

@@ -159,37 +159,9 @@ fn plan(
     for (prefix, changes) in groups {
         let end = keys::prefix_end(&prefix);
         let mut changes = changes.into_iter().peekable();
-        // The chunk after the one last handled, and the one after it: the
-        // first covers the next change when that change lies between their
-        // keys, which saves a sled lookup per chunk while changes fall in
-        // consecutive chunks.
-        let mut ahead: Option<(sled::IVec, sled::IVec)> = None;
         while let Some((first, _)) = changes.peek() {
-            let after = |k: &[u8]| {
-                let bounds = (Bound::Excluded(k.to_vec()), bound_end(&end));
-                tree.range::<Vec<u8>, _>(bounds).next().transpose()
-            };
-            let below = |k: &Option<(sled::IVec, sled::IVec)>| {
-                k.as_ref()
-                    .is_some_and(|(k, _)| k[prefix.len()..] <= first[..])
-            };
-            // The chunk covering `first`, and the one after it.
-            let mut found = None;
-            let mut next = None;
-            if let Some(candidate) = ahead.take().filter(|c| below(&Some(c.clone()))) {
-                let after_it = after(&candidate.0)?;
-                if !below(&after_it) {
-                    found = Some(candidate);
-                    next = after_it;
-                }
-            }
-            if found.is_none() {
-                found = covering(tree, &prefix, first)?;
-                next = match &found {
-                    Some((k, _)) => after(k)?,
-                    None => after(&prefix)?,
-                };
-            }
+            // The chunk covering `first`, and where the next one starts.
+            let found = covering(tree, &prefix, first)?;
             let existed = found.is_some();
             let (ckey, entries) = match found {
                 Some((k, v)) => {
@@ -198,8 +170,9 @@ fn plan(
                 }
                 None => (prefix.clone(), Vec::new()),
             };
-            let next_key = next.as_ref().map(|(k, _)| k.to_vec());
-            ahead = next;
+            let after = (Bound::Excluded(ckey.clone()), bound_end(&end));
+            let next = tree.range::<Vec<u8>, _>(after).next().transpose()?;
+            let next_key = next.map(|(k, _)| k.to_vec());
             let mut set: BTreeSet<Vec<u8>> = entries.into_iter().collect();
             while let Some((e, _)) = changes.peek() {
                 if let Some(n) = &next_key {

@@ -17,9 +17,9 @@
 //! | `io` | chunk low bound | index chunk: entries sort(8), session id (every session, creation order) |
 //! | `ix` | chunk low bound | index chunk: entries deadline(8), session id, status due(1), partition(4) (active sessions only) |
 //! | `ie` | chunk low bound | index chunk: entries ended_at(8), session id (terminal sessions only: what retention purges, oldest first) |
-//! | `h` | len+session id, first seq(8) | a chunk of at least [`TAIL_MAX`] [`HistoryEntry`]s of the session (each with its event), postcard, zstd-compressed behind a 0 byte (format 8; plain chunks of format 7 read too); the newer ones are in the session record |
+//! | `h` | len+session id, first seq(8) | a chunk of at least [`TAIL_MAX`] [`HistoryEntry`]s of the session (each with its event), postcard, zstd-compressed behind a 0 byte (since format 8; plain chunks of older formats read too); the newer ones are in the session record |
 //! | `b` | session id | [`HistoryBase`]: the state the kept history starts from, once older chunks were dropped |
-//! | `f` | partition(4), chunk's first offset(8) | change log: (offset, session id) of each record one write part changed visibly (not a pending shell), by offset, postcard |
+//! | `f` | partition(4), chunk's first offset(8) | change log: (offset, session id) of each record one write part changed visibly (not a pending shell), by offset, postcard, zstd-compressed behind a 0 byte (since format 9; plain chunks read too) |
 //! | `mchangespan` | — | widest change-log chunk (last − first offset), i64 BE |
 //! | `g` | partition(4) | first offset the partition's change log holds, i64 BE |
 //! | `c` | counter name | u64 BE |

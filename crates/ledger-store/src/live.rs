@@ -108,16 +108,7 @@ impl Store {
         fresh.inner.db.flush()?;
         drop(fresh);
         // Reopened: counters and offsets are read from the copied keys.
-        // sled lets go of the file lock shortly after the last handle drops.
-        let t0 = std::time::Instant::now();
-        loop {
-            match Store::open(dir, self.inner.defaults) {
-                Err(StoreError::Locked { .. }) if t0.elapsed() < RELEASE_WAIT => {
-                    std::thread::sleep(std::time::Duration::from_millis(20))
-                }
-                opened => return opened,
-            }
-        }
+        Store::open_when_released(dir, self.inner.defaults, RELEASE_WAIT)
     }
 }
 

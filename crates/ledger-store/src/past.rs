@@ -239,6 +239,7 @@ impl Store {
             }
             batch.insert(keys::change_start(p), &start.to_be_bytes()[..]);
             self.tree().apply_batch(batch)?;
+            self.flush_locked()?;
             if removed >= limit {
                 break;
             }

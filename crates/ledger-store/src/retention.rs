@@ -189,7 +189,8 @@ impl Store {
 
     /// Removes `due` sessions (id, marker kept until; `None`: no marker, the
     /// session may come back), counts them with `count`, and stores `offsets`
-    /// (topic, partition, next offset), in one batch under the write lock.
+    /// (topic, partition, next offset), in one batch under the write lock,
+    /// flushed (the store has no background flusher).
     pub(crate) fn remove(
         &self,
         due: &[(String, Option<i64>)],
@@ -245,6 +246,7 @@ impl Store {
             .unwrap_or_else(|p| p.into_inner())
             .clear();
         self.set_applied(stats, offsets);
+        self.flush_locked()?;
         Ok(removed)
     }
 
@@ -265,6 +267,7 @@ impl Store {
         if n > 0 {
             let _w = self.inner.write.lock().unwrap_or_else(|p| p.into_inner());
             self.tree().apply_batch(batch)?;
+            self.flush_locked()?;
         }
         Ok(n)
     }

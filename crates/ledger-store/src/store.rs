@@ -486,6 +486,25 @@ impl Store {
         &self.inner.defaults
     }
 
+    /// [`Store::open`], waiting up to `wait` while the store's file lock is
+    /// held: sled lets go of it shortly after the last handle of a store
+    /// just dropped, so a reopen right after a drop would fail.
+    pub fn open_when_released(
+        dir: impl AsRef<Path>,
+        defaults: Defaults,
+        wait: std::time::Duration,
+    ) -> Result<Self, StoreError> {
+        let t0 = std::time::Instant::now();
+        loop {
+            match Self::open(dir.as_ref(), defaults) {
+                Err(StoreError::Locked { .. }) if t0.elapsed() < wait => {
+                    std::thread::sleep(std::time::Duration::from_millis(20))
+                }
+                opened => return opened,
+            }
+        }
+    }
+
     /// Forces everything written so far to disk; the offsets applied until
     /// then become durable ([`Store::durable_offsets`]).
     pub fn flush(&self) -> Result<(), StoreError> {
@@ -988,14 +1007,12 @@ mod tests {
             .unwrap();
         store.flush().unwrap();
         drop(store);
-        let store = loop {
-            match super::Store::open(dir.path(), ledger_core::Defaults::default()) {
-                Err(super::StoreError::Locked { .. }) => {
-                    std::thread::sleep(std::time::Duration::from_millis(20))
-                }
-                opened => break opened.unwrap(),
-            }
-        };
+        let store = super::Store::open_when_released(
+            dir.path(),
+            ledger_core::Defaults::default(),
+            std::time::Duration::from_secs(10),
+        )
+        .unwrap();
         assert_eq!(store.changes(0, 0, usize::MAX).unwrap(), want);
         let format = store.tree().get(crate::keys::FORMAT).unwrap().unwrap();
         assert_eq!(format.as_ref(), &super::FORMAT.to_be_bytes()[..]);

@@ -333,14 +333,12 @@ fn a_store_whose_creation_was_cut_short_is_created_again() {
     store.flush().unwrap();
     let want = store.stats();
     drop(store);
-    let reopened = loop {
-        match Store::open(&root, Defaults::default()) {
-            Err(ledger_store::StoreError::Locked { .. }) => {
-                std::thread::sleep(std::time::Duration::from_millis(20))
-            }
-            opened => break opened.unwrap(),
-        }
-    };
+    let reopened = Store::open_when_released(
+        &root,
+        Defaults::default(),
+        std::time::Duration::from_secs(10),
+    )
+    .unwrap();
     assert_eq!(reopened.stats(), want);
     assert!(!root.join("CREATING").exists());
 }
@@ -441,20 +439,12 @@ fn a_switched_generation_is_what_opens_and_only_a_locking_open_cleans_up() {
     let want = fold(&events);
     drop(store);
     drop(copy);
-    // sled's flusher thread lets go of the file lock shortly after the last
-    // handle drops.
-    let t0 = std::time::Instant::now();
-    let reopened = loop {
-        match Store::open(&root, Defaults::default()) {
-            Ok(s) => break s,
-            Err(ledger_store::StoreError::Locked { .. })
-                if t0.elapsed() < std::time::Duration::from_secs(10) =>
-            {
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
-            Err(e) => panic!("{e}"),
-        }
-    };
+    let reopened = Store::open_when_released(
+        &root,
+        Defaults::default(),
+        std::time::Duration::from_secs(10),
+    )
+    .unwrap();
     assert!(reopened.dir().ends_with("gen-1"));
     let got: BTreeMap<String, Session> = reopened
         .all_sessions()
