@@ -149,6 +149,13 @@ pub struct StoreSection {
     /// switched in: sled's files never shrink by themselves; live ingestion
     /// pauses for the copy, reads go on); `0` = never.
     pub compact_every_ms: u64,
+    /// Compact once sled's files hold more than this many times the bytes
+    /// per session they held right after the last compaction (a store never
+    /// compacted: once it reaches `compact_floor_mb`), checked while
+    /// ingestion is caught up; `0` = never. At least 1.5.
+    pub compact_when_grown: f64,
+    /// No size-triggered compaction below this many MiB on disk.
+    pub compact_floor_mb: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -350,6 +357,8 @@ impl Default for StoreSection {
             path: PathBuf::from("ledger-data"),
             keep_old: false,
             compact_every_ms: 86_400_000,
+            compact_when_grown: 2.0,
+            compact_floor_mb: 256,
         }
     }
 }
@@ -393,6 +402,12 @@ impl Config {
         let share = self.kafka.write_share;
         if !(share > 0.0 && share <= 1.0) {
             anyhow::bail!("kafka.write_share is {share}: it must be above 0 and at most 1");
+        }
+        let grown = self.store.compact_when_grown;
+        if !(grown == 0.0 || (1.5..=1e6).contains(&grown)) {
+            anyhow::bail!(
+                "store.compact_when_grown is {grown}: it must be 0 (never) or at least 1.5"
+            );
         }
         let c = &self.cluster;
         let floor = c.session_timeout_ms + c.member_ttl_ms;
@@ -457,6 +472,22 @@ mod tests {
             let err = load(&format!("[kafka]\nwrite_share = {bad}\n")).unwrap_err();
             assert!(
                 format!("{err:#}").contains("kafka.write_share"),
+                "{bad}: {err:#}"
+            );
+        }
+    }
+
+    #[test]
+    fn compact_when_grown_is_read_and_refused_out_of_range() {
+        let cfg = load("[store]\ncompact_when_grown = 3\ncompact_floor_mb = 64\n").unwrap();
+        assert_eq!(cfg.store.compact_when_grown, 3.0);
+        assert_eq!(cfg.store.compact_floor_mb, 64);
+        assert_eq!(load("").unwrap().store.compact_when_grown, 2.0);
+        assert!(load("[store]\ncompact_when_grown = 0\n").is_ok());
+        for bad in ["1", "1.2", "-2", "nan"] {
+            let err = load(&format!("[store]\ncompact_when_grown = {bad}\n")).unwrap_err();
+            assert!(
+                format!("{err:#}").contains("store.compact_when_grown"),
                 "{bad}: {err:#}"
             );
         }

@@ -337,3 +337,79 @@ fn an_online_rebuild_switches_stores_under_read_load_without_errors_or_going_bac
     );
     assert_eq!(rebuilt.markers().unwrap(), plain.markers().unwrap());
 }
+
+/// A store whose files outgrew its data is compacted by `serve` itself once
+/// ingestion is caught up (`[store] compact_when_grown`): a store never
+/// compacted at once (here the floor is 0), and not again while its files
+/// stay within the factor of what that compaction left.
+#[test]
+fn a_store_whose_files_outgrew_its_data_is_compacted_once_caught_up() {
+    let brokers = broker();
+    let topic = topic(&brokers, "grown", 3);
+    let events = generate(GenConfig {
+        seed: 21,
+        sessions: 2_000,
+        events: 20_000,
+        users: 200,
+        block: 500,
+        ..Default::default()
+    });
+    let sent = publish(
+        &brokers,
+        &topic,
+        events.iter().map(RawRecord::event).collect(),
+    ) as i64;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ledger.toml");
+    std::fs::write(
+        &config,
+        "[store]\ncompact_when_grown = 1.5\ncompact_floor_mb = 0\n",
+    )
+    .unwrap();
+    let data = dir.path().join("store");
+    let server = Server::start(
+        &brokers,
+        &topic,
+        &data,
+        &[
+            "--no-auth",
+            "--no-reaper",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    );
+    server.wait_applied(sent, Duration::from_secs(300));
+    let status = || -> Value {
+        reqwest::blocking::get(server.url("/admin/rebuild"))
+            .unwrap()
+            .json()
+            .unwrap()
+    };
+    wait_until(
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        || status()["completed"] == 1 && status()["state"] == "done",
+        || format!("no compaction: {}", status()),
+    );
+    let s = status();
+    assert_eq!(s["source"], "store", "{s}");
+    let (before, after) = (
+        s["bytes_before"].as_u64().unwrap(),
+        s["bytes_after"].as_u64().unwrap(),
+    );
+    assert!(after > 0 && after < before, "{s}");
+    // Another check passes (every 10 s) with the files as that compaction
+    // left them: no second one.
+    std::thread::sleep(Duration::from_secs(12));
+    assert_eq!(status()["completed"], 1, "{}", status());
+    assert!(server.term().0.success());
+    let store = ledger_store::Store::open(&data, Defaults::default()).unwrap();
+    let mark = store.compacted_size().unwrap().expect("the copy's mark");
+    let sessions = store.stats().sessions;
+    assert!(
+        mark * sessions <= after,
+        "{mark} bytes/session, {after} bytes"
+    );
+    drop(store);
+    assert_store_matches(&data, &fold(&events));
+}

@@ -272,23 +272,22 @@ fn reaper_expires_each_session_once(sharded: bool) {
     );
 }
 
-/// A generated stream plus malformed records; returns (records, valid events, bad count).
-/// Ingestion paced against reads (`[kafka] write_share`): while a reader
+/// Ingestion paced against reads (`[kafka] write_share`, 0.25 by default): while a reader
 /// keeps requests in flight, ingestion pauses (counted in
 /// `ledger_ingest_paused_seconds_total`) and still applies every record
 /// once; a store written that way equals the fold of the stream.
 #[test]
-fn ingestion_gives_way_to_reads_and_still_applies_everything() {
+fn ingestion_gives_way_to_reads_by_default_and_still_applies_everything() {
     let brokers = broker();
     let topic = topic(&brokers, "paced", 3);
     let (records, events, _) = mixed(33, 3_000, 30_000, 0);
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), "[kafka]\nwrite_share = 0.2\n");
+    // No `[kafka] write_share`: paced at the default 0.25.
     let server = Server::start(
         &brokers,
         &topic,
         &dir.path().join("store"),
-        &["--no-auth", "--no-reaper", "--config", &config],
+        &["--no-auth", "--no-reaper"],
     );
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let readers: Vec<_> = (0..2)
@@ -322,6 +321,7 @@ fn ingestion_gives_way_to_reads_and_still_applies_everything() {
     assert_store_matches(&dir.path().join("store"), &fold(&events));
 }
 
+/// A generated stream plus malformed records; returns (records, valid events, bad count).
 fn mixed(
     seed: u64,
     sessions: usize,

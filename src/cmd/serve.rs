@@ -156,6 +156,7 @@ pub async fn run(
         clock.clone(),
         metrics.clone(),
         rebuilder.clone(),
+        ingest.progress.clone(),
         reaper_stop.clone(),
     );
     let hooks = ledger_hooks::spawn(
@@ -283,18 +284,26 @@ pub async fn run(
 /// sessions (each one store write), until none is due; once erasures were
 /// applied and none followed for `compact_after_erasure_ms`, compacts the
 /// store (an online copy, the replaced store deleted even when `keep_old`)
-/// so that no old copy of the erased data stays in sled's files; and every
-/// `compact_every_ms` compacts it too.
-/// Every replica does all three to its own store by the same rules.
+/// so that no old copy of the erased data stays in sled's files; every
+/// `compact_every_ms` compacts it too, and so does a store whose files
+/// outgrew the data (`compact_when_grown`, checked every
+/// [`GROWTH_CHECK`] while ingestion is caught up).
+/// Every replica does all of it to its own store by the same rules.
+#[allow(clippy::too_many_arguments)]
 fn spawn_maintenance(
     store: LiveStore,
     config: &crate::config::Config,
     clock: super::Clock,
     metrics: Metrics,
     rebuilder: ledger_kafka::Rebuilder,
+    progress: Arc<ledger_kafka::Progress>,
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) -> std::thread::JoinHandle<()> {
     let (cfg, compact_every_ms) = (&config.retention, config.store.compact_every_ms);
+    let grown = (
+        config.store.compact_when_grown,
+        config.store.compact_floor_mb.saturating_mul(1 << 20),
+    );
     let (topic, feed) = (config.kafka.topic.clone(), config.feed.clone());
     let trim_every = Duration::from_millis(feed.trim_every_ms.max(10));
     let (policy, every) = (cfg.policy(), Duration::from_millis(cfg.interval_ms.max(10)));
@@ -307,6 +316,8 @@ fn spawn_maintenance(
         // Erasures counted at the last compaction, and when the count last moved.
         let (mut compacted, mut seen, mut moved) = (0u64, 0u64, std::time::Instant::now());
         let mut last_compaction = std::time::Instant::now();
+        let mut last_growth_check = std::time::Instant::now();
+        let mut grown_started: Option<std::time::Instant> = None;
         let mut last_trim = std::time::Instant::now();
         // Sharded mode: the partitions being dropped, since when, and where
         // the drop scans on. A drop starts `DROP_GRACE` after its mark, so
@@ -372,6 +383,32 @@ fn spawn_maintenance(
                     Err(why) => tracing::info!(%why, "scheduled compaction skipped"),
                 }
             }
+            if grown.0 > 0.0
+                && last_growth_check.elapsed() >= GROWTH_CHECK
+                && grown_started.is_none_or(|t| t.elapsed() >= GROWTH_RETRY)
+            {
+                last_growth_check = std::time::Instant::now();
+                let current = store.get();
+                // A compaction pauses ingestion: never during a catch-up.
+                if progress.ready() && current.outgrown(grown.0, grown.1).unwrap_or(false) {
+                    let (files, sessions) = (current.size_on_disk(), current.stats().sessions);
+                    match rebuilder.start(ledger_kafka::Source::Store) {
+                        Ok(()) => {
+                            last_compaction = std::time::Instant::now();
+                            grown_started = Some(last_compaction);
+                            tracing::info!(
+                                files_mib = files >> 20,
+                                bytes_per_session = files / sessions.max(1),
+                                compacted_bytes_per_session = ?current.compacted_size().ok().flatten(),
+                                "the store's files outgrew its data: compacting (online copy)"
+                            );
+                        }
+                        Err(why) => {
+                            tracing::debug!(%why, "compaction waits for the running rebuild")
+                        }
+                    }
+                }
+            }
             if let Some(after) = compact_after {
                 let now = metrics.erasures.get();
                 if now != seen {
@@ -424,6 +461,14 @@ fn spawn_maintenance(
         }
     })
 }
+
+/// How often maintenance compares the store's files with its data
+/// (`[store] compact_when_grown`).
+const GROWTH_CHECK: Duration = Duration::from_secs(10);
+
+/// Least time between two compactions started for growth: one that failed
+/// (a full disk) is not retried at every check.
+const GROWTH_RETRY: Duration = Duration::from_secs(600);
 
 /// Most sessions one write of a partition drop removes.
 const DROP_BATCH: usize = 1_000;

@@ -36,15 +36,27 @@ pub fn router(state: AppState) -> Router {
         .merge(views::orq::routes())
         .merge(views::wingspan::routes())
         .merge(views::eliza::routes())
+        // Counted as a read only once any consistency wait is over: a
+        // request waiting for ingestion must not slow it down.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::count_read,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::consistency,
         ));
-    Router::new()
-        .merge(api)
+    let own = Router::new()
         .route("/internal/shard", axum::routing::post(shard::handle))
         .merge(views::ops::routes())
         .merge(views::console::routes())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::count_read,
+        ));
+    Router::new()
+        .merge(api)
+        .merge(own)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::observe,

@@ -29,10 +29,15 @@ pub(crate) struct Pinned(pub ledger_store::Store);
 /// Longest consistency wait, ms.
 pub const MAX_WAIT_MS: u64 = 5_000;
 
-/// Times each request into `ledger_http_request_seconds` and
-/// counts it in `state.reads` while it is answered.
-pub async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
+/// Counts a request in `state.reads` while its handler answers it (not
+/// while it waits for a consistency token, nor while its body streams).
+pub async fn count_read(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let _read = state.reads.as_ref().map(|r| r.enter());
+    next.run(req).await
+}
+
+/// Times each request into `ledger_http_request_seconds`.
+pub async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let route = req
         .extensions()

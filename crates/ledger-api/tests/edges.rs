@@ -399,3 +399,47 @@ fn another_tenants_session_is_an_unknown_id_in_every_view() {
         }
     }
 }
+
+/// Ingestion gives way to reads in flight (`[kafka] write_share`); a
+/// request waiting for a consistency token waits *for* ingestion, so it is
+/// counted only once the wait is over and its handler answers.
+#[test]
+fn a_request_waiting_for_offsets_is_not_a_read_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Defaults::default()).unwrap();
+    support::load(&store, "session-events", deadline_mix());
+    let reads = std::sync::Arc::new(ledger_store::ReadLoad::default());
+    let mut state = ledger_api::AppState::new(
+        store,
+        "session-events",
+        Auth::new(vec![support::key("admin", ADMIN, Scope::Admin)]),
+        std::sync::Arc::new(|| NOW),
+        Default::default(),
+    );
+    state.reads = Some(reads.clone());
+    let server = support::serve(state);
+    let url = format!("{}/api/messaging/sessions", server.base);
+    let waiting = std::thread::spawn(move || {
+        reqwest::blocking::Client::new()
+            .get(url)
+            .header("x-api-key", ADMIN)
+            .header("x-ledger-wait-for", "0=999999999")
+            .header("x-ledger-wait-ms", "1500")
+            .send()
+            .unwrap()
+    });
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    assert_eq!(reads.in_flight(), 0, "counted while waiting for offsets");
+    assert!(
+        !reads.active_within(std::time::Duration::from_secs(60)),
+        "a read was counted before the wait ended"
+    );
+    let r = waiting.join().unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-ledger-caught-up"], "false");
+    assert_eq!(reads.in_flight(), 0);
+    assert!(
+        reads.active_within(std::time::Duration::from_secs(60)),
+        "the answer itself counts as a read"
+    );
+}

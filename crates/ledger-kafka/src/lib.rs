@@ -21,7 +21,7 @@ pub mod rebuild;
 
 pub use cluster::{Cluster, ClusterConfig, Member, Members, Owned, Ownership};
 pub use ingest::{
-    consumer_config, DeadLetters, IngestConfig, IngestHandle, Ingestor, PartitionProgress,
+    consumer_config, DeadLetters, IngestConfig, IngestHandle, Ingestor, PartitionProgress, Progress,
 };
 pub use metrics::Metrics;
 pub use publish::{admin_create_topic, admin_create_topic_with, event_headers, Publisher};

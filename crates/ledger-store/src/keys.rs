@@ -24,6 +24,9 @@ pub const CHANGE_START: &[u8] = b"g";
 pub const DROPPING: &[u8] = b"mdrop";
 /// The store format key (u64 BE).
 pub const FORMAT: &[u8] = b"mformat";
+/// Bytes per session sled's files held right after the compaction that
+/// made this store (u64 BE); absent in a store never compacted.
+pub const COMPACTED: &[u8] = b"mcompacted";
 
 /// `i64` → 8 bytes that sort like the signed value.
 pub fn ord_i64(v: i64) -> [u8; 8] {

@@ -26,6 +26,7 @@
 //! | `o` | len+topic, partition(4) | next offset, i64 BE |
 //! | `t` | SHA-256(session id)[..16] | marker of a purged or erased session: kept until, Unix ms, i64 BE ([`i64::MAX`]: erased, forever) |
 //! | `mformat` | — | [`FORMAT`], u64 BE |
+//! | `mcompacted` | — | bytes per session sled's files held right after the compaction that made this store, u64 BE (absent: never compacted) |
 //! | `mdrop` | partition(4) | a partition handed to another instance (sharded mode) whose sessions are being removed; empty |
 //!
 //! `sort` is the session's creation time (first-seen time while pending) in

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
+use crate::keys;
 use crate::store::{Store, StoreError};
 
 /// The file naming the live generation directory.
@@ -106,9 +107,58 @@ impl Store {
             fresh.tree().insert(k, v)?;
         }
         fresh.inner.db.flush()?;
+        let per_session = fresh.size_on_disk() / self.stats().sessions.max(1);
+        fresh
+            .tree()
+            .insert(keys::COMPACTED, &per_session.to_be_bytes())?;
+        fresh.inner.db.flush()?;
         drop(fresh);
         // Reopened: counters and offsets are read from the copied keys.
         Store::open_when_released(dir, self.inner.defaults, RELEASE_WAIT)
+    }
+
+    /// Bytes per session sled's files held right after the compaction that
+    /// made this store; `None` if it was never compacted.
+    pub fn compacted_size(&self) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .tree()
+            .get(keys::COMPACTED)?
+            .and_then(|v| Some(u64::from_be_bytes(v.as_ref().try_into().ok()?))))
+    }
+
+    /// Whether sled's files have outgrown the data enough to compact
+    /// ([`outgrown`] of this store's size, sessions and compaction mark).
+    pub fn outgrown(&self, factor: f64, floor_bytes: u64) -> Result<bool, StoreError> {
+        Ok(outgrown(
+            self.size_on_disk(),
+            self.stats().sessions,
+            self.compacted_size()?,
+            factor,
+            floor_bytes,
+        ))
+    }
+}
+
+/// Whether a store whose files take `files` bytes for `sessions` sessions
+/// is due a compaction: never below `floor_bytes` or with `factor` 0 (off);
+/// otherwise once its bytes per session exceed `factor` × `mark`, the bytes
+/// per session right after its last compaction, or at once if it was never
+/// compacted (`mark` `None`). sled reclaims a segment only once at most half
+/// of it is live, and a store written by ingestion holds several times the
+/// bytes a compacted copy does.
+pub fn outgrown(
+    files: u64,
+    sessions: u64,
+    mark: Option<u64>,
+    factor: f64,
+    floor_bytes: u64,
+) -> bool {
+    if factor <= 0.0 || files < floor_bytes {
+        return false;
+    }
+    match mark {
+        None => true,
+        Some(m) => files as f64 > factor * m as f64 * sessions.max(1) as f64,
     }
 }
 
@@ -226,4 +276,26 @@ pub fn keep_aside(root: &Path, old_dir: &Path) -> Result<PathBuf, StoreError> {
         }
     }
     Ok(to)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::outgrown;
+
+    #[test]
+    fn a_store_is_due_a_compaction_once_it_outgrows_its_last_one() {
+        const MIB: u64 = 1 << 20;
+        // Off, or below the floor: never.
+        assert!(!outgrown(10_000 * MIB, 1_000, Some(1), 0.0, 0));
+        assert!(!outgrown(100 * MIB, 1_000, None, 2.0, 256 * MIB));
+        // Never compacted, above the floor: at once.
+        assert!(outgrown(300 * MIB, 1_000, None, 2.0, 256 * MIB));
+        // 3,500 bytes/session after the last one: due above 7,000.
+        assert!(!outgrown(7_000 * 100_000, 100_000, Some(3_500), 2.0, 0));
+        assert!(outgrown(7_001 * 100_000, 100_000, Some(3_500), 2.0, 0));
+        // Sessions purged (bytes per session up) count as growth; a store
+        // with no session left is measured as if it held one.
+        assert!(outgrown(7_001, 0, Some(3_500), 2.0, 0));
+        assert!(!outgrown(7_000, 0, Some(3_500), 2.0, 0));
+    }
 }

@@ -420,6 +420,20 @@ fn a_switched_generation_is_what_opens_and_only_a_locking_open_cleans_up() {
     assert!(gen.ends_with("gen-1"));
     let copy = store.copy_to(&gen).unwrap();
     assert_eq!(copy.stats(), store.stats());
+    // The copy records its bytes per session; the ingested store has no mark.
+    assert_eq!(store.compacted_size().unwrap(), None);
+    let mark = copy.compacted_size().unwrap().unwrap();
+    let sessions = copy.stats().sessions;
+    assert_eq!(sessions, 300);
+    assert!(mark > 0 && mark * sessions <= copy.size_on_disk(), "{mark}");
+    assert!(
+        mark * sessions < store.size_on_disk(),
+        "the copy ({mark} bytes/session) is smaller than the ingested store ({})",
+        store.size_on_disk() / sessions
+    );
+    assert!(store.outgrown(2.0, 0).unwrap(), "never compacted");
+    assert!(!copy.outgrown(2.0, 0).unwrap(), "just compacted");
+    assert!(!store.outgrown(2.0, u64::MAX).unwrap(), "below the floor");
     assert_eq!(
         copy.index_entries().unwrap(),
         store.index_entries().unwrap()
