@@ -72,7 +72,7 @@ const PACE_EVERY: usize = 1_000;
 
 /// Sets the calling thread's nice value (on Linux a thread's own; threads it
 /// starts inherit it). A failure is logged: priority is an optimisation.
-fn lower_priority(nice: i32) {
+pub(crate) fn lower_priority(nice: i32) {
     if nice == 0 {
         return;
     }

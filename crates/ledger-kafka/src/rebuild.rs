@@ -151,6 +151,9 @@ impl Rebuilder {
         let me = self.clone();
         me.metrics.rebuild_running.set(1);
         std::thread::spawn(move || {
+            // A rebuild is ingestion's work: readers come first (a copy of
+            // 1M sessions takes ~30 s of a core).
+            crate::ingest::lower_priority(me.cfg.nice);
             let started = Instant::now();
             let result = match source {
                 Source::Topic => me.replay(keep_old),
