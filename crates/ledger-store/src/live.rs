@@ -90,6 +90,9 @@ impl LiveStore {
     }
 }
 
+/// sled's page cache of a compaction copy while it is written, bytes.
+const COPY_CACHE_BYTES: u64 = 32 * 1024 * 1024;
+
 impl Store {
     /// Compaction: copies every key of this store, in key order, into a fresh
     /// store at `dir` and returns it, flushed. The copy holds exactly this
@@ -101,7 +104,9 @@ impl Store {
     /// reads the copy before it is flushed and switched to).
     pub fn copy_to(&self, dir: &Path) -> Result<Store, StoreError> {
         let _w = self.inner.write.lock().unwrap_or_else(|p| p.into_inner());
-        let fresh = Store::open(dir, self.inner.defaults)?;
+        // Only written until it is reopened: a small cache, so that a copy
+        // does not hold a second full one beside the live store's.
+        let fresh = Store::open_cached(dir, self.inner.defaults, COPY_CACHE_BYTES)?;
         for kv in self.tree().iter() {
             let (k, v) = kv?;
             fresh.tree().insert(k, v)?;

@@ -331,6 +331,9 @@ pub struct Store {
     pub(crate) inner: Arc<Inner>,
 }
 
+/// sled's page cache of an open store, bytes.
+pub(crate) const CACHE_BYTES: u64 = 512 * 1024 * 1024;
+
 impl Store {
     /// Opens (or creates) the store in `dir` with the given timeout defaults;
     /// when `dir` holds a `CURRENT` file, the generation it names (stores no
@@ -341,6 +344,15 @@ impl Store {
     /// creation — is refused with [`StoreError::Damaged`] (the way out is a
     /// rebuild), never silently re-ingested from offset 0.
     pub fn open(dir: impl AsRef<Path>, defaults: Defaults) -> Result<Self, StoreError> {
+        Self::open_cached(dir, defaults, CACHE_BYTES)
+    }
+
+    /// [`Store::open`] with sled's page cache at `cache_bytes`.
+    pub(crate) fn open_cached(
+        dir: impl AsRef<Path>,
+        defaults: Defaults,
+        cache_bytes: u64,
+    ) -> Result<Self, StoreError> {
         // A switched store lives in the generation `CURRENT` names; stores
         // no longer live (an unfinished rebuild, a replaced store) go.
         let root = dir.as_ref();
@@ -385,7 +397,7 @@ impl Store {
         let opened = std::panic::catch_unwind(|| {
             let db = sled::Config::new()
                 .path(dir)
-                .cache_capacity(512 * 1024 * 1024)
+                .cache_capacity(cache_bytes)
                 .mode(sled::Mode::HighThroughput)
                 // No background flusher: it holds sled's global lock
                 // shared while it writes and syncs, so a write waiting
