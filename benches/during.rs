@@ -112,9 +112,9 @@ fn stat_cpu(stat: &str) -> Option<(f64, i64)> {
     Some((ticks as f64 / 100.0, f.get(16)?.parse().ok()?))
 }
 
-/// CPU seconds used so far: the ledger's threads at nice 0 (HTTP workers;
-/// sled's flusher too until it was turned off), the ledger in all (threads that ended included; the
-/// rest is ingestion, which runs at a lower priority), and the broker.
+/// CPU seconds used so far: the ledger's threads at nice 0 (HTTP workers),
+/// the ledger in all (threads that ended included; the rest is ingestion,
+/// rebuilds and compactions, which run at a lower priority), and the broker.
 #[derive(Clone, Copy, Default)]
 struct Cpu {
     readers: f64,
@@ -371,7 +371,7 @@ fn rebuild_status(addr: &str) -> serde_json::Value {
 /// then for it to end; the seconds it took, or `None` if none began.
 fn compacted(addr: &str, start: Duration) -> Option<f64> {
     let t0 = Instant::now();
-    while rebuild_status(addr)["state"] == "idle" || rebuild_status(addr)["state"].is_null() {
+    while matches!(rebuild_status(addr)["state"].as_str(), None | Some("idle")) {
         if t0.elapsed() > start {
             return None;
         }
