@@ -93,6 +93,16 @@ impl LiveStore {
 /// sled's page cache of a compaction copy while it is written, bytes.
 const COPY_CACHE_BYTES: u64 = 32 * 1024 * 1024;
 
+/// Keys a copy reads ahead, and the stride it writes them in. sled's files
+/// keep every segment that is more than half live, and a tree written in key
+/// order leaves most segments just over half live: its files held 1.90× the
+/// keys and values measured on 1M keys, against 1.29× when each window of
+/// 8,192 keys is written every 6th key first, then the next, … (the later
+/// passes rewrite the sparse leaves of the first, which leaves the first
+/// pass's segments under half live, so sled reclaims them).
+const COPY_WINDOW: usize = 8192;
+const COPY_STRIDE: usize = 6;
+
 impl Store {
     /// Compaction: copies every key of this store, in key order, into a fresh
     /// store at `dir` and returns it, flushed. The copy holds exactly this
@@ -107,9 +117,21 @@ impl Store {
         // Only written until it is reopened: a small cache, so that a copy
         // does not hold a second full one beside the live store's.
         let fresh = Store::open_cached(dir, self.inner.defaults, COPY_CACHE_BYTES)?;
-        for kv in self.tree().iter() {
-            let (k, v) = kv?;
-            fresh.tree().insert(k, v)?;
+        let mut window = Vec::with_capacity(COPY_WINDOW);
+        let mut keys = self.tree().iter();
+        loop {
+            window.clear();
+            for kv in keys.by_ref().take(COPY_WINDOW) {
+                window.push(kv?);
+            }
+            if window.is_empty() {
+                break;
+            }
+            for first in 0..COPY_STRIDE {
+                for (k, v) in window.iter().skip(first).step_by(COPY_STRIDE) {
+                    fresh.tree().insert(k, v.clone())?;
+                }
+            }
         }
         fresh.inner.db.flush()?;
         let per_session = fresh.size_on_disk() / self.stats().sessions.max(1);
@@ -285,7 +307,35 @@ pub fn keep_aside(root: &Path, old_dir: &Path) -> Result<PathBuf, StoreError> {
 
 #[cfg(test)]
 mod tests {
-    use super::outgrown;
+    use super::{outgrown, COPY_STRIDE, COPY_WINDOW};
+    use crate::store::Store;
+    use ledger_core::Defaults;
+
+    #[test]
+    fn a_copy_holds_every_key_and_value_whatever_order_it_writes_them_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("a"), Defaults::default()).unwrap();
+        // Two full windows and a part, none a multiple of the stride.
+        let n = 2 * COPY_WINDOW + COPY_STRIDE + 1;
+        for i in 0..n {
+            let k = format!("zraw{i:08}");
+            store
+                .tree()
+                .insert(k.as_bytes(), vec![i as u8; i % 700])
+                .unwrap();
+        }
+        let copy = store.copy_to(&dir.path().join("b")).unwrap();
+        let all = |s: &Store| -> Vec<(sled::IVec, sled::IVec)> {
+            s.tree()
+                .iter()
+                .map(Result::unwrap)
+                .filter(|(k, _)| k.as_ref() != crate::keys::COMPACTED)
+                .collect()
+        };
+        let (a, b) = (all(&store), all(&copy));
+        assert_eq!(a.iter().filter(|(k, _)| k.starts_with(b"zraw")).count(), n);
+        assert_eq!(a, b);
+    }
 
     #[test]
     fn a_store_is_due_a_compaction_once_it_outgrows_its_last_one() {
