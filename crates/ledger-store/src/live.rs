@@ -314,7 +314,7 @@ mod tests {
     #[test]
     fn a_copy_holds_every_key_and_value_whatever_order_it_writes_them_in() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("a"), Defaults::default()).unwrap();
+        let store = Store::open(dir.path().join("a"), Defaults::default()).unwrap();
         // Two full windows and a part, none a multiple of the stride.
         let n = 2 * COPY_WINDOW + COPY_STRIDE + 1;
         for i in 0..n {
