@@ -107,10 +107,18 @@ fn main() {
                 t.elapsed(),
                 copy.size_on_disk() / sessions as u64
             );
+            let cfp = copy.footprint().expect("footprint");
+            let ctotal: u64 = cfp.values().map(|v| v.1).sum();
+            println!(
+                "  the copy's live keys+values {} B/session (session records compressed with a {}-byte dictionary); by prefix, ingested · copy:",
+                ctotal / sessions as u64,
+                copy.record_dictionary_bytes().unwrap_or(0)
+            );
             for (prefix, (keys, bytes)) in fp {
                 println!(
-                    "    {prefix:<3} {keys:>9} keys {:>7} B/session",
-                    bytes / sessions as u64
+                    "    {prefix:<3} {keys:>9} keys {:>7} · {:>7} B/session",
+                    bytes / sessions as u64,
+                    cfp.get(&prefix).map_or(0, |c| c.1) / sessions as u64
                 );
             }
         }

@@ -27,6 +27,9 @@ pub const FORMAT: &[u8] = b"mformat";
 /// Bytes per session sled's files held right after the compaction that
 /// made this store (u64 BE); absent in a store never compacted.
 pub const COMPACTED: &[u8] = b"mcompacted";
+/// The zstd dictionary the store's compressed session records need (raw
+/// bytes); written by the compaction that made the store, absent otherwise.
+pub const DICT: &[u8] = b"mdict";
 
 /// `i64` → 8 bytes that sort like the signed value.
 pub fn ord_i64(v: i64) -> [u8; 8] {

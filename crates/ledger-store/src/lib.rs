@@ -8,7 +8,7 @@
 //!
 //! | prefix | key after the prefix | value |
 //! |---|---|---|
-//! | `s` | session id | [`StoredSession`], postcard |
+//! | `s` | session id | [`StoredSession`], postcard; as a compaction writes it (since format 10), zstd-compressed with the store's dictionary (`mdict`) behind a 0 byte |
 //! | `iu` | len+user id, chunk low bound | index chunk: entries sort(8), session id |
 //! | `ic` | len+client id, chunk low bound | index chunk: entries sort(8), session id |
 //! | `ia` | len+agent id, chunk low bound | index chunk: entries sort(8), session id |
@@ -27,6 +27,7 @@
 //! | `t` | SHA-256(session id)[..16] | marker of a purged or erased session: kept until, Unix ms, i64 BE ([`i64::MAX`]: erased, forever) |
 //! | `mformat` | — | [`FORMAT`], u64 BE |
 //! | `mcompacted` | — | bytes per session sled's files held right after the compaction that made this store, u64 BE (absent: never compacted) |
+//! | `mdict` | — | the zstd dictionary of the store's compressed session records, trained by the compaction that made the store on up to 20,000 of its records (absent: every record is plain) |
 //! | `mdrop` | partition(4) | a partition handed to another instance (sharded mode) whose sessions are being removed; empty |
 //!
 //! `sort` is the session's creation time (first-seen time while pending) in

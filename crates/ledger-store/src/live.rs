@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use crate::keys;
-use crate::store::{Store, StoreError};
+use crate::store::{RecordDict, Store, StoreError, DICT_SAMPLES};
 
 /// The file naming the live generation directory.
 pub const CURRENT: &str = "CURRENT";
@@ -104,10 +104,14 @@ const COPY_WINDOW: usize = 8192;
 const COPY_STRIDE: usize = 6;
 
 impl Store {
-    /// Compaction: copies every key of this store, in key order, into a fresh
-    /// store at `dir` and returns it, flushed. The copy holds exactly this
-    /// store's state, written sequentially with no old page versions: sled's
-    /// files at their smallest. Holds the write lock throughout (batches,
+    /// Compaction: copies every key of this store into a fresh store at
+    /// `dir` and returns it, flushed. The copy holds exactly this store's
+    /// state with no old page versions: sled's files at their smallest
+    /// (windows of keys written strided, [`COPY_STRIDE`]), and its session
+    /// records compressed with a dictionary trained on this store's records
+    /// (fewer than 1,000 sessions: plain). Records written to the copy
+    /// afterwards are plain: ingestion does not pay for compression, and the
+    /// next compaction packs them. Holds the write lock throughout (batches,
     /// purges and erasures wait; reads go on). Keys are inserted one by one,
     /// not in sled batches: sled's lock is one for the whole process, and a
     /// batch into the copy would stop the live store's readers too (nobody
@@ -117,12 +121,38 @@ impl Store {
         // Only written until it is reopened: a small cache, so that a copy
         // does not hold a second full one beside the live store's.
         let fresh = Store::open_cached(dir, self.inner.defaults, COPY_CACHE_BYTES)?;
+        // Session records are written compressed with a dictionary trained
+        // on the store's own (records compressed with this store's
+        // dictionary are unpacked first).
+        let mut samples = Vec::with_capacity(DICT_SAMPLES);
+        for kv in self.tree().scan_prefix(keys::SESSION).take(DICT_SAMPLES) {
+            let (k, v) = kv?;
+            samples.push(self.plain_session(&k, &v)?.into_owned());
+        }
+        let dict = RecordDict::train(&samples);
+        drop(samples);
+        let mut packer = dict.as_ref().map(RecordDict::packer).transpose()?;
+        if let Some(dict) = &dict {
+            fresh.tree().insert(keys::DICT, dict.raw())?;
+        }
         let mut window = Vec::with_capacity(COPY_WINDOW);
-        let mut keys = self.tree().iter();
+        let mut source = self.tree().iter();
         loop {
             window.clear();
-            for kv in keys.by_ref().take(COPY_WINDOW) {
-                window.push(kv?);
+            for kv in source.by_ref().take(COPY_WINDOW) {
+                let (k, v) = kv?;
+                let v = match &mut packer {
+                    Some(p) if k.starts_with(keys::SESSION) => {
+                        RecordDict::pack(p, self.plain_session(&k, &v)?.into_owned()).into()
+                    }
+                    // This store's dictionary is not the copy's.
+                    None if k.starts_with(keys::SESSION) => {
+                        self.plain_session(&k, &v)?.into_owned().into()
+                    }
+                    _ if k.as_ref() == keys::DICT => continue,
+                    _ => v,
+                };
+                window.push((k, v));
             }
             if window.is_empty() {
                 break;

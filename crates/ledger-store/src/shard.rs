@@ -80,7 +80,7 @@ impl Store {
             if !k.starts_with(keys::SESSION) {
                 break;
             }
-            let s: crate::StoredSession = crate::store::decode(&k, &v)?;
+            let s = self.decode_session(&k, &v)?;
             if due.len() >= limit {
                 next = Some(s.session.id);
                 break;

@@ -17,18 +17,20 @@ use crate::query::Filter;
 /// The on-disk layout this build reads and writes (the `m` format key).
 /// 2: index entries packed into chunks. 7: the newest history entries in
 /// the session record. 8: history chunks zstd-compressed. 9: change-log
-/// chunks zstd-compressed.
-pub const FORMAT: u64 = 9;
+/// chunks zstd-compressed. 10: session records written by a compaction
+/// zstd-compressed with a dictionary of the store's own.
+pub const FORMAT: u64 = 10;
 
 /// A file that exists while a store is being created, until its format
 /// key is on disk: a store found with it was never created.
 const CREATING: &str = "CREATING";
 
 /// Older formats this build opens as they are, marking them [`FORMAT`]
-/// (so older builds refuse them from then on): 7 and 8 differ only in
+/// (so older builds refuse them from then on): 7 to 9 differ only in
 /// history (7) and change-log (7, 8) chunks being plain, which
-/// [`unpacked`] still reads.
-const UPGRADES: &[u64] = &[7, 8];
+/// [`unpacked`] still reads, and in every session record being plain (7 to
+/// 9), which [`Store::decode_session`] still reads.
+const UPGRADES: &[u64] = &[7, 8, 9];
 
 /// First byte of a zstd-compressed chunk (history or change log). A plain
 /// chunk starts with its entry count (postcard varint, at least 1); the one
@@ -43,7 +45,105 @@ const CHUNK_LEVEL: i32 = 3;
 /// claiming more is an error, not an allocation.
 const UNPACKED_MAX: u64 = 64 << 20;
 
+/// First byte of a session record compressed with the store's dictionary
+/// ([`RecordDict`]). A plain record starts with its session id's length
+/// (postcard varint, at least 1: events without a session id are refused).
+pub(crate) const DICT_RECORD: u8 = 0;
+
+/// zstd level of dictionary-compressed session records (written once per
+/// compaction, read by every request).
+const RECORD_LEVEL: i32 = 3;
+
+/// Size of a store's record dictionary, bytes.
+const DICT_BYTES: usize = 32 * 1024;
+
+/// Session records a dictionary is trained on; with fewer than
+/// [`DICT_MIN_SAMPLES`] sessions a compaction writes plain records.
+pub(crate) const DICT_SAMPLES: usize = 20_000;
+pub(crate) const DICT_MIN_SAMPLES: usize = 1_000;
+
+/// Serial of each dictionary loaded in this process: tells a thread's
+/// cached decompression context which dictionary it holds.
+static DICT_SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// The zstd dictionary of a store's compressed session records. Session
+/// records are alike (the same fields, ids of the same shapes, the same
+/// event types in their history tails), so a dictionary trained on a
+/// store's own records compresses each one alone as if it were one of many.
+pub(crate) struct RecordDict {
+    serial: u64,
+    raw: Vec<u8>,
+}
+
+impl RecordDict {
+    pub(crate) fn new(raw: Vec<u8>) -> Self {
+        Self {
+            serial: DICT_SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            raw,
+        }
+    }
+
+    /// A dictionary trained on `samples` (plain session records); `None`
+    /// with too few of them, or when zstd cannot make one.
+    pub(crate) fn train(samples: &[Vec<u8>]) -> Option<Self> {
+        if samples.len() < DICT_MIN_SAMPLES {
+            return None;
+        }
+        zstd::dict::from_samples(samples, DICT_BYTES)
+            .ok()
+            .map(Self::new)
+    }
+
+    pub(crate) fn raw(&self) -> &[u8] {
+        &self.raw
+    }
+
+    /// A compressor of records with this dictionary (one per compaction).
+    pub(crate) fn packer(&self) -> Result<zstd::bulk::Compressor<'static>, StoreError> {
+        zstd::bulk::Compressor::with_dictionary(RECORD_LEVEL, &self.raw)
+            .map_err(|e| StoreError::Io(e.to_string()))
+    }
+
+    /// `plain` as stored: [`DICT_RECORD`] and its zstd frame, or `plain`
+    /// itself if that is no smaller.
+    pub(crate) fn pack(packer: &mut zstd::bulk::Compressor<'static>, plain: Vec<u8>) -> Vec<u8> {
+        match packer.compress(&plain) {
+            Ok(z) if z.len() + 1 < plain.len() => {
+                let mut out = Vec::with_capacity(z.len() + 1);
+                out.push(DICT_RECORD);
+                out.extend_from_slice(&z);
+                out
+            }
+            _ => plain,
+        }
+    }
+
+    /// The plain record behind a zstd frame `z` written with this dictionary.
+    fn unpack(&self, k: &[u8], z: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let size = zstd::zstd_safe::get_frame_content_size(z)
+            .ok()
+            .flatten()
+            .filter(|&n| n <= UNPACKED_MAX)
+            .ok_or_else(|| corrupt(k, "bad compressed record"))?;
+        DICT_UNPACKER.with(|d| {
+            let mut d = d.borrow_mut();
+            if d.as_ref().is_none_or(|(serial, _)| *serial != self.serial) {
+                let fresh = zstd::bulk::Decompressor::with_dictionary(&self.raw)
+                    .map_err(|e| corrupt(k, e))?;
+                *d = Some((self.serial, fresh));
+            }
+            let (_, d) = d.as_mut().expect("set above");
+            d.decompress(z, size as usize).map_err(|e| corrupt(k, e))
+        })
+    }
+}
+
 thread_local! {
+    /// A context holding one store's record dictionary, reused while the
+    /// thread reads that store (loading a 32 KiB dictionary costs more than
+    /// decompressing a record).
+    static DICT_UNPACKER: std::cell::RefCell<Option<(u64, zstd::bulk::Decompressor<'static>)>> =
+        const { std::cell::RefCell::new(None) };
     /// Contexts reused by the thread (making one costs more than packing a
     /// chunk: ~15 µs against ~5).
     static PACKER: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
@@ -322,6 +422,9 @@ pub(crate) struct Inner {
     pub(crate) epoch: tokio::sync::watch::Sender<u64>,
     /// Changes the feed read recently (shared by every reader).
     pub(crate) feed_cache: Mutex<crate::feed::FeedCache>,
+    /// The dictionary of the store's compressed session records, if a
+    /// compaction wrote any (read once at open; never changes).
+    pub(crate) dict: Option<RecordDict>,
 }
 
 /// A cheap-to-clone handle on the read models. Reads are concurrent; batches
@@ -471,6 +574,7 @@ impl Store {
                 .or_default()
                 .insert(p, decode_u64(&k, &v)? as i64);
         }
+        let dict = tree.get(keys::DICT)?.map(|v| RecordDict::new(v.to_vec()));
         let store = Self {
             inner: Arc::new(Inner {
                 dir: dir.to_path_buf(),
@@ -484,6 +588,7 @@ impl Store {
                 defaults,
                 epoch: tokio::sync::watch::Sender::new(0),
                 feed_cache: Mutex::default(),
+                dict,
             }),
         };
         // Only now, holding sled's lock on the live generation (no other
@@ -558,8 +663,41 @@ impl Store {
         let key = keys::session(id);
         match self.inner.tree.get(&key)? {
             None => Ok(None),
-            Some(v) => Ok(Some(decode(&key, &v)?)),
+            Some(v) => Ok(Some(self.decode_session(&key, &v)?)),
         }
+    }
+
+    /// A stored session record, plain or compressed with the store's
+    /// dictionary.
+    pub(crate) fn decode_session(&self, k: &[u8], v: &[u8]) -> Result<StoredSession, StoreError> {
+        match v.first() {
+            Some(&DICT_RECORD) => decode(k, &self.plain_session(k, v)?),
+            _ => decode(k, v),
+        }
+    }
+
+    /// The plain (postcard) bytes of a stored session record.
+    pub(crate) fn plain_session<'v>(
+        &self,
+        k: &[u8],
+        v: &'v [u8],
+    ) -> Result<std::borrow::Cow<'v, [u8]>, StoreError> {
+        match v.split_first() {
+            Some((&DICT_RECORD, z)) => match &self.inner.dict {
+                Some(dict) => Ok(dict.unpack(k, z)?.into()),
+                None => Err(corrupt(
+                    k,
+                    "a compressed record in a store without a dictionary",
+                )),
+            },
+            _ => Ok(v.into()),
+        }
+    }
+
+    /// Bytes of the store's session-record dictionary (`None`: every
+    /// record is plain).
+    pub fn record_dictionary_bytes(&self) -> Option<usize> {
+        self.inner.dict.as_ref().map(|d| d.raw.len())
     }
 
     /// A session by id.
@@ -746,7 +884,7 @@ impl Store {
     pub fn all_sessions(&self) -> impl Iterator<Item = Result<StoredSession, StoreError>> + '_ {
         self.inner.tree.scan_prefix(keys::SESSION).map(|kv| {
             let (k, v) = kv?;
-            decode(&k, &v)
+            self.decode_session(&k, &v)
         })
     }
 
@@ -972,14 +1110,69 @@ mod tests {
     };
 
     #[test]
-    fn change_log_chunks_are_packed_and_a_plain_one_of_format_8_still_reads() {
+    fn a_compressed_record_that_cannot_be_read_is_an_error_and_a_format_9_store_opens() {
         let events = ledger_gen::generate(ledger_gen::GenConfig {
-            sessions: 200,
-            events: 2_000,
+            sessions: 1_500,
+            events: 3_000,
             ..Default::default()
         });
         let dir = tempfile::tempdir().unwrap();
-        let store = super::Store::open(dir.path(), ledger_core::Defaults::default()).unwrap();
+        let store =
+            super::Store::open(dir.path().join("a"), ledger_core::Defaults::default()).unwrap();
+        load_one_partition(&store, &events);
+        // A format-9 store (every record plain) opens and is marked 10.
+        store
+            .tree()
+            .insert(crate::keys::FORMAT, &9u64.to_be_bytes()[..])
+            .unwrap();
+        store.flush().unwrap();
+        drop(store);
+        let store = super::Store::open_when_released(
+            dir.path().join("a"),
+            ledger_core::Defaults::default(),
+            std::time::Duration::from_secs(10),
+        )
+        .unwrap();
+        let format = store.tree().get(crate::keys::FORMAT).unwrap().unwrap();
+        assert_eq!(format.as_ref(), &super::FORMAT.to_be_bytes()[..]);
+        let id = events[0].session_id.clone();
+        let want = store.stored(&id).unwrap().unwrap();
+        // A plain record never starts with the compressed marker.
+        let plain = store
+            .tree()
+            .get(crate::keys::session(&id))
+            .unwrap()
+            .unwrap();
+        assert_ne!(plain[0], super::DICT_RECORD);
+        let copy = store.copy_to(&dir.path().join("b")).unwrap();
+        let key = crate::keys::session(&id);
+        let packed = copy.tree().get(&key).unwrap().unwrap();
+        assert_eq!(packed[0], super::DICT_RECORD);
+        assert!(
+            packed.len() * 2 < plain.len(),
+            "{} of {}",
+            packed.len(),
+            plain.len()
+        );
+        assert_eq!(copy.stored(&id).unwrap().unwrap(), want);
+        // Cut short, it is an error, not a panic.
+        copy.tree()
+            .insert(&key, &packed[..packed.len() / 2])
+            .unwrap();
+        assert!(matches!(
+            copy.stored(&id),
+            Err(super::StoreError::Corrupt { .. })
+        ));
+        // A compressed record in a store without a dictionary is an error.
+        store.tree().insert(&key, packed.to_vec()).unwrap();
+        assert!(matches!(
+            store.stored(&id),
+            Err(super::StoreError::Corrupt { .. })
+        ));
+    }
+
+    /// Applies `events` to `store` on one partition, in batches of 500.
+    fn load_one_partition(store: &super::Store, events: &[ledger_core::Event]) {
         for (i, part) in events.chunks(500).enumerate() {
             let records: Vec<super::Record> = part
                 .iter()
@@ -990,9 +1183,21 @@ mod tests {
                     offset: (i * 500 + j) as i64,
                 })
                 .collect();
-            let next = [(0, ((i + 1) * 500) as i64)];
+            let next = [(0, (i * 500 + part.len()) as i64)];
             store.apply_batch("t", &records, &next, 0).unwrap();
         }
+    }
+
+    #[test]
+    fn change_log_chunks_are_packed_and_a_plain_one_of_format_8_still_reads() {
+        let events = ledger_gen::generate(ledger_gen::GenConfig {
+            sessions: 200,
+            events: 2_000,
+            ..Default::default()
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let store = super::Store::open(dir.path(), ledger_core::Defaults::default()).unwrap();
+        load_one_partition(&store, &events);
         let want = store.changes(0, 0, usize::MAX).unwrap();
         assert!(want.len() > 1_000, "{}", want.len());
         // Each chunk is stored compressed, under half its plain size.

@@ -21,8 +21,8 @@ use crate::chunks::IndexChanges;
 use crate::keys;
 use crate::pace::{self, Pace};
 use crate::store::{
-    chunk_entries, chunk_of, decode, encode, packed, BatchReport, EventCounts, HistoryEntry,
-    Record, Store, StoreError, StoredSession, HISTORY_LEN, TAIL_MAX,
+    chunk_entries, chunk_of, encode, packed, BatchReport, EventCounts, HistoryEntry, Record, Store,
+    StoreError, StoredSession, HISTORY_LEN, TAIL_MAX,
 };
 
 /// One session's share of a batch, folded: what to write for it.
@@ -295,7 +295,7 @@ impl Store {
             .inner
             .tree
             .get(&key)?
-            .map(|v| decode::<StoredSession>(&key, &v))
+            .map(|v| self.decode_session(&key, &v))
             .transpose()?;
         // A purged or erased session stays gone: its events are dropped.
         if stored.is_none() && self.is_removed(id)? {

@@ -545,3 +545,88 @@ fn paced_writes_under_intermittent_reads_store_the_same() {
     }
     assert_eq!(store.offsets(TOPIC).unwrap(), next);
 }
+
+#[test]
+fn a_compaction_compresses_session_records_with_a_dictionary_of_the_stores_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = generate(GenConfig {
+        seed: 21,
+        sessions: 3_000,
+        events: 12_000,
+        ..Default::default()
+    });
+    let (first, rest) = events.split_at(9_000);
+    let store = Store::open(dir.path().join("a"), Defaults::default()).unwrap();
+    ingest(&store, first, 700);
+    assert_eq!(
+        store.record_dictionary_bytes(),
+        None,
+        "ingestion writes plain"
+    );
+    let copy = store.copy_to(&dir.path().join("b")).unwrap();
+    let dict = copy.record_dictionary_bytes().expect("a dictionary");
+    assert!(dict > 1_000 && dict <= 32 * 1024, "{dict} bytes");
+    // Session records take well under their plain size; nothing else moved.
+    let (plain, packed) = (store.footprint().unwrap(), copy.footprint().unwrap());
+    assert!(
+        packed["s"].1 * 10 < plain["s"].1 * 7,
+        "records: {} bytes compressed, {} plain",
+        packed["s"].1,
+        plain["s"].1
+    );
+    assert_eq!(packed["io"], plain["io"]);
+    // Every record, index entry, history and counter reads as before.
+    let all = |s: &Store| s.all_sessions().map(Result::unwrap).collect::<Vec<_>>();
+    assert_eq!(all(&copy), all(&store));
+    assert_eq!(copy.stats(), store.stats());
+    assert_eq!(
+        copy.index_entries().unwrap(),
+        store.index_entries().unwrap()
+    );
+    for s in all(&store).iter().step_by(97) {
+        let id = &s.session.id;
+        assert_eq!(copy.stored(id).unwrap().as_ref(), Some(s));
+        assert_eq!(copy.history(id).unwrap(), store.history(id).unwrap());
+    }
+    assert_eq!(copy.audit().unwrap(), Vec::<String>::new());
+    // Ingestion goes on on the copy (records it rewrites are plain again),
+    // and the result is the fold of every event.
+    ingest(&copy, rest, 700);
+    ingest(&store, rest, 700);
+    assert_eq!(all(&copy), all(&store));
+    let stored: BTreeMap<String, Session> = copy
+        .all_sessions()
+        .map(|s| s.map(|s| (s.session.id.clone(), s.session)).unwrap())
+        .collect();
+    assert_same(&stored, &fold(&events));
+    assert_eq!(copy.audit().unwrap(), Vec::<String>::new());
+    // A compaction of the copy trains a dictionary of its own from records
+    // compressed with the old one, and reads the same after a reopen.
+    let again = copy.copy_to(&dir.path().join("c")).unwrap();
+    assert!(again.record_dictionary_bytes().is_some());
+    drop(again);
+    let again = Store::open(dir.path().join("c"), Defaults::default()).unwrap();
+    assert_eq!(all(&again), all(&store));
+    assert_eq!(again.audit().unwrap(), Vec::<String>::new());
+}
+
+#[test]
+fn a_compaction_of_a_few_sessions_writes_plain_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = generate(GenConfig {
+        seed: 22,
+        sessions: 200,
+        events: 800,
+        ..Default::default()
+    });
+    let store = Store::open(dir.path().join("a"), Defaults::default()).unwrap();
+    ingest(&store, &events, 300);
+    let copy = store.copy_to(&dir.path().join("b")).unwrap();
+    assert_eq!(copy.record_dictionary_bytes(), None);
+    assert_eq!(
+        copy.footprint().unwrap()["s"],
+        store.footprint().unwrap()["s"]
+    );
+    let all = |s: &Store| s.all_sessions().map(Result::unwrap).collect::<Vec<_>>();
+    assert_eq!(all(&copy), all(&store));
+}
