@@ -102,6 +102,62 @@ fn peak_rss(pid: u32) -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
+/// The largest resident set of the process it is pointed at, by phase:
+/// `/proc/<pid>/status` `VmRSS` sampled every 200 ms on a thread of its own.
+struct RssWatch {
+    state: std::sync::Arc<std::sync::Mutex<Peaks>>,
+}
+
+/// The pid watched, the phase, and each phase's largest sample, bytes.
+type Peaks = (u32, &'static str, Vec<(&'static str, u64)>);
+
+impl RssWatch {
+    fn start() -> Self {
+        let state: std::sync::Arc<std::sync::Mutex<Peaks>> = Default::default();
+        let s = state.clone();
+        std::thread::spawn(move || loop {
+            let (pid, phase) = {
+                let g = s.lock().unwrap();
+                (g.0, g.1)
+            };
+            if pid != 0 && !phase.is_empty() {
+                let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
+                    .unwrap_or_default()
+                    .lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|kb| kb.parse::<u64>().ok())
+                    .map_or(0, |kb| kb * 1024);
+                let mut g = s.lock().unwrap();
+                if g.1 == phase {
+                    match g.2.iter_mut().find(|(p, _)| *p == phase) {
+                        Some((_, max)) => *max = (*max).max(rss),
+                        None => g.2.push((phase, rss)),
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        });
+        Self { state }
+    }
+
+    /// From now on, samples of `pid` count for `phase`.
+    fn phase(&self, pid: u32, phase: &'static str) {
+        let mut g = self.state.lock().unwrap();
+        g.0 = pid;
+        g.1 = phase;
+    }
+
+    /// `phase max MiB, …` in the order the phases came.
+    fn summary(&self) -> String {
+        let g = self.state.lock().unwrap();
+        g.2.iter()
+            .map(|(p, b)| format!("{p} {:.0}", *b as f64 / (1 << 20) as f64))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 /// CPU seconds (user + sys) a `/proc/.../stat` line reports, and the nice
 /// value it gives; clock ticks are 1/100 s (Linux's USER_HZ).
 fn stat_cpu(stat: &str) -> Option<(f64, i64)> {
@@ -224,11 +280,14 @@ fn main() {
     let data = work.path().join("data");
     let t0 = Instant::now();
     let server = common::serve(&brokers, &topic, &data, &extra);
+    let rss_watch = RssWatch::start();
+    rss_watch.phase(server.pid(), "first ingest");
     let secs_base = caught_up(&server.addr, base, t0);
     eprintln!("the ledger ingested {base} records in {secs_base:.1} s");
     let ingested_bytes = dir_size(&data);
     // Caught up, the ledger compacts a store whose files outgrew its data
     // (`[store] compact_when_grown`): let it finish before measuring.
+    rss_watch.phase(server.pid(), "its compaction");
     let compaction = compacted(&server.addr, Duration::from_secs(30));
     drop(server);
     let compacted_bytes = dir_size(&data);
@@ -257,6 +316,7 @@ end
     // Cold and idle: a restarted ledger with nothing to ingest, so that the
     // cost of a cold cache is told apart from the cost of ingesting.
     let server = common::serve(&brokers, &topic, &data, &extra);
+    rss_watch.phase(server.pid(), "cold idle");
     let c0 = Cpu::now(server.pid(), broker_pid);
     let (cold_get, cold_list) = phase(&server.addr, &get, &list, secs);
     let cold_cpu = Cpu::now(server.pid(), broker_pid).since(c0);
@@ -269,15 +329,19 @@ end
     // Catch-up: the ledger restarts behind the backlog, readers start at once.
     let t0 = Instant::now();
     let server = common::serve(&brokers, &topic, &data, &extra);
+    rss_watch.phase(server.pid(), "during");
     let c0 = Cpu::now(server.pid(), broker_pid);
     let (during_get, during_list) = phase(&server.addr, &get, &list, secs);
     let during_cpu = Cpu::now(server.pid(), broker_pid).since(c0);
     let in_phase = applied(&server.addr).saturating_sub(base);
+    rss_watch.phase(server.pid(), "rest of catch-up");
     let secs_catch_up = caught_up(&server.addr, total, t0);
     // Caught up, the ledger may compact (its files outgrew its data): the
     // after phase measures the steady state, once that is done.
+    rss_watch.phase(server.pid(), "compaction");
     let after_compaction = compacted(&server.addr, Duration::from_secs(15));
     // After: idle ingestion, the same readers.
+    rss_watch.phase(server.pid(), "after");
     let c0 = Cpu::now(server.pid(), broker_pid);
     let (after_get, after_list) = phase(&server.addr, &get, &list, secs);
     let after_cpu = Cpu::now(server.pid(), broker_pid).since(c0);
@@ -355,6 +419,27 @@ end
         },
         rss as f64 / (1 << 20) as f64
     );
+    println!("largest RSS sampled by phase, MiB: {}", rss_watch.summary());
+    // What the store holds, by key prefix (live keys and values; sled's
+    // files hold more: page versions, half-live segments).
+    match ledger_store::Store::open(&data, ledger_core::Defaults::default())
+        .and_then(|s| s.footprint())
+    {
+        Ok(fp) => {
+            let total: u64 = fp.values().map(|v| v.1).sum();
+            let parts: Vec<String> = fp
+                .iter()
+                .filter(|(_, (_, bytes))| bytes / stored as u64 > 0)
+                .map(|(p, (_, bytes))| format!("{p} {}", bytes / stored as u64))
+                .collect();
+            println!(
+                "store's live keys and values: {} bytes/session ({})",
+                total / stored as u64,
+                parts.join(", ")
+            );
+        }
+        Err(e) => println!("store's live keys and values: not read ({e})"),
+    }
     if started {
         common::stop_broker(work.path());
     }

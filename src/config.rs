@@ -156,6 +156,9 @@ pub struct StoreSection {
     pub compact_when_grown: f64,
     /// No size-triggered compaction below this many MiB on disk.
     pub compact_floor_mb: u64,
+    /// sled's page cache, MiB (counted in serialized bytes: the process
+    /// holds more). At least 16.
+    pub cache_mb: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -359,6 +362,7 @@ impl Default for StoreSection {
             compact_every_ms: 86_400_000,
             compact_when_grown: 2.0,
             compact_floor_mb: 256,
+            cache_mb: ledger_store::CACHE_BYTES >> 20,
         }
     }
 }
@@ -407,6 +411,12 @@ impl Config {
         if !(grown == 0.0 || (1.5..=1e6).contains(&grown)) {
             anyhow::bail!(
                 "store.compact_when_grown is {grown}: it must be 0 (never) or at least 1.5"
+            );
+        }
+        if self.store.cache_mb < 16 {
+            anyhow::bail!(
+                "store.cache_mb is {}: it must be at least 16",
+                self.store.cache_mb
             );
         }
         let c = &self.cluster;
@@ -491,5 +501,16 @@ mod tests {
                 "{bad}: {err:#}"
             );
         }
+    }
+
+    #[test]
+    fn the_store_cache_is_read_and_refused_below_16_mib() {
+        assert_eq!(load("").unwrap().store.cache_mb, 256);
+        assert_eq!(
+            load("[store]\ncache_mb = 1024\n").unwrap().store.cache_mb,
+            1024
+        );
+        let err = load("[store]\ncache_mb = 8\n").unwrap_err();
+        assert!(format!("{err:#}").contains("store.cache_mb"), "{err:#}");
     }
 }

@@ -31,6 +31,8 @@ fn settings(c: &Common) -> anyhow::Result<Config> {
     if let Some(d) = &c.data_dir {
         cfg.store.path = d.clone();
     }
+    // Every store this process opens from here on.
+    ledger_store::set_cache_bytes(cfg.store.cache_mb.saturating_mul(1 << 20));
     Ok(cfg)
 }
 

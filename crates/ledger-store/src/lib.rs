@@ -68,7 +68,7 @@ pub use past::{Past, Step};
 pub use query::{encode_cursor, Filter, Order, Page, Start};
 pub use retention::{EraseReport, PurgeReport, Retention};
 pub use store::{
-    BatchReport, EventCounts, HistoryBase, HistoryEntry, Record, Stats, Store, StoreError,
-    StoredSession, FORMAT, HISTORY_LEN, TAIL_MAX,
+    set_cache_bytes, BatchReport, EventCounts, HistoryBase, HistoryEntry, Record, Stats, Store,
+    StoreError, StoredSession, CACHE_BYTES, FORMAT, HISTORY_LEN, TAIL_MAX,
 };
 pub use write::{QUIET_PART, WRITE_PART};

@@ -434,8 +434,20 @@ pub struct Store {
     pub(crate) inner: Arc<Inner>,
 }
 
-/// sled's page cache of an open store, bytes.
-pub(crate) const CACHE_BYTES: u64 = 512 * 1024 * 1024;
+/// sled's page cache of a store opened with [`Store::open`], bytes, unless
+/// [`set_cache_bytes`] says otherwise.
+pub const CACHE_BYTES: u64 = 256 * 1024 * 1024;
+
+static CACHE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(CACHE_BYTES);
+
+/// Sets the page cache, bytes, of every store [`Store::open`] opens from now
+/// on in this process (the live store, and the generations rebuilds and
+/// compactions switch to). sled counts its cache in serialized bytes; the
+/// process holds more (decoded pages), and a compaction, which reads every
+/// page of the live store, fills it.
+pub fn set_cache_bytes(bytes: u64) {
+    CACHE.store(bytes, std::sync::atomic::Ordering::Relaxed);
+}
 
 impl Store {
     /// Opens (or creates) the store in `dir` with the given timeout defaults;
@@ -447,7 +459,11 @@ impl Store {
     /// creation — is refused with [`StoreError::Damaged`] (the way out is a
     /// rebuild), never silently re-ingested from offset 0.
     pub fn open(dir: impl AsRef<Path>, defaults: Defaults) -> Result<Self, StoreError> {
-        Self::open_cached(dir, defaults, CACHE_BYTES)
+        Self::open_cached(
+            dir,
+            defaults,
+            CACHE.load(std::sync::atomic::Ordering::Relaxed),
+        )
     }
 
     /// [`Store::open`] with sled's page cache at `cache_bytes`.
