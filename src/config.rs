@@ -110,6 +110,10 @@ pub struct KafkaSection {
     /// above 0, HTTP readers run first when both want the CPU. `0` = the
     /// process's own priority.
     pub nice: i32,
+    /// Linux: ingestion runs under `SCHED_IDLE` besides its nice value: it
+    /// gets a core only when no reader wants it, and a reader waking up
+    /// takes the core from it at once.
+    pub sched_idle: bool,
     /// While HTTP requests are being answered, ingestion's store writes
     /// take at most this share of wall time (0 < share ≤ 1; 1 = no pacing):
     /// reads first, and a backlog still advances at this share of its speed.
@@ -132,6 +136,7 @@ impl KafkaSection {
                 .then(|| Duration::from_millis(self.skip_unfetchable_after_ms)),
             ownership: None,
             nice: self.nice,
+            sched_idle: self.sched_idle,
             // Paced once `serve` has its readers' load to pace against.
             pace: ledger_store::Pace::none(),
         }
@@ -349,6 +354,7 @@ impl Default for KafkaSection {
             stall_after_ms: ms(d.stall_after),
             skip_unfetchable_after_ms: d.skip_unfetchable_after.map_or(0, ms),
             nice: d.nice,
+            sched_idle: d.sched_idle,
             write_share: ledger_store::pace::DEFAULT_SHARE,
         }
     }

@@ -62,6 +62,11 @@ pub struct IngestConfig {
     /// fold's workers, the consumer's): above 0, readers on the same cores
     /// run first while a backlog is caught up. Linux only; 0 leaves it.
     pub nice: i32,
+    /// Run the ingest thread and the threads it starts under Linux's
+    /// `SCHED_IDLE`: they get a core only when no other thread wants it, and
+    /// a reader waking up takes the core from them at once (a nice value
+    /// only weighs their share; a reader may wait out their time slice).
+    pub sched_idle: bool,
     /// How decoding and the store writes give way to reads being served
     /// (`ledger_store::pace`); unpaced by default.
     pub pace: ledger_store::Pace,
@@ -70,9 +75,23 @@ pub struct IngestConfig {
 /// Records decoded between two pacing checks while a batch fills.
 const PACE_EVERY: usize = 1_000;
 
-/// Sets the calling thread's nice value (on Linux a thread's own; threads it
-/// starts inherit it). A failure is logged: priority is an optimisation.
-pub(crate) fn lower_priority(nice: i32) {
+/// Sets the calling thread's scheduling: `SCHED_IDLE` if `idle`, and its
+/// nice value (on Linux both are a thread's own; threads it starts inherit
+/// them). A failure is logged: priority is an optimisation.
+pub(crate) fn lower_priority(nice: i32, idle: bool) {
+    #[cfg(target_os = "linux")]
+    if idle {
+        use thread_priority::{
+            set_thread_priority_and_policy, thread_native_id, NormalThreadSchedulePolicy,
+            ThreadPriority, ThreadSchedulePolicy,
+        };
+        let policy = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
+        if let Err(e) =
+            set_thread_priority_and_policy(thread_native_id(), ThreadPriority::Min, policy)
+        {
+            tracing::warn!(error = ?e, "could not run the ingest thread under SCHED_IDLE");
+        }
+    }
     if nice == 0 {
         return;
     }
@@ -129,6 +148,7 @@ impl IngestConfig {
             skip_unfetchable_after: Some(Duration::from_secs(120)),
             ownership: None,
             nice: 10,
+            sched_idle: false,
             pace: ledger_store::Pace::none(),
         }
     }
@@ -400,7 +420,7 @@ impl Ingestor {
         let thread = std::thread::Builder::new()
             .name("ingest".into())
             .spawn(move || {
-                lower_priority(self.cfg.nice);
+                lower_priority(self.cfg.nice, self.cfg.sched_idle);
                 let r = self.run(&s, &p, &tx);
                 up.set(0);
                 if let Err(e) = &r {
@@ -1178,7 +1198,7 @@ mod tests {
         let before = own_nice();
         // 19, the lowest priority: allowed whatever the test runs at.
         let (mine, inner) = std::thread::spawn(|| {
-            super::lower_priority(19);
+            super::lower_priority(19, false);
             let inner = std::thread::spawn(own_nice).join().unwrap();
             (own_nice(), inner)
         })
@@ -1187,5 +1207,31 @@ mod tests {
         assert_eq!((mine, inner), (19, 19));
         // Only the thread that asked (and what it starts) runs lower.
         assert_eq!(own_nice(), before);
+    }
+
+    /// The calling thread's scheduling policy (`/proc` stat field 41).
+    #[cfg(target_os = "linux")]
+    fn own_policy() -> u32 {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        rest.split(' ').nth(38).unwrap().parse().unwrap()
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn ingestion_can_run_under_sched_idle_and_its_threads_inherit_it() {
+        const SCHED_OTHER: u32 = 0;
+        const SCHED_IDLE: u32 = 5;
+        let before = own_policy();
+        assert_eq!(before, SCHED_OTHER);
+        let (mine, inner, nice) = std::thread::spawn(|| {
+            super::lower_priority(19, true);
+            let inner = std::thread::spawn(own_policy).join().unwrap();
+            (own_policy(), inner, own_nice())
+        })
+        .join()
+        .unwrap();
+        assert_eq!((mine, inner, nice), (SCHED_IDLE, SCHED_IDLE, 19));
+        assert_eq!(own_policy(), before);
     }
 }

@@ -153,7 +153,7 @@ impl Rebuilder {
         std::thread::spawn(move || {
             // A rebuild is ingestion's work: readers come first (a copy of
             // 1M sessions takes ~30 s of a core).
-            crate::ingest::lower_priority(me.cfg.nice);
+            crate::ingest::lower_priority(me.cfg.nice, me.cfg.sched_idle);
             let started = Instant::now();
             let result = match source {
                 Source::Topic => me.replay(keep_old),

@@ -100,8 +100,16 @@ fn main() {
                 total / sessions as u64
             );
             let compact = tempfile::tempdir().expect("tempdir");
+            let before = rss();
             let t = Instant::now();
             let copy = store.copy_to(compact.path()).expect("compaction");
+            println!(
+                "  RSS before the compaction {} MiB (peak {}), after {} MiB (peak {})",
+                before.0 >> 20,
+                before.1 >> 20,
+                rss().0 >> 20,
+                rss().1 >> 20
+            );
             println!(
                 "  after a compaction (as `serve` runs every `store.compact_every_ms`, {:.1?}): {} B/session on disk",
                 t.elapsed(),
@@ -129,4 +137,19 @@ fn main() {
         "store path (fold + sled): median {:.0} events/s over {runs} runs",
         rates[rates.len() / 2]
     );
+}
+
+/// This process's resident set now and at its peak, bytes (Linux; 0
+/// elsewhere).
+fn rss() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
 }

@@ -90,8 +90,11 @@ impl LiveStore {
     }
 }
 
-/// sled's page cache of a compaction copy while it is written, bytes.
-const COPY_CACHE_BYTES: u64 = 32 * 1024 * 1024;
+/// sled's page cache of a compaction copy while it is written, bytes. sled
+/// counts it loosely while pages are being created: a copy of 1M sessions
+/// grew the process by 122 MiB with 32 MiB, 32 MiB with 8 and nothing
+/// measurable with 4, in the same time (the store bench, 2026-12-07).
+const COPY_CACHE_BYTES: u64 = 4 * 1024 * 1024;
 
 /// Keys a copy reads ahead, and the stride it writes them in. sled's files
 /// keep every segment that is more than half live, and a tree written in key
