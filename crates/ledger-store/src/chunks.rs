@@ -40,10 +40,13 @@ fn covering(
         .transpose()?)
 }
 
-/// Decodes a chunk value into its entries.
+/// Decodes a chunk value into its entries: plain, or zstd-compressed
+/// behind a 0 byte as a compaction writes it (a plain chunk starts with its
+/// first entry's length, never 0).
 pub(crate) fn decode(key: &[u8], v: &[u8]) -> Result<Vec<Vec<u8>>, StoreError> {
+    let plain = crate::store::unpacked(key, v)?;
     let mut out = Vec::new();
-    let mut rest = v;
+    let mut rest = &plain[..];
     while !rest.is_empty() {
         let (len, used) = read_varint(rest).ok_or_else(|| corrupt(key, "bad chunk length"))?;
         rest = &rest[used..];
@@ -464,8 +467,14 @@ mod tests {
 
     #[test]
     fn chunk_values_round_trip() {
-        let entries = vec![vec![], vec![1u8; 5], vec![7u8; 300]];
+        // Index entries are never empty (a sort key and a session id at
+        // least), so a plain chunk never starts with the packed marker 0.
+        let entries = vec![vec![3u8], vec![1u8; 5], vec![7u8; 300]];
         assert_eq!(decode(b"k", &encode(&entries)).unwrap(), entries);
+        let packed = crate::store::packed(encode(&entries));
+        assert_eq!(packed[0], 0);
+        assert_eq!(decode(b"k", &packed).unwrap(), entries);
+        assert!(decode(b"k", &packed[..packed.len() / 2]).is_err());
         assert!(decode(b"k", &[0x85, 1]).is_err());
         assert!(decode(b"k", &[0xff, 0xff, 0xff, 0xff, 0xff]).is_err());
     }

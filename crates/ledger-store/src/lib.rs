@@ -33,6 +33,10 @@
 //! `sort` is the session's creation time (first-seen time while pending) in
 //! Unix ms, an `i64` with its sign bit flipped so it orders as unsigned.
 //!
+//! Index chunks are stored plain, or zstd-compressed behind a 0 byte as a
+//! compaction writes them (since format 10; a plain chunk starts with its
+//! first entry's length, never 0).
+//!
 //! Index entries are packed into sorted chunks of at most
 //! [`CHUNK_MAX`] entries, one sled key per chunk (the `chunks` module): a batch
 //! writes each chunk it changes once, instead of one key per entry. The

@@ -110,10 +110,10 @@ impl Store {
     /// Compaction: copies every key of this store into a fresh store at
     /// `dir` and returns it, flushed. The copy holds exactly this store's
     /// state with no old page versions: sled's files at their smallest
-    /// (windows of keys written strided, [`COPY_STRIDE`]), and its session
+    /// (windows of keys written strided, [`COPY_STRIDE`]), its session
     /// records compressed with a dictionary trained on this store's records
-    /// (fewer than 1,000 sessions: plain). Records written to the copy
-    /// afterwards are plain: ingestion does not pay for compression, and the
+    /// (fewer than 1,000 sessions: plain) and its index chunks compressed
+    /// one by one. Records and chunks written to the copy afterwards are plain: ingestion does not pay for compression, and the
     /// next compaction packs them. Holds the write lock throughout (batches,
     /// purges and erasures wait; reads go on). Keys are inserted one by one,
     /// not in sled batches: sled's lock is one for the whole process, and a
@@ -153,6 +153,10 @@ impl Store {
                         self.plain_session(&k, &v)?.into_owned().into()
                     }
                     _ if k.as_ref() == keys::DICT => continue,
+                    // Index chunks too, each alone (no dictionary).
+                    _ if k.starts_with(keys::INDEX) => {
+                        crate::store::packed(crate::store::unpacked(&k, &v)?.into_owned()).into()
+                    }
                     _ => v,
                 };
                 window.push((k, v));

@@ -18,7 +18,8 @@ use crate::query::Filter;
 /// 2: index entries packed into chunks. 7: the newest history entries in
 /// the session record. 8: history chunks zstd-compressed. 9: change-log
 /// chunks zstd-compressed. 10: session records written by a compaction
-/// zstd-compressed with a dictionary of the store's own.
+/// zstd-compressed with a dictionary of the store's own, and its index
+/// chunks zstd-compressed.
 pub const FORMAT: u64 = 10;
 
 /// A file that exists while a store is being created, until its format
