@@ -93,10 +93,16 @@ fn finish_wrk(child: Child) -> Figures {
 
 /// Peak resident set of a process, bytes (`VmHWM`).
 fn peak_rss(pid: u32) -> u64 {
+    status_bytes(pid, "VmHWM:")
+}
+
+/// A size `field` of `/proc/<pid>/status` (`VmRSS:`, `VmHWM:`), bytes; 0 if
+/// unreadable.
+fn status_bytes(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
         .lines()
-        .find(|l| l.starts_with("VmHWM:"))
+        .find(|l| l.starts_with(field))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|kb| kb.parse::<u64>().ok())
         .map_or(0, |kb| kb * 1024)
@@ -121,13 +127,7 @@ impl RssWatch {
                 (g.0, g.1)
             };
             if pid != 0 && !phase.is_empty() {
-                let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
-                    .unwrap_or_default()
-                    .lines()
-                    .find(|l| l.starts_with("VmRSS:"))
-                    .and_then(|l| l.split_whitespace().nth(1))
-                    .and_then(|kb| kb.parse::<u64>().ok())
-                    .map_or(0, |kb| kb * 1024);
+                let rss = status_bytes(pid, "VmRSS:");
                 let mut g = s.lock().unwrap();
                 if g.1 == phase {
                     match g.2.iter_mut().find(|(p, _)| *p == phase) {

@@ -1182,14 +1182,23 @@ fn dead_letter(m: &BorrowedMessage<'_>, topic: &str, reason: &str) -> RawRecord 
 
 #[cfg(test)]
 mod tests {
-    /// The nice value of the calling thread (`/proc/thread-self/stat`,
-    /// field 19).
+    /// Field `n` (1-based, as `proc(5)` numbers them; at least 3) of the
+    /// calling thread's `/proc/thread-self/stat`.
+    #[cfg(target_os = "linux")]
+    fn own_stat<T: std::str::FromStr>(n: usize) -> T
+    where
+        T::Err: std::fmt::Debug,
+    {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+        // Fields after the command name (field 2), which is in parentheses.
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        rest.split(' ').nth(n - 3).unwrap().parse().unwrap()
+    }
+
+    /// The nice value of the calling thread.
     #[cfg(target_os = "linux")]
     fn own_nice() -> i32 {
-        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
-        // Fields after the command name, which is in parentheses.
-        let rest = &stat[stat.rfind(')').unwrap() + 2..];
-        rest.split(' ').nth(16).unwrap().parse().unwrap()
+        own_stat(19)
     }
 
     #[cfg(target_os = "linux")]
@@ -1209,12 +1218,10 @@ mod tests {
         assert_eq!(own_nice(), before);
     }
 
-    /// The calling thread's scheduling policy (`/proc` stat field 41).
+    /// The calling thread's scheduling policy.
     #[cfg(target_os = "linux")]
     fn own_policy() -> u32 {
-        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
-        let rest = &stat[stat.rfind(')').unwrap() + 2..];
-        rest.split(' ').nth(38).unwrap().parse().unwrap()
+        own_stat(41)
     }
 
     #[cfg(target_os = "linux")]

@@ -113,8 +113,9 @@ impl Store {
     /// (windows of keys written strided, [`COPY_STRIDE`]), its session
     /// records compressed with a dictionary trained on this store's records
     /// (fewer than 1,000 sessions: plain) and its index chunks compressed
-    /// one by one. Records and chunks written to the copy afterwards are plain: ingestion does not pay for compression, and the
-    /// next compaction packs them. Holds the write lock throughout (batches,
+    /// one by one. Records and chunks written to the copy afterwards are
+    /// plain: ingestion does not pay for compression, and the next
+    /// compaction packs them. Holds the write lock throughout (batches,
     /// purges and erasures wait; reads go on). Keys are inserted one by one,
     /// not in sled batches: sled's lock is one for the whole process, and a
     /// batch into the copy would stop the live store's readers too (nobody
@@ -144,20 +145,21 @@ impl Store {
             window.clear();
             for kv in source.by_ref().take(COPY_WINDOW) {
                 let (k, v) = kv?;
-                let v = match &mut packer {
-                    Some(p) if k.starts_with(keys::SESSION) => {
-                        RecordDict::pack(p, self.plain_session(&k, &v)?.into_owned()).into()
+                let v = if k.starts_with(keys::SESSION) {
+                    // Unpacked with this store's dictionary, packed with the
+                    // copy's (or plain, with none).
+                    let plain = self.plain_session(&k, &v)?.into_owned();
+                    match &mut packer {
+                        Some(p) => RecordDict::pack(p, plain).into(),
+                        None => plain.into(),
                     }
-                    // This store's dictionary is not the copy's.
-                    None if k.starts_with(keys::SESSION) => {
-                        self.plain_session(&k, &v)?.into_owned().into()
-                    }
-                    _ if k.as_ref() == keys::DICT => continue,
+                } else if k.starts_with(keys::INDEX) {
                     // Index chunks too, each alone (no dictionary).
-                    _ if k.starts_with(keys::INDEX) => {
-                        crate::store::packed(crate::store::unpacked(&k, &v)?.into_owned()).into()
-                    }
-                    _ => v,
+                    crate::store::packed(crate::store::unpacked(&k, &v)?.into_owned()).into()
+                } else if k.as_ref() == keys::DICT {
+                    continue;
+                } else {
+                    v
                 };
                 window.push((k, v));
             }

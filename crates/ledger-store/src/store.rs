@@ -33,9 +33,14 @@ const CREATING: &str = "CREATING";
 /// 9), which [`Store::decode_session`] still reads.
 const UPGRADES: &[u64] = &[7, 8, 9];
 
-/// First byte of a zstd-compressed chunk (history or change log). A plain
-/// chunk starts with its entry count (postcard varint, at least 1); the one
-/// plain history chunk starting with 0 holds nothing and is that byte alone.
+/// First byte of a zstd-compressed value: a history, change-log or index
+/// chunk, or a session record a compaction wrote (with the store's
+/// dictionary, [`RecordDict`]). A plain history or change-log chunk starts
+/// with its entry count (postcard varint, at least 1; the one plain history
+/// chunk starting with 0 holds nothing and is that byte alone), a plain
+/// index chunk with its first entry's length (entries are never empty), a
+/// plain session record with its id's length (events without a session id
+/// are refused).
 const ZSTD_CHUNK: u8 = 0;
 
 /// zstd level of packed chunks: each is written once (a change-log chunk
@@ -45,11 +50,6 @@ const CHUNK_LEVEL: i32 = 3;
 /// Largest plain chunk [`unpacked`] accepts, bytes: a damaged frame
 /// claiming more is an error, not an allocation.
 const UNPACKED_MAX: u64 = 64 << 20;
-
-/// First byte of a session record compressed with the store's dictionary
-/// ([`RecordDict`]). A plain record starts with its session id's length
-/// (postcard varint, at least 1: events without a session id are refused).
-pub(crate) const DICT_RECORD: u8 = 0;
 
 /// zstd level of dictionary-compressed session records (written once per
 /// compaction, read by every request).
@@ -105,27 +105,15 @@ impl RecordDict {
             .map_err(|e| StoreError::Io(e.to_string()))
     }
 
-    /// `plain` as stored: [`DICT_RECORD`] and its zstd frame, or `plain`
-    /// itself if that is no smaller.
+    /// `plain` as stored: behind [`ZSTD_CHUNK`], compressed with this
+    /// dictionary, or `plain` itself if that is no smaller.
     pub(crate) fn pack(packer: &mut zstd::bulk::Compressor<'static>, plain: Vec<u8>) -> Vec<u8> {
-        match packer.compress(&plain) {
-            Ok(z) if z.len() + 1 < plain.len() => {
-                let mut out = Vec::with_capacity(z.len() + 1);
-                out.push(DICT_RECORD);
-                out.extend_from_slice(&z);
-                out
-            }
-            _ => plain,
-        }
+        marked(packer.compress(&plain).ok(), plain)
     }
 
     /// The plain record behind a zstd frame `z` written with this dictionary.
     fn unpack(&self, k: &[u8], z: &[u8]) -> Result<Vec<u8>, StoreError> {
-        let size = zstd::zstd_safe::get_frame_content_size(z)
-            .ok()
-            .flatten()
-            .filter(|&n| n <= UNPACKED_MAX)
-            .ok_or_else(|| corrupt(k, "bad compressed record"))?;
+        let size = frame_size(k, z)?;
         DICT_UNPACKER.with(|d| {
             let mut d = d.borrow_mut();
             if d.as_ref().is_none_or(|(serial, _)| *serial != self.serial) {
@@ -134,7 +122,7 @@ impl RecordDict {
                 *d = Some((self.serial, fresh));
             }
             let (_, d) = d.as_mut().expect("set above");
-            d.decompress(z, size as usize).map_err(|e| corrupt(k, e))
+            d.decompress(z, size).map_err(|e| corrupt(k, e))
         })
     }
 }
@@ -687,10 +675,7 @@ impl Store {
     /// A stored session record, plain or compressed with the store's
     /// dictionary.
     pub(crate) fn decode_session(&self, k: &[u8], v: &[u8]) -> Result<StoredSession, StoreError> {
-        match v.first() {
-            Some(&DICT_RECORD) => decode(k, &self.plain_session(k, v)?),
-            _ => decode(k, v),
-        }
+        decode(k, &self.plain_session(k, v)?)
     }
 
     /// The plain (postcard) bytes of a stored session record.
@@ -700,7 +685,7 @@ impl Store {
         v: &'v [u8],
     ) -> Result<std::borrow::Cow<'v, [u8]>, StoreError> {
         match v.split_first() {
-            Some((&DICT_RECORD, z)) => match &self.inner.dict {
+            Some((&ZSTD_CHUNK, z)) => match &self.inner.dict {
                 Some(dict) => Ok(dict.unpack(k, z)?.into()),
                 None => Err(corrupt(
                     k,
@@ -1079,6 +1064,12 @@ pub(crate) fn packed(plain: Vec<u8>) -> Vec<u8> {
         }
         c.as_mut()?.compress(&plain).ok()
     });
+    marked(z, plain)
+}
+
+/// The zstd frame `z` behind [`ZSTD_CHUNK`] if that is smaller than
+/// `plain`, else `plain`.
+fn marked(z: Option<Vec<u8>>, plain: Vec<u8>) -> Vec<u8> {
     match z {
         Some(z) if z.len() + 1 < plain.len() => {
             let mut out = Vec::with_capacity(z.len() + 1);
@@ -1090,6 +1081,17 @@ pub(crate) fn packed(plain: Vec<u8>) -> Vec<u8> {
     }
 }
 
+/// The plain size the zstd frame `z` stored under `k` declares; a damaged
+/// frame, or one claiming over [`UNPACKED_MAX`], is an error.
+fn frame_size(k: &[u8], z: &[u8]) -> Result<usize, StoreError> {
+    zstd::zstd_safe::get_frame_content_size(z)
+        .ok()
+        .flatten()
+        .filter(|&n| n <= UNPACKED_MAX)
+        .map(|n| n as usize)
+        .ok_or_else(|| corrupt(k, "bad compressed value"))
+}
+
 /// The plain bytes of a chunk [`packed`] stored under `k`.
 pub(crate) fn unpacked<'a>(
     k: &[u8],
@@ -1098,18 +1100,14 @@ pub(crate) fn unpacked<'a>(
     let Some((&ZSTD_CHUNK, z)) = v.split_first().filter(|(_, z)| !z.is_empty()) else {
         return Ok(std::borrow::Cow::Borrowed(v));
     };
-    let size = zstd::zstd_safe::get_frame_content_size(z)
-        .ok()
-        .flatten()
-        .filter(|&n| n <= UNPACKED_MAX)
-        .ok_or_else(|| corrupt(k, "bad compressed chunk"))?;
+    let size = frame_size(k, z)?;
     UNPACKER.with(|d| {
         let mut d = d.borrow_mut();
         if d.is_none() {
             *d = Some(zstd::bulk::Decompressor::new().map_err(|e| corrupt(k, e))?);
         }
         let d = d.as_mut().expect("set above");
-        d.decompress(z, size as usize)
+        d.decompress(z, size)
             .map(std::borrow::Cow::Owned)
             .map_err(|e| corrupt(k, e))
     })
@@ -1138,20 +1136,7 @@ mod tests {
             super::Store::open(dir.path().join("a"), ledger_core::Defaults::default()).unwrap();
         load_one_partition(&store, &events);
         // A format-9 store (every record plain) opens and is marked 10.
-        store
-            .tree()
-            .insert(crate::keys::FORMAT, &9u64.to_be_bytes()[..])
-            .unwrap();
-        store.flush().unwrap();
-        drop(store);
-        let store = super::Store::open_when_released(
-            dir.path().join("a"),
-            ledger_core::Defaults::default(),
-            std::time::Duration::from_secs(10),
-        )
-        .unwrap();
-        let format = store.tree().get(crate::keys::FORMAT).unwrap().unwrap();
-        assert_eq!(format.as_ref(), &super::FORMAT.to_be_bytes()[..]);
+        let store = reopened_as(store, &dir.path().join("a"), 9);
         let id = events[0].session_id.clone();
         let want = store.stored(&id).unwrap().unwrap();
         // A plain record never starts with the compressed marker.
@@ -1160,11 +1145,11 @@ mod tests {
             .get(crate::keys::session(&id))
             .unwrap()
             .unwrap();
-        assert_ne!(plain[0], super::DICT_RECORD);
+        assert_ne!(plain[0], super::ZSTD_CHUNK);
         let copy = store.copy_to(&dir.path().join("b")).unwrap();
         let key = crate::keys::session(&id);
         let packed = copy.tree().get(&key).unwrap().unwrap();
-        assert_eq!(packed[0], super::DICT_RECORD);
+        assert_eq!(packed[0], super::ZSTD_CHUNK);
         assert!(
             packed.len() * 2 < plain.len(),
             "{} of {}",
@@ -1186,6 +1171,26 @@ mod tests {
             store.stored(&id),
             Err(super::StoreError::Corrupt { .. })
         ));
+    }
+
+    /// `store` (in `dir`) marked as written in `format`, flushed and opened
+    /// again: it opens, marked [`super::FORMAT`] from then on.
+    fn reopened_as(store: super::Store, dir: &std::path::Path, format: u64) -> super::Store {
+        store
+            .tree()
+            .insert(crate::keys::FORMAT, &format.to_be_bytes()[..])
+            .unwrap();
+        store.flush().unwrap();
+        drop(store);
+        let store = super::Store::open_when_released(
+            dir,
+            ledger_core::Defaults::default(),
+            std::time::Duration::from_secs(10),
+        )
+        .unwrap();
+        let marked = store.tree().get(crate::keys::FORMAT).unwrap().unwrap();
+        assert_eq!(marked.as_ref(), &super::FORMAT.to_be_bytes()[..]);
+        store
     }
 
     /// Applies `events` to `store` on one partition, in batches of 500.
@@ -1230,26 +1235,13 @@ mod tests {
             assert_eq!(packed(plain.to_vec()), v.to_vec());
         }
         // A format-8 store (plain change-log chunks) opens, reads alike and
-        // is marked 9.
+        // is marked [`super::FORMAT`].
         for (k, v) in &chunks {
             let plain = unpacked(k, v).unwrap().to_vec();
             store.tree().insert(k, plain).unwrap();
         }
-        store
-            .tree()
-            .insert(crate::keys::FORMAT, &8u64.to_be_bytes()[..])
-            .unwrap();
-        store.flush().unwrap();
-        drop(store);
-        let store = super::Store::open_when_released(
-            dir.path(),
-            ledger_core::Defaults::default(),
-            std::time::Duration::from_secs(10),
-        )
-        .unwrap();
+        let store = reopened_as(store, dir.path(), 8);
         assert_eq!(store.changes(0, 0, usize::MAX).unwrap(), want);
-        let format = store.tree().get(crate::keys::FORMAT).unwrap().unwrap();
-        assert_eq!(format.as_ref(), &super::FORMAT.to_be_bytes()[..]);
         // A damaged frame, or one claiming a huge size, is an error.
         let (k, v) = &chunks[0];
         assert!(unpacked(k, &v[..v.len() / 2]).is_err());
