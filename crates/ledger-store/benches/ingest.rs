@@ -17,14 +17,17 @@ use ledger_core::Defaults;
 use ledger_gen::{GenConfig, Generator};
 use ledger_store::{Record, Store};
 
-/// mimalloc's `purge_delay` option, set as the `session-ledger` binary sets it.
+/// mimalloc's `purge_delay` and `allow_thp` options, set as the
+/// `session-ledger` binary sets them.
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+const MI_OPTION_ALLOW_THP: libmimalloc_sys::mi_option_t = 43;
 
 fn main() {
-    // SAFETY: sets one of mimalloc's global options; any value is valid.
+    // SAFETY: sets two of mimalloc's global options; any value is valid.
     #[allow(unsafe_code)]
     unsafe {
-        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1)
+        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1);
+        libmimalloc_sys::mi_option_set(MI_OPTION_ALLOW_THP, 0);
     };
     let args: Vec<usize> = std::env::args()
         .skip(1)
