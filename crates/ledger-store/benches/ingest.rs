@@ -17,17 +17,20 @@ use ledger_core::Defaults;
 use ledger_gen::{GenConfig, Generator};
 use ledger_store::{Record, Store};
 
-/// mimalloc's `purge_delay` and `allow_thp` options, set as the
-/// `session-ledger` binary sets them.
+/// mimalloc's `purge_delay` option, set as the `session-ledger` binary sets it.
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-const MI_OPTION_ALLOW_THP: libmimalloc_sys::mi_option_t = 43;
 
 fn main() {
-    // SAFETY: sets two of mimalloc's global options; any value is valid.
+    // As the binary does: mimalloc's freed memory kept for reuse, and no
+    // transparent huge pages (`NO_THP_OFF=1` leaves them on, to compare).
+    // SAFETY: sets one of mimalloc's global options (any value is valid),
+    // and calls prctl with plain integers.
     #[allow(unsafe_code)]
     unsafe {
         libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1);
-        libmimalloc_sys::mi_option_set(MI_OPTION_ALLOW_THP, 0);
+        if std::env::var_os("NO_THP_OFF").is_none() {
+            libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+        }
     };
     let args: Vec<usize> = std::env::args()
         .skip(1)
