@@ -6,8 +6,13 @@
 //! footprint and compaction of the first run, which take minutes at 10M
 //! events).
 //! Each run applies the whole stream to a fresh store on disk and flushes it;
-//! prints events/s per run and the median.
+//! prints events/s per run and the median. Batches are applied as `serve`
+//! applies them while nobody reads (a [`Pace`] following a read load that
+//! sees no reads: sled batches of `QUIET_PART` sessions); PART instead
+//! writes in sled batches of at most PART sessions, as with reads in flight
+//! (`WRITE_PART`, 100).
 
+use std::sync::Arc;
 use std::time::Instant;
 
 #[global_allocator]
@@ -15,7 +20,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use ledger_core::Defaults;
 use ledger_gen::{GenConfig, Generator};
-use ledger_store::{Record, Store};
+use ledger_store::{Pace, ReadLoad, Record, Store};
 
 /// mimalloc's `purge_delay` option, set as the `session-ledger` binary sets it.
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
@@ -72,15 +77,19 @@ fn main() {
     for run in 1..=runs {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path(), Defaults::default()).expect("open");
-        if let Some(part) = part {
-            store.set_write_part(part);
-        }
+        let pace = match part {
+            Some(part) => {
+                store.set_write_part(part);
+                Pace::none()
+            }
+            None => Pace::new(Arc::new(ReadLoad::default()), 1.0),
+        };
         let t = Instant::now();
         for chunk in records.chunks(batch) {
             let last = chunk.last().expect("non-empty chunk");
             let offsets = [(last.partition, last.offset + 1)];
             store
-                .apply_batch("bench", chunk, &offsets, 0)
+                .apply_batch_paced("bench", chunk, &offsets, 0, &pace)
                 .expect("apply");
         }
         store.flush().expect("flush");
