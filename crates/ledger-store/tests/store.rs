@@ -266,7 +266,13 @@ fn a_store_of_another_format_is_refused_with_the_way_out() {
     // A fresh store gets the current format and opens again.
     let fresh = tempfile::tempdir().unwrap();
     drop(Store::open(fresh.path(), Defaults::default()).unwrap());
-    Store::open(fresh.path(), Defaults::default()).unwrap();
+    // sled lets go of its file lock shortly after the last handle drops.
+    Store::open_when_released(
+        fresh.path(),
+        Defaults::default(),
+        std::time::Duration::from_secs(10),
+    )
+    .unwrap();
 }
 
 /// Defect 7 at the store: offsets become durable (announced) only when a
@@ -609,7 +615,12 @@ fn a_compaction_compresses_session_records_with_a_dictionary_of_the_stores_own()
     let again = copy.copy_to(&dir.path().join("c")).unwrap();
     assert!(again.record_dictionary_bytes().is_some());
     drop(again);
-    let again = Store::open(dir.path().join("c"), Defaults::default()).unwrap();
+    let again = Store::open_when_released(
+        dir.path().join("c"),
+        Defaults::default(),
+        std::time::Duration::from_secs(10),
+    )
+    .unwrap();
     assert_eq!(all(&again), all(&store));
     assert_eq!(again.audit().unwrap(), Vec::<String>::new());
 }
