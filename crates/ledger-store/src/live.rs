@@ -173,14 +173,17 @@ impl Store {
             }
         }
         fresh.inner.db.flush()?;
-        let per_session = fresh.size_on_disk() / self.stats().sessions.max(1);
-        fresh
-            .tree()
-            .insert(keys::COMPACTED, &per_session.to_be_bytes())?;
-        fresh.inner.db.flush()?;
         drop(fresh);
         // Reopened: counters and offsets are read from the copied keys.
-        Store::open_when_released(dir, self.inner.defaults, RELEASE_WAIT)
+        let copy = Store::open_when_released(dir, self.inner.defaults, RELEASE_WAIT)?;
+        // The mark is taken on the reopened files: a reopen can leave them
+        // a segment (512 KiB) smaller than they were before it, so a size
+        // taken before would overstate what the copy left.
+        let per_session = copy.size_on_disk() / copy.stats().sessions.max(1);
+        copy.tree()
+            .insert(keys::COMPACTED, &per_session.to_be_bytes())?;
+        copy.flush()?;
+        Ok(copy)
     }
 
     /// Bytes per session sled's files held right after the compaction that
