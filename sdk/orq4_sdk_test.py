@@ -113,14 +113,23 @@ check(ids(walk(orq, window, limit=90)) == want, "window: the matching threads, i
 check(orq.sessions.get_count(filters=window).count == len(want), "window: count")
 
 # A relative interval counts back from the server's now: everything updated
-# within it (with a second of slack each side for the request's own time).
+# within it (with a second of slack each side for the requests' own time).
+# The count is one request: between what must and what may be in it. A walk
+# is one request per page, each with its own now: a thread that leaves the
+# window between two pages moves the next page up by one, so the walk may
+# pass over as many threads as could leave it (`may` - `must`), and never
+# returns one outside it.
 for name, minutes in [("SESSION_INTERVAL_LAST_30_MINUTES", 30), ("SESSION_INTERVAL_LAST_1_HOUR", 60)]:
     t0 = datetime.now(timezone.utc)
     got = set(ids(walk(orq, {"interval": name})))
+    count = orq.sessions.get_count(filters={"interval": name}).count
     t1 = datetime.now(timezone.utc)
     must = {t.id for t in everything if t.updated_at >= t1 - timedelta(minutes=minutes, seconds=-1)}
     may = {t.id for t in everything if t.updated_at >= t0 - timedelta(minutes=minutes, seconds=1)}
-    check(must <= got <= may, f"{name}: {len(must)} <= {len(got)} <= {len(may)}")
+    check(0 < len(must), f"{name}: the window holds threads")
+    check(len(must) <= count <= len(may), f"{name} count: {len(must)} <= {count} <= {len(may)}")
+    check(got <= may, f"{name}: every thread listed is in the window")
+    check(len(must - got) <= len(may - must), f"{name}: {len(must - got)} of {len(must)} passed over")
 check(len(walk(orq, {"interval": "SESSION_INTERVAL_LAST_1_HOUR"})) == total, "the stream is an hour old at most")
 
 # Tags: the tag route is the union of every thread's tags; a tag filter keeps
