@@ -15,10 +15,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 fn main() -> std::process::ExitCode {
+    let huge_pages_off = no_huge_pages();
     // Keep freed memory for reuse instead of returning it to the OS 10 ms
     // later: every batch frees and reallocates about the same working set,
     // and re-faulting it cost ~15% of the store path (peak RSS unchanged).
-    let huge_pages_off = no_huge_pages();
     // SAFETY: sets one of mimalloc's global options; any value is valid.
     #[allow(unsafe_code)]
     unsafe {
@@ -56,6 +56,7 @@ fn main() -> std::process::ExitCode {
 /// the store bench 6.3-8.3 s of system CPU per 1M events, against 1.4-1.5 s
 /// in 4 KiB pages, and `serve` a quarter of its CPU while catching up
 /// (README, "Benchmarks").
+#[cfg(target_os = "linux")]
 fn no_huge_pages() -> std::io::Result<()> {
     // SAFETY: PR_SET_THP_DISABLE takes plain integers and reads no memory.
     #[allow(unsafe_code)]
@@ -67,7 +68,13 @@ fn no_huge_pages() -> std::io::Result<()> {
     }
 }
 
-#[cfg(test)]
+/// Transparent huge pages are Linux's: elsewhere there is nothing to turn off.
+#[cfg(not(target_os = "linux"))]
+fn no_huge_pages() -> std::io::Result<()> {
+    Ok(())
+}
+
+#[cfg(all(test, target_os = "linux"))]
 mod tests {
     /// After `no_huge_pages` the kernel holds THP off for the process.
     #[test]

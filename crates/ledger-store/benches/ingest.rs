@@ -33,6 +33,7 @@ fn main() {
     #[allow(unsafe_code)]
     unsafe {
         libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1);
+        #[cfg(target_os = "linux")]
         if std::env::var_os("NO_THP_OFF").is_none() {
             libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
         }

@@ -154,8 +154,13 @@ impl Store {
                         None => plain.into(),
                     }
                 } else if k.starts_with(keys::INDEX) {
-                    // Index chunks too, each alone (no dictionary).
-                    crate::store::packed(crate::store::unpacked(&k, &v)?.into_owned()).into()
+                    // Index chunks too, each alone (no dictionary): one a
+                    // compaction packed before is copied as it is.
+                    if crate::store::is_packed(&v) {
+                        v
+                    } else {
+                        crate::store::packed(v.to_vec()).into()
+                    }
                 } else if k.as_ref() == keys::DICT {
                     continue;
                 } else {

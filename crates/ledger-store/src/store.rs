@@ -41,7 +41,7 @@ const UPGRADES: &[u64] = &[7, 8, 9];
 /// index chunk with its first entry's length (entries are never empty), a
 /// plain session record with its id's length (events without a session id
 /// are refused).
-const ZSTD_CHUNK: u8 = 0;
+const ZSTD_MARK: u8 = 0;
 
 /// zstd level of packed chunks: each is written once (a change-log chunk
 /// is rewritten only when trimmed or a session is removed).
@@ -105,7 +105,7 @@ impl RecordDict {
             .map_err(|e| StoreError::Io(e.to_string()))
     }
 
-    /// `plain` as stored: behind [`ZSTD_CHUNK`], compressed with this
+    /// `plain` as stored: behind [`ZSTD_MARK`], compressed with this
     /// dictionary, or `plain` itself if that is no smaller.
     pub(crate) fn pack(packer: &mut zstd::bulk::Compressor<'static>, plain: Vec<u8>) -> Vec<u8> {
         marked(packer.compress(&plain).ok(), plain)
@@ -685,7 +685,7 @@ impl Store {
         v: &'v [u8],
     ) -> Result<std::borrow::Cow<'v, [u8]>, StoreError> {
         match v.split_first() {
-            Some((&ZSTD_CHUNK, z)) => match &self.inner.dict {
+            Some((&ZSTD_MARK, z)) => match &self.inner.dict {
                 Some(dict) => Ok(dict.unpack(k, z)?.into()),
                 None => Err(corrupt(
                     k,
@@ -1041,7 +1041,7 @@ pub(crate) fn tail_entries(
 /// A history chunk made of a tail of `n` encoded entries: postcard's
 /// encoding of a `Vec<HistoryEntry>` (the length prefix postcard gives a
 /// sequence, its varint `usize`, then the entries), zstd-compressed behind
-/// [`ZSTD_CHUNK`] unless that is no smaller.
+/// [`ZSTD_MARK`] unless that is no smaller.
 pub(crate) fn chunk_of(n: u32, tail: &[u8]) -> Vec<u8> {
     let mut plain = encode(&(n as usize));
     plain.extend_from_slice(tail);
@@ -1054,7 +1054,7 @@ pub(crate) fn chunk_entries(k: &[u8], v: &[u8]) -> Result<Vec<HistoryEntry>, Sto
 }
 
 /// A chunk's stored form: `plain` (a postcard sequence, so never starting
-/// with 0 unless empty) zstd-compressed behind [`ZSTD_CHUNK`], or `plain`
+/// with 0 unless empty) zstd-compressed behind [`ZSTD_MARK`], or `plain`
 /// itself when that is no smaller.
 pub(crate) fn packed(plain: Vec<u8>) -> Vec<u8> {
     let z = PACKER.with(|c| {
@@ -1067,13 +1067,13 @@ pub(crate) fn packed(plain: Vec<u8>) -> Vec<u8> {
     marked(z, plain)
 }
 
-/// The zstd frame `z` behind [`ZSTD_CHUNK`] if that is smaller than
+/// The zstd frame `z` behind [`ZSTD_MARK`] if that is smaller than
 /// `plain`, else `plain`.
 fn marked(z: Option<Vec<u8>>, plain: Vec<u8>) -> Vec<u8> {
     match z {
         Some(z) if z.len() + 1 < plain.len() => {
             let mut out = Vec::with_capacity(z.len() + 1);
-            out.push(ZSTD_CHUNK);
+            out.push(ZSTD_MARK);
             out.extend_from_slice(&z);
             out
         }
@@ -1092,14 +1092,20 @@ fn frame_size(k: &[u8], z: &[u8]) -> Result<usize, StoreError> {
         .ok_or_else(|| corrupt(k, "bad compressed value"))
 }
 
+/// Whether `v` is a value [`packed`] compressed (behind [`ZSTD_MARK`]).
+pub(crate) fn is_packed(v: &[u8]) -> bool {
+    v.len() > 1 && v[0] == ZSTD_MARK
+}
+
 /// The plain bytes of a chunk [`packed`] stored under `k`.
 pub(crate) fn unpacked<'a>(
     k: &[u8],
     v: &'a [u8],
 ) -> Result<std::borrow::Cow<'a, [u8]>, StoreError> {
-    let Some((&ZSTD_CHUNK, z)) = v.split_first().filter(|(_, z)| !z.is_empty()) else {
+    if !is_packed(v) {
         return Ok(std::borrow::Cow::Borrowed(v));
-    };
+    }
+    let z = &v[1..];
     let size = frame_size(k, z)?;
     UNPACKER.with(|d| {
         let mut d = d.borrow_mut();
@@ -1145,11 +1151,11 @@ mod tests {
             .get(crate::keys::session(&id))
             .unwrap()
             .unwrap();
-        assert_ne!(plain[0], super::ZSTD_CHUNK);
+        assert_ne!(plain[0], super::ZSTD_MARK);
         let copy = store.copy_to(&dir.path().join("b")).unwrap();
         let key = crate::keys::session(&id);
         let packed = copy.tree().get(&key).unwrap().unwrap();
-        assert_eq!(packed[0], super::ZSTD_CHUNK);
+        assert_eq!(packed[0], super::ZSTD_MARK);
         assert!(
             packed.len() * 2 < plain.len(),
             "{} of {}",
