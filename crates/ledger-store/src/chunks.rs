@@ -19,6 +19,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ops::Bound;
+use std::sync::{Arc, RwLock};
 
 use crate::keys;
 use crate::store::{corrupt, StoreError};
@@ -26,18 +27,189 @@ use crate::store::{corrupt, StoreError};
 /// Most entries in one chunk; a fuller chunk is split when it is written.
 pub const CHUNK_MAX: usize = 64;
 
-/// The stored chunk covering `entry` under `prefix` (the greatest chunk key
-/// `≤ prefix + entry`), with its value; `None` when every chunk key is greater.
-fn covering(
-    tree: &sled::Tree,
-    prefix: &[u8],
-    entry: &[u8],
-) -> Result<Option<(sled::IVec, sled::IVec)>, StoreError> {
-    let probe = [prefix, entry].concat();
-    Ok(tree
-        .range(prefix.to_vec()..=probe)
-        .next_back()
-        .transpose()?)
+/// Index chunks kept in memory (the indexes [`keys::in_memory`] names), in
+/// the layout sled holds the others in: chunk key → chunk. Written only
+/// under the store's write lock, right after the sled batch of the same
+/// changes; values are shared (`IVec`), so a copy of the map costs its keys.
+#[derive(Default)]
+pub(crate) struct MemChunks {
+    map: Arc<RwLock<ChunkMap>>,
+}
+
+type ChunkMap = BTreeMap<Vec<u8>, sled::IVec>;
+
+impl MemChunks {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, ChunkMap> {
+        self.map.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Applies chunk writes (`None`: delete) planned by [`IndexChanges::write`].
+    pub fn apply(&self, writes: MemWrites) {
+        if writes.0.is_empty() {
+            return;
+        }
+        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+        for (k, v) in writes.0 {
+            match v {
+                Some(v) => map.insert(k, v.into()),
+                None => map.remove(&k),
+            };
+        }
+    }
+
+    /// Replaces the chunks with `other`'s (a compaction copy takes its
+    /// source's, which are its own: it holds the same sessions).
+    pub fn copy_from(&self, other: &MemChunks) {
+        let copy = other.read().clone();
+        *self.map.write().unwrap_or_else(|p| p.into_inner()) = copy;
+    }
+
+    /// Every chunk, in key order.
+    pub fn all(&self) -> Vec<(Vec<u8>, sled::IVec)> {
+        self.read()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// Chunks and the bytes of their keys and values.
+    pub fn size(&self) -> (u64, u64) {
+        let map = self.read();
+        let bytes = map.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum();
+        (map.len() as u64, bytes)
+    }
+}
+
+/// The chunk writes of [`IndexChanges::write`] to apply to a store's
+/// [`MemChunks`] once the sled batch holding the rest is applied.
+#[derive(Default)]
+#[must_use = "memory chunks must be applied after the sled batch"]
+pub(crate) struct MemWrites(Vec<(Vec<u8>, Option<Vec<u8>>)>);
+
+/// Where a store's index chunks are: sled, or memory for the indexes
+/// [`keys::in_memory`] names.
+#[derive(Clone, Copy)]
+pub(crate) struct Indexes<'a> {
+    pub tree: &'a sled::Tree,
+    pub mem: &'a MemChunks,
+}
+
+type Chunk = (sled::IVec, sled::IVec);
+
+impl Indexes<'_> {
+    /// The stored chunk covering `entry` under `prefix` (the greatest chunk
+    /// key `≤ prefix + entry`), with its value; `None` when every chunk key
+    /// is greater.
+    fn covering(&self, prefix: &[u8], entry: &[u8]) -> Result<Option<Chunk>, StoreError> {
+        let probe = [prefix, entry].concat();
+        if keys::in_memory(prefix) {
+            return Ok(self
+                .mem
+                .read()
+                .range(prefix.to_vec()..=probe)
+                .next_back()
+                .map(|(k, v)| (k.as_slice().into(), v.clone())));
+        }
+        Ok(self
+            .tree
+            .range(prefix.to_vec()..=probe)
+            .next_back()
+            .transpose()?)
+    }
+
+    /// The key of the first chunk after `key`, below `end`.
+    fn next_key(&self, key: &[u8], end: &Option<Vec<u8>>) -> Result<Option<Vec<u8>>, StoreError> {
+        let range = (Bound::Excluded(key.to_vec()), bound_end(end));
+        if keys::in_memory(key) {
+            return Ok(self.mem.read().range(range).next().map(|(k, _)| k.clone()));
+        }
+        Ok(self
+            .tree
+            .range::<Vec<u8>, _>(range)
+            .next()
+            .transpose()?
+            .map(|(k, _)| k.to_vec()))
+    }
+
+    /// The chunks with keys in `range`, ascending or descending (`rev`).
+    fn chunks(
+        &self,
+        prefix: &[u8],
+        range: (Bound<Vec<u8>>, Bound<Vec<u8>>),
+        rev: bool,
+    ) -> Box<dyn Iterator<Item = sled::Result<Chunk>>> {
+        if keys::in_memory(prefix) {
+            return Box::new(MemRange {
+                map: Arc::clone(&self.mem.map),
+                range,
+                rev,
+                buf: VecDeque::new(),
+                done: false,
+            });
+        }
+        let it = self.tree.range::<Vec<u8>, _>(range);
+        if rev {
+            Box::new(it.rev())
+        } else {
+            Box::new(it)
+        }
+    }
+
+    /// Every chunk under `prefix`, in key order.
+    #[cfg(test)]
+    fn under(&self, prefix: &[u8]) -> Vec<Chunk> {
+        let end = bound_end(&keys::prefix_end(prefix));
+        self.chunks(prefix, (Bound::Included(prefix.to_vec()), end), false)
+            .map(Result::unwrap)
+            .collect()
+    }
+}
+
+/// Chunks of a memory index a scan copies at once under its lock.
+const SCAN_AHEAD: usize = 16;
+
+/// The chunks of a memory index in a range: up to [`SCAN_AHEAD`] at a
+/// time, copied under the lock (values are shared), then the next ones from
+/// after the last copied. A scan so holds the lock only while it copies and
+/// sees the writes made between two copies, as a sled range does.
+struct MemRange {
+    map: Arc<RwLock<ChunkMap>>,
+    /// What is left to read.
+    range: (Bound<Vec<u8>>, Bound<Vec<u8>>),
+    rev: bool,
+    buf: VecDeque<Chunk>,
+    done: bool,
+}
+
+impl Iterator for MemRange {
+    type Item = sled::Result<Chunk>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.buf.is_empty() && !self.done {
+            let map = self.map.read().unwrap_or_else(|p| p.into_inner());
+            let range = map.range::<Vec<u8>, _>(self.range.clone());
+            let take =
+                |(k, v): (&Vec<u8>, &sled::IVec)| (sled::IVec::from(k.as_slice()), v.clone());
+            if self.rev {
+                self.buf.extend(range.rev().take(SCAN_AHEAD).map(take));
+            } else {
+                self.buf.extend(range.take(SCAN_AHEAD).map(take));
+            }
+            drop(map);
+            match self.buf.back() {
+                Some((k, _)) if self.buf.len() == SCAN_AHEAD => {
+                    let past = Bound::Excluded(k.to_vec());
+                    if self.rev {
+                        self.range.1 = past;
+                    } else {
+                        self.range.0 = past;
+                    }
+                }
+                _ => self.done = true,
+            }
+        }
+        self.buf.pop_front().map(Ok)
+    }
 }
 
 /// Decodes a chunk value into its entries: plain, or zstd-compressed
@@ -113,13 +285,14 @@ impl IndexChanges {
     }
 
     /// Adds the chunk writes these changes imply to `batch`, reading the
-    /// current chunks from `tree` (indexes split between two threads when
-    /// there are many changes).
-    pub fn write(self, tree: &sled::Tree, batch: &mut sled::Batch) -> Result<(), StoreError> {
+    /// current chunks from `ix` (indexes split between two threads when
+    /// there are many changes). Returns the writes of the memory indexes,
+    /// to apply once `batch` is.
+    pub fn write(self, ix: Indexes<'_>, batch: &mut sled::Batch) -> Result<MemWrites, StoreError> {
         let groups: Vec<_> = self.by_prefix.into_iter().collect();
         let total: usize = groups.iter().map(|(_, c)| c.len()).sum();
         let writes = if total < 1024 {
-            plan(tree, groups)?
+            plan(ix, groups)?
         } else {
             // Two halves with about as many changes each.
             let mut seen = 0;
@@ -133,19 +306,24 @@ impl IndexChanges {
             let mut groups = groups;
             let second = groups.split_off(cut);
             std::thread::scope(|scope| {
-                let other = scope.spawn(|| plan(tree, second));
-                let mut w = plan(tree, groups)?;
+                let other = scope.spawn(|| plan(ix, second));
+                let mut w = plan(ix, groups)?;
                 w.extend(other.join().expect("planning chunks does not panic")?);
                 Ok::<_, StoreError>(w)
             })?
         };
+        let mut mem = MemWrites::default();
         for (k, v) in writes {
+            if keys::in_memory(&k) {
+                mem.0.push((k, v));
+                continue;
+            }
             match v {
                 Some(v) => batch.insert(k, v),
                 None => batch.remove(k),
             }
         }
-        Ok(())
+        Ok(mem)
     }
 }
 
@@ -155,7 +333,7 @@ type Changes = BTreeMap<Vec<u8>, bool>;
 /// one index prefix's, to the chunks stored in `tree`.
 #[allow(clippy::type_complexity)]
 fn plan(
-    tree: &sled::Tree,
+    ix: Indexes<'_>,
     groups: Vec<(Vec<u8>, Changes)>,
 ) -> Result<Vec<(Vec<u8>, Option<Vec<u8>>)>, StoreError> {
     let mut out = Vec::new();
@@ -164,7 +342,7 @@ fn plan(
         let mut changes = changes.into_iter().peekable();
         while let Some((first, _)) = changes.peek() {
             // The chunk covering `first`, and where the next one starts.
-            let found = covering(tree, &prefix, first)?;
+            let found = ix.covering(&prefix, first)?;
             let existed = found.is_some();
             let (ckey, entries) = match found {
                 Some((k, v)) => {
@@ -173,9 +351,7 @@ fn plan(
                 }
                 None => (prefix.clone(), Vec::new()),
             };
-            let after = (Bound::Excluded(ckey.clone()), bound_end(&end));
-            let next = tree.range::<Vec<u8>, _>(after).next().transpose()?;
-            let next_key = next.map(|(k, _)| k.to_vec());
+            let next_key = ix.next_key(&ckey, &end)?;
             let mut set: BTreeSet<Vec<u8>> = entries.into_iter().collect();
             while let Some((e, _)) = changes.peek() {
                 if let Some(n) = &next_key {
@@ -239,42 +415,29 @@ impl Scan {
     /// Ascending entries `≥`/`>` `from` (`rev = false`), or descending entries
     /// `≤`/`<` `from` (`rev = true`).
     pub fn new(
-        tree: &sled::Tree,
+        ix: Indexes<'_>,
         prefix: &[u8],
         from: Bound<Vec<u8>>,
         rev: bool,
     ) -> Result<Self, StoreError> {
         let end = bound_end(&keys::prefix_end(prefix));
-        let at = |e: &Vec<u8>| {
-            let mut k = prefix.to_vec();
-            k.extend_from_slice(e);
-            k
-        };
-        let chunks: Box<dyn Iterator<Item = _>> = match (&from, rev) {
-            (Bound::Unbounded, false) => {
-                Box::new(tree.range::<Vec<u8>, _>((Bound::Included(prefix.to_vec()), end)))
-            }
-            (Bound::Unbounded, true) => Box::new(
-                tree.range::<Vec<u8>, _>((Bound::Included(prefix.to_vec()), end))
-                    .rev(),
-            ),
+        let all = Bound::Included(prefix.to_vec());
+        let range = match (&from, rev) {
+            (Bound::Unbounded, _) => (all, end),
             (Bound::Included(e) | Bound::Excluded(e), false) => {
                 // Start at the chunk covering `e`.
-                let start = covering(tree, prefix, e)?
+                let start = ix
+                    .covering(prefix, e)?
                     .map(|(k, _)| k.to_vec())
                     .unwrap_or_else(|| prefix.to_vec());
-                Box::new(tree.range::<Vec<u8>, _>((Bound::Included(start), end)))
+                (Bound::Included(start), end)
             }
-            (Bound::Included(e) | Bound::Excluded(e), true) => Box::new(
-                tree.range::<Vec<u8>, _>((
-                    Bound::Included(prefix.to_vec()),
-                    Bound::Included(at(e)),
-                ))
-                .rev(),
-            ),
+            (Bound::Included(e) | Bound::Excluded(e), true) => {
+                (all, Bound::Included([prefix, e].concat()))
+            }
         };
         Ok(Self {
-            chunks,
+            chunks: ix.chunks(prefix, range, rev),
             buf: VecDeque::new(),
             from,
             rev,
@@ -350,11 +513,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::Config::new().path(dir.path()).open().unwrap();
         let tree = db.open_tree("t").unwrap();
+        let mem = MemChunks::default();
+        let ix = Indexes {
+            tree: &tree,
+            mem: &mem,
+        };
         let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        // Two indexes kept in sled, two in memory.
         let prefixes: Vec<Vec<u8>> = vec![
             b"io".to_vec(),
             keys::status_prefix(ledger_core::Status::Active),
             keys::field_prefix(keys::BY_USER, "u"),
+            keys::BY_DEADLINE.to_vec(),
         ];
         let mut model: BTreeMap<Vec<u8>, BTreeSet<Vec<u8>>> = BTreeMap::new();
         let mut clock: u64 = 0;
@@ -401,19 +571,20 @@ mod tests {
                 }
             }
             let mut batch = sled::Batch::default();
-            changes.write(&tree, &mut batch).unwrap();
+            let in_mem = changes.write(ix, &mut batch).unwrap();
             tree.apply_batch(batch).unwrap();
+            mem.apply(in_mem);
             for p in &prefixes {
                 let want: Vec<Vec<u8>> = model
                     .get(p)
                     .map(|s| s.iter().cloned().collect())
                     .unwrap_or_default();
-                let got: Vec<Vec<u8>> = Scan::new(&tree, p, Bound::Unbounded, false)
+                let got: Vec<Vec<u8>> = Scan::new(ix, p, Bound::Unbounded, false)
                     .unwrap()
                     .map(Result::unwrap)
                     .collect();
                 assert_eq!(got, want, "round {round}");
-                let mut rev: Vec<Vec<u8>> = Scan::new(&tree, p, Bound::Unbounded, true)
+                let mut rev: Vec<Vec<u8>> = Scan::new(ix, p, Bound::Unbounded, true)
                     .unwrap()
                     .map(Result::unwrap)
                     .collect();
@@ -421,19 +592,19 @@ mod tests {
                 assert_eq!(rev, want, "round {round}");
                 if let Some(pivot) = want.get(want.len() / 3) {
                     let after: Vec<Vec<u8>> =
-                        Scan::new(&tree, p, Bound::Excluded(pivot.clone()), false)
+                        Scan::new(ix, p, Bound::Excluded(pivot.clone()), false)
                             .unwrap()
                             .map(Result::unwrap)
                             .collect();
                     assert_eq!(after, want[want.len() / 3 + 1..].to_vec());
                     let from: Vec<Vec<u8>> =
-                        Scan::new(&tree, p, Bound::Included(pivot.clone()), false)
+                        Scan::new(ix, p, Bound::Included(pivot.clone()), false)
                             .unwrap()
                             .map(Result::unwrap)
                             .collect();
                     assert_eq!(from, want[want.len() / 3..].to_vec());
                     let mut before: Vec<Vec<u8>> =
-                        Scan::new(&tree, p, Bound::Excluded(pivot.clone()), true)
+                        Scan::new(ix, p, Bound::Excluded(pivot.clone()), true)
                             .unwrap()
                             .map(Result::unwrap)
                             .collect();
@@ -441,13 +612,18 @@ mod tests {
                     assert_eq!(before, want[..want.len() / 3].to_vec());
                 }
                 // Chunk invariants: non-empty, bounded, sorted, within range.
-                let chunks: Vec<(Vec<u8>, Vec<Vec<u8>>)> = tree
-                    .scan_prefix(p)
-                    .map(|kv| {
-                        let (k, v) = kv.unwrap();
-                        (k[p.len()..].to_vec(), decode(&k, &v).unwrap())
-                    })
+                let chunks: Vec<(Vec<u8>, Vec<Vec<u8>>)> = ix
+                    .under(p)
+                    .into_iter()
+                    .map(|(k, v)| (k[p.len()..].to_vec(), decode(&k, &v).unwrap()))
                     .collect();
+                // Each index's chunks are where it is kept, and only there.
+                let in_tree = tree.scan_prefix(p).count();
+                if keys::in_memory(p) {
+                    assert_eq!(in_tree, 0);
+                } else {
+                    assert_eq!(in_tree, chunks.len());
+                }
                 for (i, (low, entries)) in chunks.iter().enumerate() {
                     assert!(!entries.is_empty() && entries.len() <= CHUNK_MAX);
                     assert!(entries.windows(2).all(|w| w[0] < w[1]));
@@ -458,11 +634,13 @@ mod tests {
                 }
             }
         }
-        let sizes: usize = model.values().map(BTreeSet::len).sum();
-        assert!(
-            sizes > 3 * CHUNK_MAX,
-            "the test must split chunks ({sizes} entries)"
-        );
+        for (p, set) in &model {
+            assert!(
+                set.len() > 3 * CHUNK_MAX,
+                "the test must split chunks ({} entries under {p:?})",
+                set.len()
+            );
+        }
     }
 
     #[test]

@@ -222,6 +222,19 @@ pub fn index_prefix_len(key: &[u8]) -> Option<usize> {
     (key.len() >= len).then_some(len)
 }
 
+/// Whether the index an index prefix or logical key belongs to is kept in
+/// memory (rebuilt from the session records when the store opens) rather
+/// than in sled: the field indexes (`iu`, `ic`, `ia`, `iw`), which every
+/// new session adds four scattered entries to, and the deadline index
+/// (`ix`), which most events move an entry of. The rest (`is`, `io`, `ie`)
+/// stay in sled.
+pub fn in_memory(key: &[u8]) -> bool {
+    key.get(..2).is_some_and(|t| MEMORY_INDEXES.contains(&t))
+}
+
+/// The tags of the indexes kept in memory ([`in_memory`]).
+pub const MEMORY_INDEXES: [&[u8]; 5] = [BY_USER, BY_CLIENT, BY_AGENT, BY_WORKSPACE, BY_DEADLINE];
+
 /// The smallest key greater than every key starting with `prefix`.
 pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     let mut e = prefix.to_vec();

@@ -180,7 +180,9 @@ impl Store {
         fresh.inner.db.flush()?;
         drop(fresh);
         // Reopened: counters and offsets are read from the copied keys.
-        let copy = Store::open_when_released(dir, self.inner.defaults, RELEASE_WAIT)?;
+        // The memory indexes are the source's: the copy holds its sessions.
+        let copy = Store::open_retrying(dir, self.inner.defaults, RELEASE_WAIT, false)?;
+        copy.inner.mem.copy_from(&self.inner.mem);
         // The mark is taken on the reopened files: a reopen can leave them
         // a segment (512 KiB) smaller than they were before it, so a size
         // taken before would overstate what the copy left.

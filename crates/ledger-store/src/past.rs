@@ -327,7 +327,7 @@ impl Store {
         let mut out = vec![];
         let start = keys::ord_i64(from.saturating_add(1)).to_vec();
         for e in crate::chunks::Scan::new(
-            self.tree(),
+            self.indexes(),
             keys::BY_END,
             std::ops::Bound::Included(start),
             false,

@@ -109,7 +109,7 @@ impl Store {
             Some((s, id)) => Bound::Excluded(keys::ordered(&[], *s, id)),
             None => Bound::Unbounded,
         };
-        let scan = Scan::new(self.tree(), &prefix, from, order == Order::NewestFirst)?;
+        let scan = Scan::new(self.indexes(), &prefix, from, order == Order::NewestFirst)?;
         Ok(Box::new(scan.map(|e| {
             let e = e?;
             keys::split_ordered(&e, 0).ok_or_else(|| StoreError::Corrupt {

@@ -85,7 +85,7 @@ impl Store {
         }
         let cutoff = now_ms.saturating_sub(r.ended_ms);
         let mut due = vec![];
-        for e in Scan::new(self.tree(), keys::BY_END, Bound::Unbounded, false)? {
+        for e in Scan::new(self.indexes(), keys::BY_END, Bound::Unbounded, false)? {
             let e = e?;
             let (ended, id) =
                 keys::split_ordered(&e, 0).ok_or_else(|| corrupt(&e, "bad end entry"))?;
@@ -121,7 +121,7 @@ impl Store {
             Subject::Workspace(w) => keys::field_prefix(keys::BY_WORKSPACE, w),
         };
         let mut due = vec![];
-        for e in Scan::new(self.tree(), &prefix, Bound::Unbounded, false)? {
+        for e in Scan::new(self.indexes(), &prefix, Bound::Unbounded, false)? {
             let e = e?;
             let (_, id) = keys::split_ordered(&e, 0).ok_or_else(|| corrupt(&e, "bad entry"))?;
             if self.stored(&id)?.is_some_and(|s| s.partition == partition) {
@@ -237,8 +237,9 @@ impl Store {
         for &(topic, p, off) in offsets {
             batch.insert(keys::offset(topic, p), &off.to_be_bytes()[..]);
         }
-        index.write(self.tree(), &mut batch)?;
+        let in_memory = index.write(self.indexes(), &mut batch)?;
         self.tree().apply_batch(batch)?;
+        self.inner.mem.apply(in_memory);
         // The feed shows no removed session again.
         self.inner
             .feed_cache

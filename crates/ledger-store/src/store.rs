@@ -10,7 +10,7 @@ use ledger_core::time::MINUTE_MS;
 use ledger_core::{Bucket, Defaults, Event, Outcome, Session, Status};
 use serde::{Deserialize, Serialize};
 
-use crate::chunks::{self, Scan};
+use crate::chunks::{self, IndexChanges, Scan};
 use crate::keys;
 use crate::query::Filter;
 
@@ -19,19 +19,48 @@ use crate::query::Filter;
 /// the session record. 8: history chunks zstd-compressed. 9: change-log
 /// chunks zstd-compressed. 10: session records written by a compaction
 /// zstd-compressed with a dictionary of the store's own, and its index
-/// chunks zstd-compressed.
-pub const FORMAT: u64 = 10;
+/// chunks zstd-compressed. 11: the field and deadline indexes are kept in
+/// memory, no longer in sled ([`keys::in_memory`]).
+pub const FORMAT: u64 = 11;
 
 /// A file that exists while a store is being created, until its format
 /// key is on disk: a store found with it was never created.
 const CREATING: &str = "CREATING";
 
-/// Older formats this build opens as they are, marking them [`FORMAT`]
-/// (so older builds refuse them from then on): 7 to 9 differ only in
-/// history (7) and change-log (7, 8) chunks being plain, which
-/// [`unpacked`] still reads, and in every session record being plain (7 to
-/// 9), which [`Store::decode_session`] still reads.
-const UPGRADES: &[u64] = &[7, 8, 9];
+/// Older formats this build opens, marking them [`FORMAT`] (so older
+/// builds refuse them from then on): 7 to 10 differ in history (7) and
+/// change-log (7, 8) chunks being plain, which [`unpacked`] still reads, in
+/// every session record being plain (7 to 9), which
+/// [`Store::decode_session`] still reads, and in holding the field and
+/// deadline indexes in sled (7 to 10), whose chunks the upgrade removes.
+const UPGRADES: &[u64] = &[7, 8, 9, 10];
+
+/// Sessions whose memory index entries an open merges in at once.
+const BUILD_GROUP: usize = 100_000;
+
+/// Sled keys an upgrade removes in one batch.
+const DROP_BATCH: usize = 10_000;
+
+/// Removes the chunks of the indexes now kept in memory from a store of an
+/// older format (before it is marked [`FORMAT`]: an upgrade cut short is
+/// done again).
+fn drop_memory_indexes(tree: &sled::Tree) -> Result<(), StoreError> {
+    for tag in keys::MEMORY_INDEXES {
+        loop {
+            let mut batch = sled::Batch::default();
+            let mut n = 0;
+            for kv in tree.scan_prefix(tag).take(DROP_BATCH) {
+                batch.remove(kv?.0);
+                n += 1;
+            }
+            if n == 0 {
+                break;
+            }
+            tree.apply_batch(batch)?;
+        }
+    }
+    Ok(())
+}
 
 /// First byte of a zstd-compressed value: a history, change-log or index
 /// chunk, or a session record a compaction wrote (with the store's
@@ -414,6 +443,9 @@ pub(crate) struct Inner {
     /// The dictionary of the store's compressed session records, if a
     /// compaction wrote any (read once at open; never changes).
     pub(crate) dict: Option<RecordDict>,
+    /// The indexes kept in memory ([`keys::in_memory`]), built from the
+    /// session records at open.
+    pub(crate) mem: crate::chunks::MemChunks,
 }
 
 /// A cheap-to-clone handle on the read models. Reads are concurrent; batches
@@ -460,6 +492,17 @@ impl Store {
         dir: impl AsRef<Path>,
         defaults: Defaults,
         cache_bytes: u64,
+    ) -> Result<Self, StoreError> {
+        Self::open_as(dir, defaults, cache_bytes, true)
+    }
+
+    /// [`Store::open_cached`]; without `build_index`, the memory indexes are
+    /// left empty (a compaction copy takes its source's).
+    fn open_as(
+        dir: impl AsRef<Path>,
+        defaults: Defaults,
+        cache_bytes: u64,
+        build_index: bool,
     ) -> Result<Self, StoreError> {
         // A switched store lives in the generation `CURRENT` names; stores
         // no longer live (an unfinished rebuild, a replaced store) go.
@@ -535,6 +578,7 @@ impl Store {
             Some(v) => {
                 let found = decode_u64(keys::FORMAT, &v)?;
                 if UPGRADES.contains(&found) {
+                    drop_memory_indexes(&tree)?;
                     tree.insert(keys::FORMAT, &FORMAT.to_be_bytes()[..])?;
                     tree.flush()?;
                 } else if found != FORMAT {
@@ -594,8 +638,12 @@ impl Store {
                 epoch: tokio::sync::watch::Sender::new(0),
                 feed_cache: Mutex::default(),
                 dict,
+                mem: crate::chunks::MemChunks::default(),
             }),
         };
+        if build_index {
+            store.build_memory_indexes()?;
+        }
         // Only now, holding sled's lock on the live generation (no other
         // process runs on this store), do the stores no longer live go.
         if dir != root {
@@ -616,9 +664,20 @@ impl Store {
         defaults: Defaults,
         wait: std::time::Duration,
     ) -> Result<Self, StoreError> {
+        Self::open_retrying(dir.as_ref(), defaults, wait, true)
+    }
+
+    /// [`Store::open_when_released`], building the memory indexes or not.
+    pub(crate) fn open_retrying(
+        dir: &Path,
+        defaults: Defaults,
+        wait: std::time::Duration,
+        build_index: bool,
+    ) -> Result<Self, StoreError> {
+        let cache = CACHE.load(std::sync::atomic::Ordering::Relaxed);
         let t0 = std::time::Instant::now();
         loop {
-            match Self::open(dir.as_ref(), defaults) {
+            match Self::open_as(dir, defaults, cache, build_index) {
                 Err(StoreError::Locked { .. }) if t0.elapsed() < wait => {
                     std::thread::sleep(std::time::Duration::from_millis(20))
                 }
@@ -763,7 +822,7 @@ impl Store {
         let mut out = vec![];
         let start = keys::ord_i64(from).to_vec();
         let scan = Scan::new(
-            &self.inner.tree,
+            self.indexes(),
             keys::BY_DEADLINE,
             Bound::Included(start),
             false,
@@ -881,6 +940,46 @@ impl Store {
         &self.inner.tree
     }
 
+    /// Where the store's index chunks are (sled, or memory).
+    pub(crate) fn indexes(&self) -> crate::chunks::Indexes<'_> {
+        crate::chunks::Indexes {
+            tree: &self.inner.tree,
+            mem: &self.inner.mem,
+        }
+    }
+
+    /// Builds the memory indexes from the session records, in groups of
+    /// [`BUILD_GROUP`] sessions (what one group's entries take while it is
+    /// merged in is all the build holds beside the indexes).
+    fn build_memory_indexes(&self) -> Result<(), StoreError> {
+        let mut changes = IndexChanges::default();
+        let mut pending = 0;
+        let mut sessions = self.all_sessions().peekable();
+        while let Some(s) = sessions.next() {
+            let s = s?;
+            for k in keys::index_keys(&s.session, s.partition) {
+                if keys::in_memory(&k) {
+                    changes.insert(&k);
+                }
+            }
+            pending += 1;
+            if pending == BUILD_GROUP || sessions.peek().is_none() {
+                let mut none = sled::Batch::default();
+                let group = std::mem::take(&mut changes);
+                self.inner
+                    .mem
+                    .apply(group.write(self.indexes(), &mut none)?);
+                pending = 0;
+            }
+        }
+        Ok(())
+    }
+
+    /// Index chunks and bytes (keys + values) held in memory.
+    pub fn memory_index_size(&self) -> (u64, u64) {
+        self.inner.mem.size()
+    }
+
     /// Every session, in key order (a full scan: for audits, rebuild checks and
     /// tests, never for list queries).
     pub fn all_sessions(&self) -> impl Iterator<Item = Result<StoredSession, StoreError>> + '_ {
@@ -904,8 +1003,20 @@ impl Store {
     /// Every index chunk, in key order.
     fn index_chunks(&self) -> Result<Vec<Chunk>, StoreError> {
         let mut out = vec![];
-        for kv in self.inner.tree.scan_prefix(keys::INDEX) {
-            let (k, v) = kv?;
+        let mut all: Vec<(sled::IVec, sled::IVec)> = self
+            .inner
+            .tree
+            .scan_prefix(keys::INDEX)
+            .collect::<Result<_, _>>()?;
+        all.extend(
+            self.inner
+                .mem
+                .all()
+                .into_iter()
+                .map(|(k, v)| (k.as_slice().into(), v)),
+        );
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        for (k, v) in all {
             let plen = keys::index_prefix_len(&k).ok_or_else(|| corrupt(&k, "bad chunk key"))?;
             out.push(Chunk {
                 prefix: k[..plen].to_vec(),
@@ -931,6 +1042,15 @@ impl Store {
             stats.max_warning_minutes = stats
                 .max_warning_minutes
                 .max(u64::from(s.session.timeout.warning_threshold_minutes));
+        }
+        for kv in self.inner.tree.scan_prefix(keys::INDEX) {
+            let (k, _) = kv?;
+            if keys::in_memory(&k) {
+                problems.push(format!(
+                    "chunk {} of a memory index is in sled",
+                    hex::encode(&k)
+                ));
+            }
         }
         let index = self.index_chunks()?;
         for (i, c) in index.iter().enumerate() {
@@ -1214,6 +1334,56 @@ mod tests {
             let next = [(0, (i * 500 + part.len()) as i64)];
             store.apply_batch("t", &records, &next, 0).unwrap();
         }
+    }
+
+    #[test]
+    fn memory_indexes_are_rebuilt_at_open_and_a_format_10_stores_chunks_of_them_go() {
+        let events = ledger_gen::generate(ledger_gen::GenConfig {
+            sessions: 400,
+            events: 3_000,
+            ..Default::default()
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let store = super::Store::open(dir.path(), ledger_core::Defaults::default()).unwrap();
+        load_one_partition(&store, &events);
+        let entries = store.index_entries().unwrap();
+        let held = store.memory_index_size();
+        assert!(entries.iter().any(|k| crate::keys::in_memory(k)));
+        assert!(entries.iter().any(|k| !crate::keys::in_memory(k)));
+        assert!(held.0 > 0 && held.1 > 0);
+        // Format 10 kept these chunks in sled.
+        for (k, v) in store.inner.mem.all() {
+            store.tree().insert(k, v).unwrap();
+        }
+        let store = reopened_as(store, dir.path(), 10);
+        for tag in crate::keys::MEMORY_INDEXES {
+            assert_eq!(store.tree().scan_prefix(tag).count(), 0);
+        }
+        assert_eq!(store.index_entries().unwrap(), entries);
+        assert_eq!(store.audit().unwrap(), Vec::<String>::new());
+        // A plain reopen rebuilds the same chunks.
+        drop(store);
+        let store = super::Store::open_when_released(
+            dir.path(),
+            ledger_core::Defaults::default(),
+            std::time::Duration::from_secs(10),
+        )
+        .unwrap();
+        assert_eq!(store.index_entries().unwrap(), entries);
+        assert_eq!(store.audit().unwrap(), Vec::<String>::new());
+        // A chunk of a memory index found in sled is reported.
+        store
+            .tree()
+            .insert(
+                &entries.iter().find(|k| crate::keys::in_memory(k)).unwrap()[..],
+                &[1u8, b'x'][..],
+            )
+            .unwrap();
+        assert!(store
+            .audit()
+            .unwrap()
+            .iter()
+            .any(|p| p.contains("memory index is in sled")));
     }
 
     #[test]

@@ -272,8 +272,9 @@ impl Store {
             for (name, v) in stats.named() {
                 batch.insert(keys::counter(&name), &v.to_be_bytes()[..]);
             }
-            index.write(tree, &mut batch)?;
+            let in_memory = index.write(self.indexes(), &mut batch)?;
             tree.apply_batch(batch)?;
+            self.inner.mem.apply(in_memory);
             if last {
                 break part_mark;
             }
