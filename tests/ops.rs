@@ -481,6 +481,8 @@ fn metrics_count_what_was_published_and_readyz_follows_catch_up() {
     }
     assert!(value(&m, "ledger_batch_seconds_count", None) >= 1.0);
     assert!(value(&m, "ledger_store_bytes", None) > 0.0);
+    // Sessions with users and deadlines: their index chunks are in memory.
+    assert!(value(&m, "ledger_store_index_memory_bytes", None) > 0.0);
     let names: std::collections::BTreeSet<&str> =
         m.samples.iter().map(|s| s.metric.as_str()).collect();
     let http: Vec<&&str> = names

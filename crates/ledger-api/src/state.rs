@@ -26,6 +26,8 @@ pub struct HttpMetrics {
     pub latency: Family<RouteLabels, Histogram>,
     /// Bytes the store occupies on disk.
     pub store_bytes: Gauge,
+    /// Bytes (keys and values) of the index chunks the store keeps in memory.
+    pub index_memory_bytes: Gauge,
 }
 
 impl HttpMetrics {
@@ -41,9 +43,16 @@ impl HttpMetrics {
             latency.clone(),
         );
         r.register("store_bytes", "Store size on disk", store_bytes.clone());
+        let index_memory_bytes = Gauge::default();
+        r.register(
+            "store_index_memory_bytes",
+            "Bytes of the index chunks kept in memory (field and deadline indexes)",
+            index_memory_bytes.clone(),
+        );
         Self {
             latency,
             store_bytes,
+            index_memory_bytes,
         }
     }
 }

@@ -9,15 +9,15 @@
 //! | prefix | key after the prefix | value |
 //! |---|---|---|
 //! | `s` | session id | [`StoredSession`], postcard; as a compaction writes it (since format 10), zstd-compressed with the store's dictionary (`mdict`) behind a 0 byte |
-//! | `iu` | len+user id, chunk low bound | index chunk: entries sort(8), session id |
-//! | `ic` | len+client id, chunk low bound | index chunk: entries sort(8), session id |
-//! | `ia` | len+agent id, chunk low bound | index chunk: entries sort(8), session id |
-//! | `iw` | len+workspace id, chunk low bound | index chunk: entries sort(8), session id |
+//! | `iu` | len+user id, chunk low bound | index chunk: entries sort(8), session id (in memory since format 11) |
+//! | `ic` | len+client id, chunk low bound | index chunk: entries sort(8), session id (in memory since format 11) |
+//! | `ia` | len+agent id, chunk low bound | index chunk: entries sort(8), session id (in memory since format 11) |
+//! | `iw` | len+workspace id, chunk low bound | index chunk: entries sort(8), session id (in memory since format 11) |
 //! | `is` | status code(1), chunk low bound | index chunk: entries sort(8), session id |
 //! | `io` | chunk low bound | index chunk: entries sort(8), session id (every session, creation order) |
-//! | `ix` | chunk low bound | index chunk: entries deadline(8), session id, status due(1), partition(4) (active sessions only) |
+//! | `ix` | chunk low bound | index chunk: entries deadline(8), session id, status due(1), partition(4) (active sessions only; in memory since format 11) |
 //! | `ie` | chunk low bound | index chunk: entries ended_at(8), session id (terminal sessions only: what retention purges, oldest first) |
-//! | `h` | len+session id, first seq(8) | a chunk of at least [`TAIL_MAX`] [`HistoryEntry`]s of the session (each with its event), postcard, zstd-compressed behind a 0 byte (since format 8; plain chunks of older formats read too); the newer ones are in the session record |
+//! | `h` | len+session id, first seq(8) | a chunk of at least [`TAIL_MAX`] [`HistoryEntry`]s of the session (each with its event), postcard; plain as ingestion writes it, zstd-compressed behind a 0 byte as a compaction (and formats 8 to 10's ingestion) writes it; the newer ones are in the session record |
 //! | `b` | session id | [`HistoryBase`]: the state the kept history starts from, once older chunks were dropped |
 //! | `f` | partition(4), chunk's first offset(8) | change log: (offset, session id) of each record one write part changed visibly (not a pending shell), by offset, postcard, zstd-compressed behind a 0 byte (since format 9; plain chunks read too) |
 //! | `mchangespan` | — | widest change-log chunk (last − first offset), i64 BE |
@@ -40,6 +40,13 @@
 //! Index entries are packed into sorted chunks of at most
 //! [`CHUNK_MAX`] entries, one sled key per chunk (the `chunks` module): a batch
 //! writes each chunk it changes once, instead of one key per entry. The
+//! field indexes (`iu`, `ic`, `ia`, `iw`) and the deadline index (`ix`)
+//! keep the same chunks in memory instead of sled (since format 11): every
+//! new session adds four scattered field entries and most events move a
+//! deadline, and those chunk writes were most of sled's work. A store
+//! rebuilds them from its session records when it opens; its memory
+//! chunks change right after the sled batch of the same write, under the
+//! write lock. The
 //! *logical* index key of an entry is the index prefix followed by the entry
 //! ([`index_keys`] yields them); a chunk's key is the index prefix followed by
 //! its low bound (empty, or an entry).

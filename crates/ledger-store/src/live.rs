@@ -112,8 +112,9 @@ impl Store {
     /// state with no old page versions: sled's files at their smallest
     /// (windows of keys written strided, [`COPY_STRIDE`]), its session
     /// records compressed with a dictionary trained on this store's records
-    /// (fewer than 1,000 sessions: plain) and its index chunks compressed
-    /// one by one. Records and chunks written to the copy afterwards are
+    /// (fewer than 1,000 sessions: plain) and its index and history chunks
+    /// compressed one by one; the memory indexes are this store's (shared
+    /// values, copied keys). Records and chunks written to the copy afterwards are
     /// plain: ingestion does not pay for compression, and the next
     /// compaction packs them. Holds the write lock throughout (batches,
     /// purges and erasures wait; reads go on). Keys are inserted one by one,
@@ -153,9 +154,9 @@ impl Store {
                         Some(p) => RecordDict::pack(p, plain).into(),
                         None => plain.into(),
                     }
-                } else if k.starts_with(keys::INDEX) {
-                    // Index chunks too, each alone (no dictionary): one a
-                    // compaction packed before is copied as it is.
+                } else if k.starts_with(keys::INDEX) || k.starts_with(keys::HISTORY) {
+                    // Index and history chunks too, each alone (no
+                    // dictionary): one packed before is copied as it is.
                     if crate::store::is_packed(&v) {
                         v
                     } else {

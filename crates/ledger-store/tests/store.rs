@@ -553,6 +553,36 @@ fn paced_writes_under_intermittent_reads_store_the_same() {
 }
 
 #[test]
+fn history_chunks_are_written_plain_and_a_compaction_packs_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = ledger_gen::generate(ledger_gen::GenConfig {
+        sessions: 40,
+        events: 4_000,
+        ..Default::default()
+    });
+    let store = Store::open(dir.path().join("a"), Defaults::default()).unwrap();
+    ingest(&store, &events, 500);
+    let plain = store.footprint().unwrap()["h"];
+    assert!(plain.0 >= 40, "{} history chunks", plain.0);
+    let copy = store.copy_to(&dir.path().join("b")).unwrap();
+    let packed = copy.footprint().unwrap()["h"];
+    assert_eq!(packed.0, plain.0);
+    assert!(
+        packed.1 * 10 < plain.1 * 7,
+        "history: {} bytes packed, {} plain",
+        packed.1,
+        plain.1
+    );
+    for s in store.all_sessions().map(Result::unwrap) {
+        let id = &s.session.id;
+        assert_eq!(copy.history(id).unwrap(), store.history(id).unwrap());
+    }
+    // A copy of the copy copies its packed chunks as they are.
+    let again = copy.copy_to(&dir.path().join("c")).unwrap();
+    assert_eq!(again.footprint().unwrap()["h"], packed);
+}
+
+#[test]
 fn a_compaction_compresses_session_records_with_a_dictionary_of_the_stores_own() {
     let dir = tempfile::tempdir().unwrap();
     let events = generate(GenConfig {

@@ -168,12 +168,14 @@ async fn readyz(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-/// The Prometheus registry in OpenMetrics text, the store's size read now.
+/// The Prometheus registry in OpenMetrics text, the store's sizes read now.
 async fn metrics(State(state): State<AppState>) -> Response {
+    let store = state.store();
+    state.http.store_bytes.set(store.size_on_disk() as i64);
     state
         .http
-        .store_bytes
-        .set(state.store().size_on_disk() as i64);
+        .index_memory_bytes
+        .set(store.memory_index_size().1 as i64);
     let mut out = String::new();
     if prometheus_client::encoding::text::encode(&mut out, &state.registry).is_err() {
         return (StatusCode::INTERNAL_SERVER_ERROR, "metrics encoding failed").into_response();
