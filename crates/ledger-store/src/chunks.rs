@@ -17,7 +17,7 @@
 //! chunk with the greatest key `≤ P + E`; when there is none, to a new chunk
 //! under `P` itself. Chunks are never empty and never over [`CHUNK_MAX`].
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::ops::Bound;
 use std::sync::{Arc, RwLock};
 
@@ -100,21 +100,27 @@ impl Indexes<'_> {
     /// The stored chunk covering `entry` under `prefix` (the greatest chunk
     /// key `≤ prefix + entry`), with its value; `None` when every chunk key
     /// is greater.
-    fn covering(&self, prefix: &[u8], entry: &[u8]) -> Result<Option<Chunk>, StoreError> {
+    fn covering(
+        &self,
+        prefix: &[u8],
+        entry: &[u8],
+    ) -> Result<Option<(Vec<u8>, sled::IVec)>, StoreError> {
         let probe = [prefix, entry].concat();
         if keys::in_memory(prefix) {
+            let range = (Bound::Included(prefix), Bound::Included(&probe[..]));
             return Ok(self
                 .mem
                 .read()
-                .range(prefix.to_vec()..=probe)
+                .range::<[u8], _>(range)
                 .next_back()
-                .map(|(k, v)| (k.as_slice().into(), v.clone())));
+                .map(|(k, v)| (k.clone(), v.clone())));
         }
         Ok(self
             .tree
             .range(prefix.to_vec()..=probe)
             .next_back()
-            .transpose()?)
+            .transpose()?
+            .map(|(k, v)| (k.to_vec(), v)))
     }
 
     /// The key of the first chunk after `key`, below `end`.
@@ -217,23 +223,32 @@ impl Iterator for MemRange {
 /// first entry's length, never 0).
 pub(crate) fn decode(key: &[u8], v: &[u8]) -> Result<Vec<Vec<u8>>, StoreError> {
     let plain = crate::store::unpacked(key, v)?;
-    let mut out = Vec::new();
-    let mut rest = &plain[..];
+    Ok(split(key, &plain)?
+        .into_iter()
+        .map(<[u8]>::to_vec)
+        .collect())
+}
+
+/// The entries of a plain chunk, borrowed from it.
+fn split<'a>(key: &[u8], plain: &'a [u8]) -> Result<Vec<&'a [u8]>, StoreError> {
+    let mut out = Vec::with_capacity(CHUNK_MAX);
+    let mut rest = plain;
     while !rest.is_empty() {
         let (len, used) = read_varint(rest).ok_or_else(|| corrupt(key, "bad chunk length"))?;
         rest = &rest[used..];
         let e = rest
             .get(..len)
             .ok_or_else(|| corrupt(key, "truncated chunk entry"))?;
-        out.push(e.to_vec());
+        out.push(e);
         rest = &rest[len..];
     }
     Ok(out)
 }
 
-fn encode<'a>(entries: impl IntoIterator<Item = &'a Vec<u8>>) -> Vec<u8> {
+fn encode<E: AsRef<[u8]>>(entries: impl IntoIterator<Item = E>) -> Vec<u8> {
     let mut v = Vec::new();
     for e in entries {
+        let e = e.as_ref();
         let mut n = e.len();
         loop {
             let b = (n & 0x7f) as u8;
@@ -270,10 +285,12 @@ pub(crate) struct IndexChanges {
 impl IndexChanges {
     fn change(&mut self, logical: &[u8], insert: bool) {
         let plen = keys::index_prefix_len(logical).expect("index_keys yields index keys");
-        self.by_prefix
-            .entry(logical[..plen].to_vec())
-            .or_default()
-            .insert(logical[plen..].to_vec(), insert);
+        let (prefix, entry) = logical.split_at(plen);
+        let changes = match self.by_prefix.get_mut(prefix) {
+            Some(c) => c,
+            None => self.by_prefix.entry(prefix.to_vec()).or_default(),
+        };
+        changes.insert(entry.to_vec(), insert);
     }
 
     pub fn insert(&mut self, logical: &[u8]) {
@@ -344,40 +361,50 @@ fn plan(
             // The chunk covering `first`, and where the next one starts.
             let found = ix.covering(&prefix, first)?;
             let existed = found.is_some();
-            let (ckey, entries) = match found {
-                Some((k, v)) => {
-                    let e = decode(&k, &v)?;
-                    (k.to_vec(), e)
-                }
-                None => (prefix.clone(), Vec::new()),
+            let (ckey, value) = match found {
+                Some((k, v)) => (k, Some(v)),
+                None => (prefix.clone(), None),
+            };
+            let plain = match &value {
+                Some(v) => crate::store::unpacked(&ckey, v)?,
+                None => std::borrow::Cow::Borrowed(&[][..]),
             };
             let next_key = ix.next_key(&ckey, &end)?;
-            let mut set: BTreeSet<Vec<u8>> = entries.into_iter().collect();
+            // The chunk's changes (sorted, as `changes` is) merged into its
+            // sorted entries, which stay borrowed until encoded.
+            let mut mine: Vec<(Vec<u8>, bool)> = Vec::new();
             while let Some((e, _)) = changes.peek() {
                 if let Some(n) = &next_key {
                     if n[prefix.len()..] <= e[..] {
                         break;
                     }
                 }
-                let (e, insert) = changes.next().expect("peeked");
-                if insert {
-                    set.insert(e);
-                } else {
-                    set.remove(&e);
+                mine.push(changes.next().expect("peeked"));
+            }
+            let stored = split(&ckey, &plain)?;
+            let mut all: Vec<&[u8]> = Vec::with_capacity(stored.len() + mine.len());
+            let mut stored = stored.into_iter().peekable();
+            for (e, insert) in &mine {
+                while let Some(s) = stored.next_if(|s| *s < &e[..]) {
+                    all.push(s);
+                }
+                stored.next_if(|s| *s == &e[..]);
+                if *insert {
+                    all.push(e);
                 }
             }
-            if set.is_empty() {
+            all.extend(stored);
+            if all.is_empty() {
                 if existed {
                     out.push((ckey, None));
                 }
                 continue;
             }
-            let all: Vec<Vec<u8>> = set.into_iter().collect();
             // A low bound whose entry was removed is moved up to the first
             // entry kept: no key names a removed session (erasure), and the
             // range it gave up holds no entry.
             let low = &ckey[prefix.len()..];
-            let rekey = !low.is_empty() && low != &all[0][..];
+            let rekey = !low.is_empty() && low != all[0];
             if rekey {
                 out.push((ckey.clone(), None));
             }
@@ -385,7 +412,7 @@ fn plan(
                 let key = if i == 0 && !rekey {
                     ckey.clone()
                 } else {
-                    [&prefix[..], &part[0][..]].concat()
+                    [&prefix[..], part[0]].concat()
                 };
                 out.push((key, Some(encode(part))));
             }
@@ -428,8 +455,7 @@ impl Scan {
                 // Start at the chunk covering `e`.
                 let start = ix
                     .covering(prefix, e)?
-                    .map(|(k, _)| k.to_vec())
-                    .unwrap_or_else(|| prefix.to_vec());
+                    .map_or_else(|| prefix.to_vec(), |(k, _)| k);
                 (Bound::Included(start), end)
             }
             (Bound::Included(e) | Bound::Excluded(e), true) => {
