@@ -72,6 +72,7 @@ pub async fn run(
         Store::open(&cfg.store.path, cfg.defaults)
             .with_context(|| format!("opening store {}", cfg.store.path.display()))?,
     );
+    crate::keep_freed_memory();
     // Bound first: sharded mode announces the address.
     let listener = tokio::net::TcpListener::bind(&cfg.http.listen)
         .await

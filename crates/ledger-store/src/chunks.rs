@@ -283,6 +283,31 @@ pub(crate) struct IndexChanges {
 }
 
 impl IndexChanges {
+    /// Insertions of `logical` keys, sorted and deduplicated here: a build
+    /// of many entries at once, without a tree insertion per entry.
+    pub fn inserts(mut logical: Vec<Vec<u8>>) -> Self {
+        logical.sort_unstable();
+        logical.dedup();
+        let mut by_prefix: BTreeMap<Vec<u8>, Changes> = BTreeMap::new();
+        let mut run: Vec<(Vec<u8>, bool)> = Vec::new();
+        let mut prefix: Option<Vec<u8>> = None;
+        for mut k in logical {
+            let plen = keys::index_prefix_len(&k).expect("index_keys yields index keys");
+            if prefix.as_deref() != Some(&k[..plen]) {
+                if let Some(p) = prefix.take() {
+                    // Sorted input: the map is built in one pass.
+                    by_prefix.insert(p, std::mem::take(&mut run).into_iter().collect());
+                }
+                prefix = Some(k[..plen].to_vec());
+            }
+            run.push((k.split_off(plen), true));
+        }
+        if let Some(p) = prefix {
+            by_prefix.insert(p, run.into_iter().collect());
+        }
+        Self { by_prefix }
+    }
+
     fn change(&mut self, logical: &[u8], insert: bool) {
         let plen = keys::index_prefix_len(logical).expect("index_keys yields index keys");
         let (prefix, entry) = logical.split_at(plen);

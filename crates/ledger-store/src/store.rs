@@ -36,7 +36,7 @@ const CREATING: &str = "CREATING";
 const UPGRADES: &[u64] = &[7, 8, 9, 10];
 
 /// Sessions whose memory index entries an open merges in at once.
-const BUILD_GROUP: usize = 100_000;
+const BUILD_GROUP: usize = 250_000;
 
 /// Sled keys an upgrade removes in one batch.
 const DROP_BATCH: usize = 10_000;
@@ -952,23 +952,23 @@ impl Store {
     /// [`BUILD_GROUP`] sessions (what one group's entries take while it is
     /// merged in is all the build holds beside the indexes).
     fn build_memory_indexes(&self) -> Result<(), StoreError> {
-        let mut changes = IndexChanges::default();
+        let mut group = Vec::new();
         let mut pending = 0;
         let mut sessions = self.all_sessions().peekable();
         while let Some(s) = sessions.next() {
             let s = s?;
-            for k in keys::index_keys(&s.session, s.partition) {
-                if keys::in_memory(&k) {
-                    changes.insert(&k);
-                }
-            }
+            group.extend(
+                keys::index_keys(&s.session, s.partition)
+                    .into_iter()
+                    .filter(|k| keys::in_memory(k)),
+            );
             pending += 1;
             if pending == BUILD_GROUP || sessions.peek().is_none() {
                 let mut none = sled::Batch::default();
-                let group = std::mem::take(&mut changes);
+                let changes = IndexChanges::inserts(std::mem::take(&mut group));
                 self.inner
                     .mem
-                    .apply(group.write(self.indexes(), &mut none)?);
+                    .apply(changes.write(self.indexes(), &mut none)?);
                 pending = 0;
             }
         }
