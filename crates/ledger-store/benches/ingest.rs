@@ -156,6 +156,7 @@ fn main() {
         if run == 1 {
             // What an open pays: the memory indexes rebuilt from the records.
             drop(store);
+            let before = rss();
             let t = Instant::now();
             let store = Store::open_when_released(
                 dir.path(),
@@ -163,10 +164,13 @@ fn main() {
                 std::time::Duration::from_secs(30),
             )
             .expect("reopen");
+            let (chunks, bytes) = store.memory_index_size();
             println!(
-                "  reopened in {:.2?} ({} memory index chunks rebuilt)",
+                "  reopened in {:.2?} ({chunks} memory index chunks, {} MiB, rebuilt); peak RSS {} MiB before, {} after",
                 t.elapsed(),
-                store.memory_index_size().0
+                bytes >> 20,
+                before.1 >> 20,
+                rss().1 >> 20
             );
         }
         rates.push(rate);

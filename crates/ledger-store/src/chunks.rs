@@ -326,34 +326,32 @@ impl IndexChanges {
         self.change(logical, false);
     }
 
+    /// Applies changes of memory indexes only to `ix`'s memory chunks, one
+    /// index prefix at a time: what a build holds beside the indexes is the
+    /// changes and one prefix's new chunks, not a second copy of them all.
+    pub fn apply_in_memory(self, ix: Indexes<'_>) -> Result<(), StoreError> {
+        let mut slice = Vec::new();
+        let mut size = 0;
+        let mut groups = self.by_prefix.into_iter().peekable();
+        while let Some((prefix, changes)) = groups.next() {
+            debug_assert!(keys::in_memory(&prefix));
+            size += changes.len();
+            slice.push((prefix, changes));
+            if size >= APPLY_SLICE || groups.peek().is_none() {
+                ix.mem
+                    .apply(MemWrites(plan_on_two(ix, std::mem::take(&mut slice))?));
+                size = 0;
+            }
+        }
+        Ok(())
+    }
+
     /// Adds the chunk writes these changes imply to `batch`, reading the
     /// current chunks from `ix` (indexes split between two threads when
     /// there are many changes). Returns the writes of the memory indexes,
     /// to apply once `batch` is.
     pub fn write(self, ix: Indexes<'_>, batch: &mut sled::Batch) -> Result<MemWrites, StoreError> {
-        let groups: Vec<_> = self.by_prefix.into_iter().collect();
-        let total: usize = groups.iter().map(|(_, c)| c.len()).sum();
-        let writes = if total < 1024 {
-            plan(ix, groups)?
-        } else {
-            // Two halves with about as many changes each.
-            let mut seen = 0;
-            let cut = groups
-                .iter()
-                .position(|(_, c)| {
-                    seen += c.len();
-                    seen * 2 >= total
-                })
-                .map_or(groups.len(), |i| i + 1);
-            let mut groups = groups;
-            let second = groups.split_off(cut);
-            std::thread::scope(|scope| {
-                let other = scope.spawn(|| plan(ix, second));
-                let mut w = plan(ix, groups)?;
-                w.extend(other.join().expect("planning chunks does not panic")?);
-                Ok::<_, StoreError>(w)
-            })?
-        };
+        let writes = plan_on_two(ix, self.by_prefix.into_iter().collect())?;
         let mut mem = MemWrites::default();
         for (k, v) in writes {
             if keys::in_memory(&k) {
@@ -370,6 +368,38 @@ impl IndexChanges {
 }
 
 type Changes = BTreeMap<Vec<u8>, bool>;
+
+/// Changes of memory indexes an in-memory apply plans at once.
+const APPLY_SLICE: usize = 16_384;
+
+/// [`plan`], split between two threads when there are many changes.
+#[allow(clippy::type_complexity)]
+fn plan_on_two(
+    ix: Indexes<'_>,
+    groups: Vec<(Vec<u8>, Changes)>,
+) -> Result<Vec<(Vec<u8>, Option<Vec<u8>>)>, StoreError> {
+    let total: usize = groups.iter().map(|(_, c)| c.len()).sum();
+    if total < 1024 {
+        return plan(ix, groups);
+    }
+    // Two halves with about as many changes each.
+    let mut seen = 0;
+    let cut = groups
+        .iter()
+        .position(|(_, c)| {
+            seen += c.len();
+            seen * 2 >= total
+        })
+        .map_or(groups.len(), |i| i + 1);
+    let mut groups = groups;
+    let second = groups.split_off(cut);
+    std::thread::scope(|scope| {
+        let other = scope.spawn(|| plan(ix, second));
+        let mut w = plan(ix, groups)?;
+        w.extend(other.join().expect("planning chunks does not panic")?);
+        Ok(w)
+    })
+}
 
 /// The chunk writes (`None`: delete) that apply `groups` of changes, each
 /// one index prefix's, to the chunks stored in `tree`.

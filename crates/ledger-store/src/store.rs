@@ -457,7 +457,7 @@ pub struct Store {
 
 /// sled's page cache of a store opened with [`Store::open`], bytes, unless
 /// [`set_cache_bytes`] says otherwise.
-pub const CACHE_BYTES: u64 = 192 * 1024 * 1024;
+pub const CACHE_BYTES: u64 = 160 * 1024 * 1024;
 
 static CACHE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(CACHE_BYTES);
 
@@ -964,11 +964,8 @@ impl Store {
             );
             pending += 1;
             if pending == BUILD_GROUP || sessions.peek().is_none() {
-                let mut none = sled::Batch::default();
-                let changes = IndexChanges::inserts(std::mem::take(&mut group));
-                self.inner
-                    .mem
-                    .apply(changes.write(self.indexes(), &mut none)?);
+                IndexChanges::inserts(std::mem::take(&mut group))
+                    .apply_in_memory(self.indexes())?;
                 pending = 0;
             }
         }
