@@ -511,7 +511,7 @@ mod tests {
 
     #[test]
     fn the_store_cache_is_read_and_refused_below_16_mib() {
-        assert_eq!(load("").unwrap().store.cache_mb, 160);
+        assert_eq!(load("").unwrap().store.cache_mb, 128);
         assert_eq!(
             load("[store]\ncache_mb = 1024\n").unwrap().store.cache_mb,
             1024

@@ -457,7 +457,7 @@ pub struct Store {
 
 /// sled's page cache of a store opened with [`Store::open`], bytes, unless
 /// [`set_cache_bytes`] says otherwise.
-pub const CACHE_BYTES: u64 = 160 * 1024 * 1024;
+pub const CACHE_BYTES: u64 = 128 * 1024 * 1024;
 
 static CACHE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(CACHE_BYTES);
 
