@@ -43,7 +43,7 @@ impl MemChunks {
         self.map.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Applies chunk writes (`None`: delete) planned by [`IndexChanges::write`].
+    /// Applies chunk writes (`None`: delete) planned by [`IndexChanges`].
     pub fn apply(&self, writes: MemWrites) {
         if writes.0.is_empty() {
             return;
@@ -402,7 +402,7 @@ fn plan_on_two(
 }
 
 /// The chunk writes (`None`: delete) that apply `groups` of changes, each
-/// one index prefix's, to the chunks stored in `tree`.
+/// one index prefix's, to the chunks `ix` holds.
 #[allow(clippy::type_complexity)]
 fn plan(
     ix: Indexes<'_>,

@@ -1,6 +1,7 @@
 //! The sled read models of the session ledger.
 //!
-//! One sled tree holds everything, split by key prefix. `apply_batch`
+//! One sled tree holds everything, split by key prefix, but five indexes
+//! kept in memory in the same layout (below). `apply_batch`
 //! writes sessions, indexes, stats and history in parts of bounded size and
 //! the offsets with the last part; each session records what it applied, so
 //! a batch applied again after a crash between parts repeats nothing. Numeric key parts are big-endian so byte order = numeric order;

@@ -237,9 +237,7 @@ impl Store {
         for &(topic, p, off) in offsets {
             batch.insert(keys::offset(topic, p), &off.to_be_bytes()[..]);
         }
-        let in_memory = index.write(self.indexes(), &mut batch)?;
-        self.tree().apply_batch(batch)?;
-        self.inner.mem.apply(in_memory);
+        self.apply_indexed(batch, index)?;
         // The feed shows no removed session again.
         self.inner
             .feed_cache

@@ -948,6 +948,20 @@ impl Store {
         }
     }
 
+    /// Applies `batch` with the index chunk writes `index` implies: sled's
+    /// in the batch, the memory indexes' right after it. For a caller
+    /// holding the write lock, before it announces what it wrote.
+    pub(crate) fn apply_indexed(
+        &self,
+        mut batch: sled::Batch,
+        index: IndexChanges,
+    ) -> Result<(), StoreError> {
+        let in_memory = index.write(self.indexes(), &mut batch)?;
+        self.inner.tree.apply_batch(batch)?;
+        self.inner.mem.apply(in_memory);
+        Ok(())
+    }
+
     /// Builds the memory indexes from the session records, in groups of
     /// [`BUILD_GROUP`] sessions (what one group's entries take while it is
     /// merged in is all the build holds beside the indexes).
@@ -1040,9 +1054,9 @@ impl Store {
                 .max_warning_minutes
                 .max(u64::from(s.session.timeout.warning_threshold_minutes));
         }
-        for kv in self.inner.tree.scan_prefix(keys::INDEX) {
-            let (k, _) = kv?;
-            if keys::in_memory(&k) {
+        for tag in keys::MEMORY_INDEXES {
+            for kv in self.inner.tree.scan_prefix(tag) {
+                let k = kv?.0;
                 problems.push(format!(
                     "chunk {} of a memory index is in sled",
                     hex::encode(&k)
@@ -1317,6 +1331,20 @@ mod tests {
         store
     }
 
+    /// A store in a fresh directory holding `events` generated events of
+    /// `sessions` sessions, on one partition.
+    fn one_partition_store(sessions: usize, events: usize) -> (tempfile::TempDir, super::Store) {
+        let events = ledger_gen::generate(ledger_gen::GenConfig {
+            sessions,
+            events,
+            ..Default::default()
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let store = super::Store::open(dir.path(), ledger_core::Defaults::default()).unwrap();
+        load_one_partition(&store, &events);
+        (dir, store)
+    }
+
     /// Applies `events` to `store` on one partition, in batches of 500.
     fn load_one_partition(store: &super::Store, events: &[ledger_core::Event]) {
         for (i, part) in events.chunks(500).enumerate() {
@@ -1336,14 +1364,7 @@ mod tests {
 
     #[test]
     fn memory_indexes_are_rebuilt_at_open_and_a_format_10_stores_chunks_of_them_go() {
-        let events = ledger_gen::generate(ledger_gen::GenConfig {
-            sessions: 400,
-            events: 3_000,
-            ..Default::default()
-        });
-        let dir = tempfile::tempdir().unwrap();
-        let store = super::Store::open(dir.path(), ledger_core::Defaults::default()).unwrap();
-        load_one_partition(&store, &events);
+        let (dir, store) = one_partition_store(400, 3_000);
         let entries = store.index_entries().unwrap();
         let held = store.memory_index_size();
         assert!(entries.iter().any(|k| crate::keys::in_memory(k)));
@@ -1360,13 +1381,7 @@ mod tests {
         assert_eq!(store.index_entries().unwrap(), entries);
         assert_eq!(store.audit().unwrap(), Vec::<String>::new());
         // A plain reopen rebuilds the same chunks.
-        drop(store);
-        let store = super::Store::open_when_released(
-            dir.path(),
-            ledger_core::Defaults::default(),
-            std::time::Duration::from_secs(10),
-        )
-        .unwrap();
+        let store = reopened_as(store, dir.path(), super::FORMAT);
         assert_eq!(store.index_entries().unwrap(), entries);
         assert_eq!(store.audit().unwrap(), Vec::<String>::new());
         // A chunk of a memory index found in sled is reported.
@@ -1386,14 +1401,7 @@ mod tests {
 
     #[test]
     fn change_log_chunks_are_packed_and_a_plain_one_of_format_8_still_reads() {
-        let events = ledger_gen::generate(ledger_gen::GenConfig {
-            sessions: 200,
-            events: 2_000,
-            ..Default::default()
-        });
-        let dir = tempfile::tempdir().unwrap();
-        let store = super::Store::open(dir.path(), ledger_core::Defaults::default()).unwrap();
-        load_one_partition(&store, &events);
+        let (dir, store) = one_partition_store(200, 2_000);
         let want = store.changes(0, 0, usize::MAX).unwrap();
         assert!(want.len() > 1_000, "{}", want.len());
         // Each chunk is stored compressed, under half its plain size.

@@ -118,7 +118,6 @@ impl Store {
         let fold_mark = pace.mark();
         self.bump_epoch();
         let _end = EpochEnd(self);
-        let tree = &self.inner.tree;
         // Each session's records, in batch order; sessions in first-seen order.
         let mut slot: HashMap<&str, usize> = HashMap::new();
         let mut groups: Vec<Vec<&Record>> = Vec::new();
@@ -272,9 +271,7 @@ impl Store {
             for (name, v) in stats.named() {
                 batch.insert(keys::counter(&name), &v.to_be_bytes()[..]);
             }
-            let in_memory = index.write(self.indexes(), &mut batch)?;
-            tree.apply_batch(batch)?;
-            self.inner.mem.apply(in_memory);
+            self.apply_indexed(batch, index)?;
             if last {
                 break part_mark;
             }
