@@ -5,9 +5,11 @@
 //! ignored for forward compatibility. Every failure is a [`DecodeError`] whose
 //! `Display` is the reason written to the dead-letter topic.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::config::TimeoutPatch;
@@ -262,18 +264,54 @@ pub struct Event {
     pub data: EventData,
 }
 
-/// The structured-mode envelope as it appears on the wire.
+/// The structured-mode envelope as it appears on the wire. Attributes borrow
+/// from the payload unless they hold escapes; `data` stays raw JSON text and
+/// is read straight into its typed shape (no `Value` tree in between).
 #[derive(Deserialize)]
-struct Envelope {
-    specversion: Option<String>,
-    id: Option<String>,
-    source: Option<String>,
-    #[serde(rename = "type")]
-    kind: Option<String>,
-    subject: Option<String>,
-    time: Option<String>,
-    #[serde(default)]
-    data: Option<Value>,
+struct Envelope<'a> {
+    #[serde(borrow)]
+    specversion: Option<Text<'a>>,
+    #[serde(borrow)]
+    id: Option<Text<'a>>,
+    #[serde(borrow)]
+    source: Option<Text<'a>>,
+    #[serde(borrow, rename = "type")]
+    kind: Option<Text<'a>>,
+    #[serde(borrow)]
+    subject: Option<Text<'a>>,
+    #[serde(borrow)]
+    time: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    data: Option<&'a RawValue>,
+}
+
+/// A JSON string borrowed from the input when it has no escapes.
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for V<'a> {
+            type Value = Text<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Text<'a>, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Text<'a>, E> {
+                Ok(Text(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Text<'a>, E> {
+                Ok(Text(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V(std::marker::PhantomData))
+    }
+}
+
+fn text(t: Option<Text<'_>>) -> Option<Cow<'_, str>> {
+    t.map(|t| t.0)
 }
 
 /// Decodes a structured-mode CloudEvent (the whole event is the JSON payload).
@@ -281,15 +319,15 @@ pub fn decode_structured(payload: &[u8]) -> Result<Event, DecodeError> {
     if payload.len() > MAX_EVENT_BYTES {
         return Err(DecodeError::Oversize(payload.len()));
     }
-    let env: Envelope =
+    let env: Envelope<'_> =
         serde_json::from_slice(payload).map_err(|e| DecodeError::Json(e.to_string()))?;
     build(
-        env.specversion.as_deref(),
-        env.id,
-        env.source,
-        env.kind,
-        env.subject,
-        env.time,
+        env.specversion.as_ref().map(|t| &*t.0),
+        text(env.id),
+        text(env.source),
+        text(env.kind),
+        text(env.subject),
+        text(env.time),
         env.data,
     )
 }
@@ -303,18 +341,18 @@ pub fn decode_binary<'a>(
     if payload.len() > MAX_EVENT_BYTES {
         return Err(DecodeError::Oversize(payload.len()));
     }
-    let text = |name: &'static str| -> Result<Option<String>, DecodeError> {
+    let text = |name: &'static str| -> Result<Option<Cow<'a, str>>, DecodeError> {
         match header(name) {
             None => Ok(None),
             Some(v) => std::str::from_utf8(v)
-                .map(|s| Some(s.to_string()))
+                .map(|s| Some(Cow::Borrowed(s)))
                 .map_err(|_| DecodeError::Utf8(name)),
         }
     };
-    let data = if payload.is_empty() {
+    let data: Option<&RawValue> = if payload.is_empty() {
         None
     } else {
-        Some(serde_json::from_slice(payload).map_err(|e| DecodeError::Json(e.to_string()))?)
+        serde_json::from_slice(payload).map_err(|e| DecodeError::Json(e.to_string()))?
     };
     let spec = text("ce_specversion")?;
     build(
@@ -425,40 +463,67 @@ pub fn decode_record<'a>(
     Ok(event)
 }
 
-fn non_empty(v: Option<String>, name: &'static str) -> Result<String, DecodeError> {
+fn non_empty<'a>(v: Option<Cow<'a, str>>, name: &'static str) -> Result<Cow<'a, str>, DecodeError> {
     match v {
         Some(s) if !s.is_empty() => Ok(s),
         _ => Err(DecodeError::Missing(name)),
     }
 }
 
+/// Reads `data` (raw JSON text; `None` when absent or `null`) as `T`.
+///
+/// The text is read straight into `T`. Only when that fails is it read again
+/// through a `Value`, the way every earlier version read it, so that what is
+/// accepted and each rejection's reason are unchanged (a `Value` keeps the
+/// last of duplicate keys, where a direct read rejects them).
+fn typed<T: serde::de::DeserializeOwned>(
+    data: Option<&RawValue>,
+    kind: &'static str,
+    absent: fn() -> Value,
+) -> Result<T, DecodeError> {
+    let slow = |text: &str| {
+        let v = match serde_json::from_str::<Value>(text) {
+            Ok(Value::Null) => absent(),
+            Ok(v) => v,
+            Err(e) => return Err(e),
+        };
+        serde_json::from_value(v)
+    };
+    let read = match data {
+        Some(raw) => serde_json::from_str(raw.get()).or_else(|_| slow(raw.get())),
+        None => serde_json::from_value(absent()),
+    };
+    read.map_err(|e| DecodeError::BadData {
+        kind,
+        reason: e.to_string(),
+    })
+}
+
 fn build(
     spec: Option<&str>,
-    id: Option<String>,
-    source: Option<String>,
-    kind: Option<String>,
-    subject: Option<String>,
-    time: Option<String>,
-    data: Option<Value>,
+    id: Option<Cow<'_, str>>,
+    source: Option<Cow<'_, str>>,
+    kind: Option<Cow<'_, str>>,
+    subject: Option<Cow<'_, str>>,
+    time: Option<Cow<'_, str>>,
+    data: Option<&RawValue>,
 ) -> Result<Event, DecodeError> {
     match spec {
         Some("1.0") => {}
         Some(other) => return Err(DecodeError::SpecVersion(other.to_string())),
         None => return Err(DecodeError::Missing("specversion")),
     }
-    let id = non_empty(id, "id")?;
-    let source = non_empty(source, "source")?;
+    let id = non_empty(id, "id")?.into_owned();
+    let source = non_empty(source, "source")?.into_owned();
     let kind_name = non_empty(kind, "type")?;
-    let kind = EventKind::from_type_name(&kind_name).ok_or(DecodeError::UnknownType(kind_name))?;
-    let session_id = non_empty(subject, "subject")?;
+    let kind = EventKind::from_type_name(&kind_name)
+        .ok_or_else(|| DecodeError::UnknownType(kind_name.into_owned()))?;
+    let session_id = non_empty(subject, "subject")?.into_owned();
     let time = non_empty(time, "time")?;
-    let time_ms = parse_rfc3339_ms(&time).ok_or(DecodeError::BadTime(time))?;
-    let data = data.unwrap_or(Value::Null);
+    let time_ms = parse_rfc3339_ms(&time).ok_or_else(|| DecodeError::BadTime(time.into_owned()))?;
+    // `null` data reads as absent data.
+    let data = data.filter(|raw| raw.get() != "null");
     let name = kind.type_name();
-    let bad = |e: serde_json::Error| DecodeError::BadData {
-        kind: name,
-        reason: e.to_string(),
-    };
     let explicit = |s: Option<String>| -> Result<Option<i64>, DecodeError> {
         match s {
             None => Ok(None),
@@ -468,20 +533,17 @@ fn build(
             }),
         }
     };
-    let object_or_empty = |v: Value| match v {
-        Value::Null => Value::Object(Default::default()),
-        v => v,
-    };
+    let empty = || Value::Object(Default::default());
     let mut created_expires_at_ms = None;
     let data = match kind {
         EventKind::Created => {
-            if data.is_null() {
+            if data.is_none() {
                 return Err(DecodeError::BadData {
                     kind: name,
                     reason: "missing field `user_id`".into(),
                 });
             }
-            let mut d: CreatedData = serde_json::from_value(data).map_err(bad)?;
+            let mut d: CreatedData = typed(data, name, || Value::Null)?;
             if d.user_id.is_empty() {
                 return Err(DecodeError::BadData {
                     kind: name,
@@ -491,17 +553,15 @@ fn build(
             created_expires_at_ms = explicit(d.expires_at.take())?;
             EventData::Created(Box::new(d))
         }
-        EventKind::Activity => EventData::Activity(Box::new(
-            serde_json::from_value(object_or_empty(data)).map_err(bad)?,
-        )),
+        EventKind::Activity => EventData::Activity(Box::new(typed(data, name, empty)?)),
         EventKind::Renewed => {
-            let d: RenewedData = serde_json::from_value(object_or_empty(data)).map_err(bad)?;
+            let d: RenewedData = typed(data, name, empty)?;
             EventData::Renewed {
                 timeout: d.timeout,
                 expires_at_ms: explicit(d.expires_at)?,
             }
         }
-        _ => EventData::Terminal(serde_json::from_value(object_or_empty(data)).map_err(bad)?),
+        _ => EventData::Terminal(typed(data, name, empty)?),
     };
     Ok(Event {
         id,
@@ -625,6 +685,56 @@ mod tests {
             decode_structured(&big),
             Err(DecodeError::Oversize(_))
         ));
+    }
+
+    #[test]
+    fn data_is_read_straight_but_judged_as_through_a_value() {
+        let head =
+            r#""specversion":"1.0","source":"s","subject":"x","time":"2026-01-01T00:00:00Z""#;
+        // Escaped attributes are unescaped (they cannot be borrowed).
+        let e = ev(&format!(
+            r#"{{{head},"id":"e\u0031","type":"session.activity","data":{{"trace_id":"t\n"}}}}"#
+        ))
+        .unwrap();
+        assert_eq!(e.id, "e1");
+        let EventData::Activity(d) = &e.data else {
+            panic!("{e:?}")
+        };
+        assert_eq!(d.trace_id.as_deref(), Some("t\n"));
+        // A duplicate key keeps its last value, as a `Value` did.
+        let e = ev(&format!(
+            r#"{{{head},"id":"e","type":"session.activity","data":{{"trace_id":"a","trace_id":"b"}}}}"#
+        ))
+        .unwrap();
+        let EventData::Activity(d) = &e.data else {
+            panic!("{e:?}")
+        };
+        assert_eq!(d.trace_id.as_deref(), Some("b"));
+        // `null` data is absent data.
+        let e = ev(&format!(
+            r#"{{{head},"id":"e","type":"session.ended","data":null}}"#
+        ))
+        .unwrap();
+        assert_eq!(e.data, EventData::Terminal(TerminalData::default()));
+        let err = ev(&format!(
+            r#"{{{head},"id":"e","type":"session.created","data":null}}"#
+        ))
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid data for session.created: missing field `user_id`"
+        );
+        // A rejection's reason names no position in the payload.
+        let err = ev(&format!(
+            r#"{{{head},"id":"e","type":"session.activity","data":{{"usage":{{"prompt_tokens":-1}}}}}}"#
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("invalid data for session.activity: invalid value"),
+            "{err}"
+        );
+        assert!(!err.contains("line"), "{err}");
     }
 
     #[test]
