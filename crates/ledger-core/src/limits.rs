@@ -127,6 +127,30 @@ pub fn is_secret_key(key: &str) -> bool {
     WORDS.iter().any(|w| norm.contains(w))
 }
 
+/// Whether `ev` has a secret-named key (in `labels`, `metadata`, `actor`, at
+/// any depth): whether [`redacted`] would change it.
+pub fn has_secret_keys(ev: &crate::Event) -> bool {
+    let crate::event::EventData::Created(d) = &ev.data else {
+        return false;
+    };
+    d.labels.keys().any(|k| is_secret_key(k))
+        || d.metadata.as_ref().is_some_and(object_has_secret_keys)
+        || d.actor.as_ref().is_some_and(object_has_secret_keys)
+}
+
+fn object_has_secret_keys(m: &Map<String, Value>) -> bool {
+    m.iter()
+        .any(|(k, v)| is_secret_key(k) || value_has_secret_keys(v))
+}
+
+fn value_has_secret_keys(v: &Value) -> bool {
+    match v {
+        Value::Object(m) => object_has_secret_keys(m),
+        Value::Array(items) => items.iter().any(value_has_secret_keys),
+        _ => false,
+    }
+}
+
 /// `ev` without its secret-named keys (in `labels`, `metadata`, `actor`):
 /// what may be stored of it. Folding it gives the state folding `ev` gives.
 pub fn redacted(ev: &crate::Event) -> crate::Event {
@@ -156,5 +180,44 @@ fn redact_value(v: &mut Value) {
         Value::Object(m) => redact_object(m),
         Value::Array(items) => items.iter_mut().for_each(redact_value),
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode_structured;
+
+    fn created(data: &str) -> crate::Event {
+        decode_structured(
+            format!(
+                r#"{{"specversion":"1.0","id":"e","source":"s","type":"session.created","subject":"x","time":"2026-01-01T00:00:00Z","data":{data}}}"#
+            )
+            .as_bytes(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn an_event_has_secret_keys_exactly_when_redaction_changes_it() {
+        let cases = [
+            (r#"{"user_id":"u"}"#, false),
+            (
+                r#"{"user_id":"u","labels":{"team":"a"},"metadata":{"plan":{"tier":1}}}"#,
+                false,
+            ),
+            (r#"{"user_id":"u","labels":{"API-Key":"k"}}"#, true),
+            (
+                r#"{"user_id":"u","metadata":{"a":[{"b":{"client_secret":"s"}}]}}"#,
+                true,
+            ),
+            (r#"{"user_id":"u","actor":{"auth":{"Password":"p"}}}"#, true),
+        ];
+        for (data, secret) in cases {
+            let ev = created(data);
+            assert_eq!(has_secret_keys(&ev), secret, "{data}");
+            assert_eq!(redacted(&ev) != ev, secret, "{data}");
+            assert!(!has_secret_keys(&redacted(&ev)), "{data}");
+        }
     }
 }

@@ -255,6 +255,53 @@ pub struct HistoryEntry {
     pub event: Event,
 }
 
+/// A [`HistoryEntry`] as the fold writes it, borrowing its event and
+/// leaving its session id out; encodes to the bytes the entry would.
+#[derive(Serialize)]
+pub(crate) struct HistoryEntryRef<'a> {
+    pub seq: u64,
+    pub outcome: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+    pub event: StoredEventRef<'a>,
+}
+
+/// An [`Event`]'s fields in its order, with an empty session id.
+#[derive(Serialize)]
+pub(crate) struct StoredEventRef<'a> {
+    id: &'a str,
+    source: &'a str,
+    kind: ledger_core::EventKind,
+    session_id: &'static str,
+    time_ms: i64,
+    created_expires_at_ms: Option<i64>,
+    data: &'a ledger_core::EventData,
+}
+
+impl<'a> StoredEventRef<'a> {
+    /// `e` as a history stores it: without its session id.
+    pub(crate) fn of(e: &'a Event) -> Self {
+        let Event {
+            id,
+            source,
+            kind,
+            session_id: _,
+            time_ms,
+            created_expires_at_ms,
+            data,
+        } = e;
+        Self {
+            id,
+            source,
+            kind: *kind,
+            session_id: "",
+            time_ms: *time_ms,
+            created_expires_at_ms: *created_expires_at_ms,
+            data,
+        }
+    }
+}
+
 impl HistoryEntry {
     /// The event's id.
     pub fn id(&self) -> &str {
@@ -1258,8 +1305,11 @@ fn decode_u64(k: &[u8], v: &[u8]) -> Result<u64, StoreError> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::{
         chunk_entries, chunk_of, decode, encode, packed, tail_entries, unpacked, HistoryEntry,
+        HistoryEntryRef, StoredEventRef,
     };
 
     #[test]
@@ -1435,6 +1485,36 @@ mod tests {
         huge = vec![0u8];
         huge.extend(zstd::bulk::compress(&big[..1 << 20], 1).unwrap());
         assert_eq!(unpacked(k, &huge).unwrap().len(), 1 << 20);
+    }
+
+    #[test]
+    fn a_borrowed_history_entry_encodes_as_the_entry_without_its_session_id() {
+        let events = ledger_gen::generate(ledger_gen::GenConfig {
+            sessions: 20,
+            events: 400,
+            ..Default::default()
+        });
+        let kinds: BTreeSet<&str> = events.iter().map(|e| e.kind.type_name()).collect();
+        assert!(kinds.len() >= 5, "{kinds:?}");
+        for (i, e) in events.iter().enumerate() {
+            let mut owned = e.clone();
+            owned.session_id = String::new();
+            let entry = HistoryEntry {
+                seq: i as u64,
+                outcome: "applied".into(),
+                partition: 2,
+                offset: i as i64,
+                event: owned,
+            };
+            let borrowed = HistoryEntryRef {
+                seq: i as u64,
+                outcome: "applied",
+                partition: 2,
+                offset: i as i64,
+                event: StoredEventRef::of(e),
+            };
+            assert_eq!(encode(&borrowed), encode(&entry), "{e:?}");
+        }
     }
 
     #[test]

@@ -21,8 +21,8 @@ use crate::chunks::IndexChanges;
 use crate::keys;
 use crate::pace::{self, Pace};
 use crate::store::{
-    chunk_entries, chunk_of, encode, packed, BatchReport, EventCounts, HistoryEntry, Record, Store,
-    StoreError, StoredSession, HISTORY_LEN, TAIL_MAX,
+    chunk_entries, chunk_of, encode, packed, BatchReport, EventCounts, HistoryEntryRef, Record,
+    Store, StoreError, StoredEventRef, StoredSession, HISTORY_LEN, TAIL_MAX,
 };
 
 /// One session's share of a batch, folded: what to write for it.
@@ -332,7 +332,8 @@ impl Store {
             });
         }
         let mut counts = EventCounts::default();
-        let mut history = Vec::new();
+        // New history entries, encoded straight onto the record's tail.
+        let mut added: u32 = 0;
         let mut changes = Vec::new();
         let mut partition = records[0].partition;
         for r in &records {
@@ -345,21 +346,30 @@ impl Store {
                 changes.push((r.partition, r.offset));
             }
             if outcome != Outcome::Duplicate {
-                // The session id is the key's: not stored again per event.
-                let mut event = ledger_core::limits::redacted(&r.event);
-                event.session_id = String::new();
-                history.push(HistoryEntry {
-                    seq: history_len + history.len() as u64,
-                    outcome: outcome.as_str().to_string(),
+                // Secret-named keys are never stored; an event is copied only
+                // to remove some. The session id is the key's: not stored
+                // again per event.
+                let cleaned;
+                let event = if ledger_core::limits::has_secret_keys(&r.event) {
+                    cleaned = ledger_core::limits::redacted(&r.event);
+                    &cleaned
+                } else {
+                    &r.event
+                };
+                let entry = HistoryEntryRef {
+                    seq: history_len + u64::from(added),
+                    outcome: outcome.as_str(),
                     partition: r.partition,
                     offset: r.offset,
-                    event,
-                });
+                    event: StoredEventRef::of(event),
+                };
+                tail = postcard::to_extend(&entry, tail).expect("history entries always serialize");
+                added += 1;
             }
         }
         // Only duplicates: the fold left the session as it was, but what was
         // applied moved (so a repeat of the batch passes them over).
-        if history.is_empty() {
+        if added == 0 {
             let Some(mut s) = self.stored(id)? else {
                 return Ok(Folded {
                     counts,
@@ -383,12 +393,9 @@ impl Store {
                 }),
             });
         }
-        // The new entries join the record's tail; a full tail becomes a chunk.
-        history_len += history.len() as u64;
-        for e in &history {
-            tail.extend(encode(e));
-        }
-        tail_len += history.len() as u32;
+        // The new entries joined the record's tail; a full tail becomes a chunk.
+        history_len += u64::from(added);
+        tail_len += added;
         let mut history_write = None;
         if tail_len >= TAIL_MAX {
             let first = history_len - u64::from(tail_len);
