@@ -245,8 +245,9 @@ fn split<'a>(key: &[u8], plain: &'a [u8]) -> Result<Vec<&'a [u8]>, StoreError> {
     Ok(out)
 }
 
-fn encode<E: AsRef<[u8]>>(entries: impl IntoIterator<Item = E>) -> Vec<u8> {
-    let mut v = Vec::new();
+fn encode<E: AsRef<[u8]>>(entries: &[E]) -> Vec<u8> {
+    // Each entry's length prefix takes at most 3 bytes (entries are short).
+    let mut v = Vec::with_capacity(entries.iter().map(|e| e.as_ref().len() + 3).sum());
     for e in entries {
         let e = e.as_ref();
         let mut n = e.len();

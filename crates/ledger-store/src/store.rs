@@ -1183,7 +1183,20 @@ impl Chunk {
 
 /// Records are postcard-encoded: compact, and several times faster than JSON.
 pub(crate) fn encode<T: Serialize>(v: &T) -> Vec<u8> {
-    postcard::to_stdvec(v).expect("store records always serialize")
+    thread_local! {
+        /// Reused by [`encode`], so a record is written into a buffer
+        /// that has grown already and copied out once, instead of growing
+        /// a new one by doubling.
+        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    let mut buf = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
+    buf.clear();
+    let buf = postcard::to_extend(v, buf).expect("store records always serialize");
+    let out = buf.clone();
+    if buf.capacity() <= 1 << 20 {
+        SCRATCH.with(|s| *s.borrow_mut() = buf);
+    }
+    out
 }
 
 /// Bytes after the value are an error: postcard's `from_bytes` ignores
