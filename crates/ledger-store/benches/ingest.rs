@@ -6,7 +6,8 @@
 //! footprint and compaction of the first run, which take minutes at 10M
 //! events).
 //! Each run applies the whole stream to a fresh store on disk and flushes it;
-//! prints events/s per run and the median. Batches are applied as `serve`
+//! prints events/s per run and the median, and audits each run's store
+//! (untimed). Batches are applied as `serve`
 //! applies them while nobody reads (a [`Pace`] following a read load that
 //! sees no reads: sled batches of `QUIET_PART` sessions); PART instead
 //! writes in sled batches of at most PART sessions, as with reads in flight
@@ -101,6 +102,10 @@ fn main() {
             records.len(),
             store.size_on_disk() / (1 << 20)
         );
+        // Untimed: the store the run wrote is consistent.
+        let problems = store.audit().expect("audit");
+        assert!(problems.is_empty(), "audit after run {run}: {problems:?}");
+        println!("run {run}: audit clean");
         if run == 1 {
             let (chunks, bytes) = store.memory_index_size();
             println!(
