@@ -205,23 +205,14 @@ pub async fn run(
             client: reqwest::Client::new(),
         }));
     }
-    // The erasure producer is created at the first erasure: a producer is a
-    // librdkafka client of its own, with threads that wake while idle.
-    let eraser: Arc<std::sync::OnceLock<ledger_kafka::Publisher>> = Arc::default();
-    let (brokers, topic) = (cfg.kafka.brokers.clone(), cfg.kafka.topic.clone());
+    // Created at the first erasure (`Publisher::lazy`).
+    let publisher = ledger_kafka::Publisher::lazy(
+        ledger_kafka::publish::producer_config(&cfg.kafka.brokers),
+        &cfg.kafka.topic,
+    );
     state.eraser = Some(Arc::new(move |e| {
-        let publisher = match eraser.get() {
-            Some(p) => Ok(p.clone()),
-            None => ledger_kafka::Publisher::new(&brokers, &topic)
-                .map(|p| eraser.get_or_init(|| p).clone()),
-        };
-        Box::pin(async move {
-            publisher
-                .map_err(|e| e.to_string())?
-                .erase(&e)
-                .await
-                .map_err(|e| e.to_string())
-        })
+        let publisher = publisher.clone();
+        Box::pin(async move { publisher.erase(&e).await.map_err(|e| e.to_string()) })
     }));
     let (start, status) = (rebuilder.clone(), rebuilder);
     state.rebuild = Some(ledger_api::RebuildHooks {

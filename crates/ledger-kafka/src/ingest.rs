@@ -310,41 +310,12 @@ pub fn consumer_config(brokers: &str, group_id: &str) -> ClientConfig {
     c
 }
 
-/// The dead-letter producer, created at the first dead letter: a producer is
-/// a librdkafka client of its own (threads, connections, a polling thread
-/// waking every 100 ms) that most runs never use.
-struct Dlq {
-    config: ClientConfig,
-    topic: String,
-    publisher: std::cell::RefCell<Option<Publisher>>,
-}
-
-impl Dlq {
-    fn new(config: ClientConfig, topic: String) -> Self {
-        Self {
-            config,
-            topic,
-            publisher: Default::default(),
-        }
-    }
-
-    /// The producer, created on first use (it shares its client when cloned).
-    fn publisher(&self) -> Result<Publisher, KafkaError> {
-        let mut p = self.publisher.borrow_mut();
-        if let Some(p) = p.as_ref() {
-            return Ok(p.clone());
-        }
-        let created = Publisher::from_config(self.config.clone(), &self.topic)?;
-        *p = Some(created.clone());
-        Ok(created)
-    }
-}
-
 /// A running consumer's connections and positions.
 struct Connected {
     rt: tokio::runtime::Runtime,
     consumer: LedgerConsumer,
-    dlq: Dlq,
+    /// Created at the first dead letter ([`Publisher::lazy`]).
+    dlq: Publisher,
     partitions: Vec<i32>,
     /// Next offset to apply, by partition (= the stored offsets).
     next: BTreeMap<i32, i64>,
@@ -613,9 +584,9 @@ impl Ingestor {
             .build()
             .map_err(|e| KafkaError::Delivery(e.to_string()))?;
         let consumer = self.consumer()?;
-        let dlq = Dlq::new(
+        let dlq = Publisher::lazy(
             producer_config(&self.cfg.brokers),
-            dlq_topic(&self.cfg.topic),
+            &dlq_topic(&self.cfg.topic),
         );
         let (partitions, own_seen) = match &self.cfg.ownership {
             // Sharded: what the data group gave this instance so far (the
@@ -940,12 +911,11 @@ impl Ingestor {
     fn dead_letter_all(
         &self,
         rt: &tokio::runtime::Runtime,
-        dlq: &Dlq,
+        dlq: &Publisher,
         progress: &Progress,
         letters: Vec<RawRecord>,
     ) -> Result<(), KafkaError> {
         let topic = dlq_topic(&self.cfg.topic);
-        let dlq = dlq.publisher()?;
         let first = rt.block_on(dlq.send_all(&letters, |_| {}));
         let Err(e) = first else {
             progress.set_problem("dlq", None);
@@ -991,7 +961,7 @@ impl Ingestor {
         &self,
         c: &LedgerConsumer,
         rt: &tokio::runtime::Runtime,
-        dlq: &Dlq,
+        dlq: &Publisher,
         progress: &Progress,
         next: &BTreeMap<i32, i64>,
         q: &mut Quiet,

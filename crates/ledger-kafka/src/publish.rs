@@ -2,6 +2,7 @@
 //! dead letters), topic creation.
 
 use std::collections::VecDeque;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use ledger_core::{erasure, time::format_iso_ms, Erasure, Event};
@@ -17,10 +18,13 @@ use crate::KafkaError;
 /// How many deliveries may be awaited at once while streaming.
 const IN_FLIGHT: usize = 20_000;
 
-/// A producer bound to one topic.
+/// A producer bound to one topic. Clones share one client.
 #[derive(Clone)]
 pub struct Publisher {
-    producer: FutureProducer,
+    /// Created with the publisher, or at its first record when
+    /// [`Publisher::lazy`].
+    producer: Arc<OnceLock<FutureProducer>>,
+    config: ClientConfig,
     topic: String,
 }
 
@@ -63,10 +67,30 @@ impl Publisher {
 
     /// A publisher with explicit client settings.
     pub fn from_config(config: ClientConfig, topic: &str) -> Result<Self, KafkaError> {
-        Ok(Self {
-            producer: config.create()?,
+        let p = Self::lazy(config, topic);
+        p.producer()?;
+        Ok(p)
+    }
+
+    /// A publisher whose client is created at its first record: a producer
+    /// is a librdkafka client of its own, whose threads wake while idle, so
+    /// one that is seldom used (dead letters, erasures) costs nothing until
+    /// then. A client that cannot be created is the first send's error.
+    pub fn lazy(config: ClientConfig, topic: &str) -> Self {
+        Self {
+            producer: Arc::default(),
+            config,
             topic: topic.to_string(),
-        })
+        }
+    }
+
+    fn producer(&self) -> Result<&FutureProducer, KafkaError> {
+        if let Some(p) = self.producer.get() {
+            return Ok(p);
+        }
+        let created: FutureProducer = self.config.create()?;
+        // A racing first use may have set one first; either serves.
+        Ok(self.producer.get_or_init(|| created))
     }
 
     fn enqueue(&self, r: &RawRecord) -> Result<DeliveryFuture, KafkaError> {
@@ -82,15 +106,16 @@ impl Publisher {
             rec = rec.partition(p);
         }
         let mut rec = rec;
+        let producer = self.producer()?;
         loop {
-            match self.producer.send_result(rec) {
+            match producer.send_result(rec) {
                 Ok(f) => return Ok(f),
                 Err((
                     rdkafka::error::KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull),
                     back,
                 )) => {
                     rec = back;
-                    self.producer.poll(Duration::from_millis(10));
+                    producer.poll(Duration::from_millis(10));
                 }
                 Err((e, _)) => return Err(e.into()),
             }
@@ -155,7 +180,7 @@ impl Publisher {
     /// at a definite position in its own order) and waits for every
     /// delivery: `(partition, offset)` of each copy.
     pub async fn erase(&self, e: &Erasure) -> Result<Vec<(i32, i64)>, KafkaError> {
-        let producer = self.producer.clone();
+        let producer = self.producer()?.clone();
         let topic = self.topic.clone();
         let partitions = tokio::task::spawn_blocking(move || {
             producer
@@ -197,7 +222,9 @@ impl Publisher {
 
     /// Waits until everything queued is delivered (or `timeout` passes).
     pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
-        self.producer.flush(timeout)?;
+        if let Some(p) = self.producer.get() {
+            p.flush(timeout)?;
+        }
         Ok(())
     }
 }
