@@ -476,27 +476,20 @@ fn non_empty<'a>(v: Option<Cow<'a, str>>, name: &'static str) -> Result<Cow<'a, 
 /// through a `Value`, the way every earlier version read it, so that what is
 /// accepted and each rejection's reason are unchanged (a `Value` keeps the
 /// last of duplicate keys, where a direct read rejects them).
-fn typed<T: serde::de::DeserializeOwned>(
+fn typed<T: serde::de::DeserializeOwned + Default>(
     data: Option<&RawValue>,
     kind: &'static str,
-    absent: fn() -> Value,
 ) -> Result<T, DecodeError> {
-    let slow = |text: &str| {
-        let v = match serde_json::from_str::<Value>(text) {
-            Ok(Value::Null) => absent(),
-            Ok(v) => v,
-            Err(e) => return Err(e),
-        };
-        serde_json::from_value(v)
+    // Absent data reads as `{}`: every field of these shapes has a default.
+    let Some(raw) = data else {
+        return Ok(T::default());
     };
-    let read = match data {
-        Some(raw) => serde_json::from_str(raw.get()).or_else(|_| slow(raw.get())),
-        None => serde_json::from_value(absent()),
-    };
-    read.map_err(|e| DecodeError::BadData {
-        kind,
-        reason: e.to_string(),
-    })
+    serde_json::from_str(raw.get())
+        .or_else(|_| serde_json::from_value(serde_json::from_str::<Value>(raw.get())?))
+        .map_err(|e| DecodeError::BadData {
+            kind,
+            reason: e.to_string(),
+        })
 }
 
 fn build(
@@ -533,7 +526,6 @@ fn build(
             }),
         }
     };
-    let empty = || Value::Object(Default::default());
     let mut created_expires_at_ms = None;
     let data = match kind {
         EventKind::Created => {
@@ -543,7 +535,7 @@ fn build(
                     reason: "missing field `user_id`".into(),
                 });
             }
-            let mut d: CreatedData = typed(data, name, || Value::Null)?;
+            let mut d: CreatedData = typed(data, name)?;
             if d.user_id.is_empty() {
                 return Err(DecodeError::BadData {
                     kind: name,
@@ -553,15 +545,15 @@ fn build(
             created_expires_at_ms = explicit(d.expires_at.take())?;
             EventData::Created(Box::new(d))
         }
-        EventKind::Activity => EventData::Activity(Box::new(typed(data, name, empty)?)),
+        EventKind::Activity => EventData::Activity(Box::new(typed(data, name)?)),
         EventKind::Renewed => {
-            let d: RenewedData = typed(data, name, empty)?;
+            let d: RenewedData = typed(data, name)?;
             EventData::Renewed {
                 timeout: d.timeout,
                 expires_at_ms: explicit(d.expires_at)?,
             }
         }
-        _ => EventData::Terminal(typed(data, name, empty)?),
+        _ => EventData::Terminal(typed(data, name)?),
     };
     Ok(Event {
         id,
