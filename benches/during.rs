@@ -30,7 +30,7 @@ use ledger_testkit::wrk::{self, Figures};
 
 mod common;
 
-use common::{applied, caught_up};
+use common::{applied, caught_up, metric};
 
 /// Publishes `events` events of `sessions` sessions (seed `seed`), their
 /// times ending `end_ms`; returns how many were sent and a sample of ids.
@@ -334,6 +334,8 @@ end
     let (during_get, during_list) = phase(&server.addr, &get, &list, secs);
     let during_cpu = Cpu::now(server.pid(), broker_pid).since(c0);
     let in_phase = applied(&server.addr).saturating_sub(base);
+    let turn_wait = metric(&server.addr, "ledger_http_write_turn_wait_seconds_total");
+    let paused = metric(&server.addr, "ledger_ingest_paused_seconds_total");
     rss_watch.phase(server.pid(), "rest of catch-up");
     let secs_catch_up = caught_up(&server.addr, total, t0);
     // Caught up, the ledger may compact (its files outgrew its data): the
@@ -363,6 +365,9 @@ end
     println!(
         "catch-up: {more} records in {secs_catch_up:.1} s = {:.0} records/s ({in_phase} applied during the {secs} s read phase)",
         more as f64 / secs_catch_up
+    );
+    println!(
+        "in the read phase ingestion paused {paused:.1} s for the readers (write_share), and requests waited {turn_wait:.2} s in all for its write turns (write_floor)"
     );
     println!(
         "{:<22} {:>9} {:>9} {:>9} {:>10} {:>8}",
@@ -422,9 +427,19 @@ end
     println!("largest RSS sampled by phase, MiB: {}", rss_watch.summary());
     // What the store holds, by key prefix (live keys and values; sled's
     // files hold more: page versions, half-live segments).
-    match ledger_store::Store::open(&data, ledger_core::Defaults::default())
-        .and_then(|s| s.footprint())
-    {
+    let store = ledger_store::Store::open(&data, ledger_core::Defaults::default())
+        .expect("open the ledger's store");
+    // The store `serve` left (killed, as the phases' ends are): consistent.
+    let problems = store.audit().expect("audit the ledger's store");
+    println!(
+        "audit of the store after the run: {}",
+        if problems.is_empty() {
+            "clean".to_string()
+        } else {
+            format!("{} problem(s): {}", problems.len(), problems.join("; "))
+        }
+    );
+    match store.footprint() {
         Ok(fp) => {
             let total: u64 = fp.values().map(|v| v.1).sum();
             let parts: Vec<String> = fp
@@ -440,9 +455,11 @@ end
         }
         Err(e) => println!("store's live keys and values: not read ({e})"),
     }
+    drop(store);
     if started {
         common::stop_broker(work.path());
     }
+    assert!(problems.is_empty(), "the store's audit found problems");
 }
 
 /// `GET /admin/rebuild` of the `serve` at `addr` (null if unanswered).

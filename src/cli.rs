@@ -131,6 +131,13 @@ pub enum Command {
         common: Common,
         session_id: String,
     },
+    /// Check a store's consistency: recompute every index entry and counter
+    /// from the session records and compare them with what is stored. Exits
+    /// non-zero when anything differs (the store must not be in use).
+    Audit {
+        #[command(flatten)]
+        common: Common,
+    },
     /// Print the SHA-256 of an API key, for the `[[auth.keys]]` configuration.
     HashKey { key: String },
     /// One screen on a running ledger: partitions, lag, rates, dead letters,

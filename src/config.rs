@@ -118,6 +118,11 @@ pub struct KafkaSection {
     /// take at most this share of wall time (0 < share ≤ 1; 1 = no pacing):
     /// reads first, and a backlog still advances at this share of its speed.
     pub write_share: f64,
+    /// While ingestion has work, the least share of wall time it gets
+    /// however busy the readers keep the cores (0 ≤ floor < 1; 0 = none):
+    /// once it has made no progress for `5 ms × (1 − floor) / floor`, new
+    /// requests wait for a write turn of at most 5 ms.
+    pub write_floor: f64,
 }
 
 impl KafkaSection {
@@ -356,6 +361,7 @@ impl Default for KafkaSection {
             nice: d.nice,
             sched_idle: d.sched_idle,
             write_share: ledger_store::pace::DEFAULT_SHARE,
+            write_floor: ledger_store::pace::DEFAULT_FLOOR,
         }
     }
 }
@@ -412,6 +418,10 @@ impl Config {
         let share = self.kafka.write_share;
         if !(share > 0.0 && share <= 1.0) {
             anyhow::bail!("kafka.write_share is {share}: it must be above 0 and at most 1");
+        }
+        let floor = self.kafka.write_floor;
+        if !(0.0..=0.5).contains(&floor) {
+            anyhow::bail!("kafka.write_floor is {floor}: it must be from 0 (none) to 0.5");
         }
         let grown = self.store.compact_when_grown;
         if !(grown == 0.0 || (1.5..=1e6).contains(&grown)) {
@@ -472,6 +482,23 @@ mod tests {
             assert!(
                 format!("{err:#}").contains("cluster.regroup_after_ms"),
                 "{err:#}"
+            );
+        }
+    }
+
+    #[test]
+    fn write_floor_is_read_and_refused_out_of_range() {
+        assert_eq!(
+            Config::default().kafka.write_floor,
+            ledger_store::pace::DEFAULT_FLOOR
+        );
+        let cfg = load("[kafka]\nwrite_floor = 0\n").unwrap();
+        assert_eq!(cfg.kafka.write_floor, 0.0);
+        for bad in ["-0.1", "0.6", "nan"] {
+            let err = load(&format!("[kafka]\nwrite_floor = {bad}\n")).unwrap_err();
+            assert!(
+                format!("{err:#}").contains("kafka.write_floor"),
+                "{bad}: {err:#}"
             );
         }
     }

@@ -321,6 +321,58 @@ fn ingestion_gives_way_to_reads_by_default_and_still_applies_everything() {
     assert_store_matches(&dir.path().join("store"), &fold(&events));
 }
 
+/// The write floor (`[kafka] write_floor`, 0.1 by default): ingestion under
+/// `SCHED_IDLE` gets a core only when no reader wants one, so readers that
+/// keep every core busy would starve it for as long as they read; the
+/// requests make room for its write turns instead, and it applies
+/// everything while the load goes on.
+#[test]
+fn a_saturating_read_load_still_leaves_ingestion_its_floor() {
+    let brokers = broker();
+    let topic = topic(&brokers, "floor", 3);
+    let (records, events, _) = mixed(35, 2_000, 20_000, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "[kafka]\nsched_idle = true\n");
+    let server = Server::start(
+        &brokers,
+        &topic,
+        &dir.path().join("store"),
+        &["--no-auth", "--no-reaper", "--config", &config],
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Three readers a core: every core busy with reads.
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let readers: Vec<_> = (0..3 * cores)
+        .map(|_| {
+            let (url, stop) = (server.url("/v1/sessions?limit=100"), stop.clone());
+            std::thread::spawn(move || {
+                let client = reqwest::blocking::Client::new();
+                let mut answered = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Acquire) {
+                    let status = client.get(&url).send().unwrap().status();
+                    assert_eq!(status.as_u16(), 200);
+                    answered += 1;
+                }
+                answered
+            })
+        })
+        .collect();
+    let sent = publish(&brokers, &topic, records) as i64;
+    server.wait_applied(sent, Duration::from_secs(300));
+    let (_, m) = metrics(&server);
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    let answered: u64 = readers.into_iter().map(|r| r.join().unwrap()).sum();
+    let waited = value(&m, "ledger_http_write_turn_wait_seconds_total", None);
+    eprintln!("{answered} reads answered; they waited {waited:.3} s in all for write turns");
+    assert!(answered > 0);
+    assert!(
+        waited > 0.0,
+        "no request made room for the starved ingestion ({answered} reads)"
+    );
+    assert!(server.term().0.success());
+    assert_store_matches(&dir.path().join("store"), &fold(&events));
+}
+
 /// A generated stream plus malformed records; returns (records, valid events, bad count).
 fn mixed(
     seed: u64,
@@ -602,6 +654,44 @@ fn rebuild_reproduces_the_live_store_exactly() {
         assert_eq!(rh, lh, "history of {}", l.session.id);
     }
     assert_eq!(rebuilt.audit().unwrap(), Vec::<String>::new());
+    let sessions = rebuilt.stats().sessions;
+    let some = rebuilt_sessions[0].clone();
+    drop((live, rebuilt));
+    // The `audit` command says the same, and fails on a damaged store: each
+    // index entry of one session stored again as a stray sled key.
+    let audit = || {
+        Command::new(BIN)
+            .arg("audit")
+            .arg("--data-dir")
+            .arg(&data)
+            .output()
+            .unwrap()
+    };
+    let out = audit();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("audit clean: {sessions} sessions")
+    );
+    {
+        let db = sled::open(&data).unwrap();
+        let tree = db.open_tree("ledger").unwrap();
+        for k in ledger_store::index_keys(&some.session, some.partition) {
+            tree.insert(k, &[1u8, b'x'][..]).unwrap();
+        }
+        db.flush().unwrap();
+    }
+    let out = audit();
+    assert!(!out.status.success(), "a damaged store audits clean");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("audit found"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let dlq_after = read_topic(&brokers, &ledger_kafka::dlq_topic(&topic)).len();
     assert_eq!(
         dlq_after, dlq_before,

@@ -92,13 +92,23 @@ fn root() -> &'static Path {
 /// from `/metrics`).
 #[allow(dead_code)] // Not every bench including this module reads it.
 pub fn applied(addr: &str) -> u64 {
+    metric(addr, "ledger_applied_offset") as u64
+}
+
+/// The sum of a metric's series (every label set) on the `serve` at
+/// `addr`'s `/metrics`; 0 when it has none.
+#[allow(dead_code)] // Not every bench including this module reads it.
+pub fn metric(addr: &str, name: &str) -> f64 {
     let text = reqwest::blocking::get(format!("http://{addr}/metrics"))
         .and_then(|r| r.text())
         .unwrap_or_default();
     text.lines()
-        .filter(|l| l.starts_with("ledger_applied_offset{"))
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
+        .sum()
 }
 
 /// Waits until the `serve` at `addr` has applied `total` records; the

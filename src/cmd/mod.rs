@@ -110,6 +110,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             common, remove_old, ..
         } => ops::rebuild(settings(&common)?, remove_old),
         Command::Inspect { common, session_id } => ops::inspect(settings(&common)?, &session_id),
+        Command::Audit { common } => ops::audit(settings(&common)?),
         Command::Status { url, watch } => status::run(&url, watch),
         Command::HashKey { key } => {
             println!("{}", ledger_api::hash_key(&key));

@@ -1,4 +1,5 @@
-//! `rebuild` (replay the topic into a fresh store, then swap) and `inspect`.
+//! `rebuild` (replay the topic into a fresh store, then swap), `inspect`
+//! and `audit`.
 
 use std::time::Duration;
 
@@ -168,4 +169,26 @@ pub fn inspect(cfg: Config, id: &str) -> anyhow::Result<()> {
     });
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
+}
+
+/// Audits the store (`Store::audit`): prints what it checked, then each
+/// problem; an error when there is any.
+pub fn audit(cfg: Config) -> anyhow::Result<()> {
+    let store = Store::open(&cfg.store.path, cfg.defaults)
+        .context("opening the store (is `serve` running on it?)")?;
+    let problems = store.audit()?;
+    let stats = store.stats();
+    for p in &problems {
+        println!("{p}");
+    }
+    if problems.is_empty() {
+        println!("audit clean: {} sessions", stats.sessions);
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "audit found {} problem(s) in {} sessions",
+            problems.len(),
+            stats.sessions
+        )
+    }
 }

@@ -117,7 +117,7 @@ pub async fn run(
     // (the broker may not be up yet).
     // Ingestion (and an online rebuild's replay) gives way to the reads
     // this process answers.
-    let reads = Arc::new(ledger_store::ReadLoad::default());
+    let reads = Arc::new(ledger_store::ReadLoad::with_floor(cfg.kafka.write_floor));
     let pace = ledger_store::Pace::new(reads.clone(), cfg.kafka.write_share);
     let mut ingest_cfg = cfg.kafka.ingest_config();
     ingest_cfg.ownership = ownership.clone();
@@ -180,7 +180,7 @@ pub async fn run(
     );
     let mut state = AppState::new(store.clone(), &cfg.kafka.topic, auth, clock, registry);
     state.heartbeat = Duration::from_millis(cfg.feed.heartbeat_ms.max(10));
-    state.reads = (cfg.kafka.write_share < 1.0).then_some(reads);
+    state.reads = (cfg.kafka.write_share < 1.0 || cfg.kafka.write_floor > 0.0).then_some(reads);
     if let Some(c) = &cluster {
         let (own, parts, members) = (c.ownership.clone(), c.ownership.clone(), c.members.clone());
         let ttl = Duration::from_millis(cfg.cluster.member_ttl_ms);

@@ -31,8 +31,29 @@ pub const MAX_WAIT_MS: u64 = 5_000;
 
 /// Counts a request in `state.reads` while its handler answers it (not
 /// while it waits for a consistency token, nor while its body streams).
+/// First, while ingestion is starved of the CPU, the request waits for its
+/// write turn (`ledger_store::pace`: at most `TURN`, 5 ms).
 pub async fn count_read(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let _read = state.reads.as_ref().map(|r| r.enter());
+    let Some(reads) = &state.reads else {
+        return next.run(req).await;
+    };
+    if let Some(first) = reads.writer_turn() {
+        let started = Instant::now();
+        let mut wait = first;
+        loop {
+            // Checked again each millisecond: the turn ends early once the
+            // writer has no work.
+            tokio::time::sleep(wait.min(Duration::from_millis(1))).await;
+            match reads.writer_turn() {
+                Some(w) => wait = w,
+                None => break,
+            }
+        }
+        let waited = started.elapsed();
+        reads.held(waited);
+        state.http.write_turn_wait.inc_by(waited.as_secs_f64());
+    }
+    let _read = reads.enter();
     next.run(req).await
 }
 

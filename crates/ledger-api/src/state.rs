@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use ledger_store::{LiveStore, Store};
 use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
@@ -28,6 +29,9 @@ pub struct HttpMetrics {
     pub store_bytes: Gauge,
     /// Bytes (keys and values) of the index chunks the store keeps in memory.
     pub index_memory_bytes: Gauge,
+    /// Seconds requests waited for ingestion's write turns (the write floor,
+    /// `ledger_store::pace`), summed over requests.
+    pub write_turn_wait: Counter<f64, std::sync::atomic::AtomicU64>,
 }
 
 impl HttpMetrics {
@@ -49,10 +53,17 @@ impl HttpMetrics {
             "Bytes of the index chunks kept in memory (field and deadline indexes)",
             index_memory_bytes.clone(),
         );
+        let write_turn_wait = Counter::default();
+        r.register(
+            "http_write_turn_wait_seconds",
+            "Seconds requests waited for a starved ingestion's write turns (kafka.write_floor), summed over requests",
+            write_turn_wait.clone(),
+        );
         Self {
             latency,
             store_bytes,
             index_memory_bytes,
+            write_turn_wait,
         }
     }
 }

@@ -92,6 +92,9 @@ fn ingest(brokers: &str, topic: &str) -> (Duration, u64) {
     }
     let took = t.elapsed();
     h.stop().expect("stop");
+    // Untimed: the store the run wrote is consistent.
+    let problems = store.audit().expect("audit");
+    assert!(problems.is_empty(), "audit: {problems:?}");
     let sessions = store.stats().sessions;
     (took, sessions)
 }
@@ -160,7 +163,7 @@ fn main() {
             total as f64 / i.as_secs_f64(),
         );
         println!(
-            "run {run}: raw consume {rr:>9.0} records/s ({:.2} s) | ledger ingest {ir:>9.0} records/s ({:.2} s, {sessions} sessions stored) | ingest/raw {:.0}%",
+            "run {run}: raw consume {rr:>9.0} records/s ({:.2} s) | ledger ingest {ir:>9.0} records/s ({:.2} s, {sessions} sessions stored, audit clean) | ingest/raw {:.0}%",
             r.as_secs_f64(),
             i.as_secs_f64(),
             100.0 * ir / rr

@@ -422,7 +422,10 @@ impl Ingestor {
             .name("ingest".into())
             .spawn(move || {
                 lower_priority(self.cfg.nice, self.cfg.sched_idle);
+                let pace = self.cfg.pace.clone();
                 let r = self.run(&s, &p, &tx);
+                // Stopped or failed: no write turn is ever due again.
+                pace.idle();
                 up.set(0);
                 if let Err(e) = &r {
                     tracing::error!(error = %e, "the consumer stopped: ingestion has halted");
@@ -697,7 +700,11 @@ impl Ingestor {
             if now >= deadline {
                 break;
             }
-            match c.poll(deadline - now) {
+            // Waiting for the broker is no work (no write turn is due).
+            self.cfg.pace.idle();
+            let polled_one = c.poll(deadline - now);
+            self.cfg.pace.working();
+            match polled_one {
                 None => break,
                 Some(Err(e)) => {
                     self.metrics.errors.inc();
@@ -848,7 +855,10 @@ impl Ingestor {
         let offsets: Vec<(i32, i64)> = batch_next.iter().map(|(p, o)| (*p, *o)).collect();
         let store = self.store();
         let report =
-            store.apply_batch_paced(&self.cfg.topic, records, &offsets, dead, &self.cfg.pace)?;
+            store.apply_batch_paced(&self.cfg.topic, records, &offsets, dead, &self.cfg.pace);
+        // The flush waits for the disk, not the CPU.
+        self.cfg.pace.idle();
+        let report = report?;
         let m = &self.metrics;
         // Pauses of this batch's decoding and writes.
         let paused = self.cfg.pace.paused().as_nanos() as u64;

@@ -16,8 +16,21 @@
 //! nothing pauses and a backlog is caught up at full speed. CPU time, not
 //! wall time, is what is paced, so a writer already starved of the CPU by
 //! readers (it runs at a lower priority) is not slowed twice.
+//!
+//! Pacing bounds what ingestion takes; the *write floor* bounds what it
+//! gets. Ingestion runs at a lower priority than the readers (`[kafka]
+//! nice`), so a read load that keeps every core busy could starve it for
+//! good: no batch would finish however long the load lasts. The writer
+//! therefore beats — after each record it decodes, each session it folds
+//! and each write part — while it has work ([`Pace::working`]), and says
+//! when it has none ([`Pace::idle`]). Once it has had work but no beat
+//! for `TURN × (1 − floor) / floor` ([`ReadLoad::with_floor`]), the reads
+//! that arrive wait for a *write turn* of at most [`TURN`] (the HTTP layer
+//! asks [`ReadLoad::writer_turn`]), during which the writer has the cores
+//! the readers leave. While it has work, ingestion so gets about `floor`
+//! of the wall time at least, and a read waits at most [`TURN`] for it.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -36,12 +49,40 @@ pub const QUIET_AFTER: Duration = Duration::from_millis(200);
 /// ingestion for long.
 pub const PAUSE_MAX: Duration = Duration::from_millis(100);
 
+/// The write floor `serve` keeps unless configured (`[kafka]
+/// write_floor`; 0 is none): the least share of wall time a starved
+/// ingestion gets while it has work (module docs).
+pub const DEFAULT_FLOOR: f64 = 0.1;
+
+/// Longest write turn: the most a read waits for a starved writer.
+pub const TURN: Duration = Duration::from_millis(5);
+
+/// The writer's side of a [`ReadLoad`]: whether it has work, its last
+/// beat, and the write turns its starvation started.
+#[derive(Debug, Default)]
+struct Writer {
+    working: AtomicBool,
+    /// The last beat or change of `working`, ns since the load's origin.
+    beat: AtomicU64,
+    /// When the current or last write turn ends, ns since the origin (0:
+    /// none yet).
+    turn_end: AtomicU64,
+    /// Write turns started.
+    turns: AtomicU64,
+    /// Time reads waited for write turns, ns.
+    held: AtomicU64,
+}
+
 /// When reads are being served: a running total of the time at least one
 /// was in flight.
 #[derive(Debug)]
 pub struct ReadLoad {
     state: Mutex<LoadState>,
     origin: Instant,
+    writer: Writer,
+    /// Writer starvation that starts a write turn: no beat for this long
+    /// while it has work (`None`: no floor).
+    starved_after: Option<Duration>,
 }
 
 #[derive(Debug, Default)]
@@ -60,11 +101,80 @@ impl Default for ReadLoad {
         Self {
             state: Mutex::default(),
             origin: Instant::now(),
+            writer: Writer::default(),
+            starved_after: None,
         }
     }
 }
 
 impl ReadLoad {
+    /// A load whose reads make room for a starved writer: while it has
+    /// work, it gets at least about `floor` (0 < floor < 1) of the wall
+    /// time (module docs). A floor out of that range is none.
+    pub fn with_floor(floor: f64) -> Self {
+        let starved_after =
+            (floor > 0.0 && floor < 1.0).then(|| TURN.mul_f64((1.0 - floor) / floor));
+        Self {
+            starved_after,
+            ..Self::default()
+        }
+    }
+
+    fn now_ns(&self) -> u64 {
+        self.origin.elapsed().as_nanos() as u64
+    }
+
+    /// Whether a read arriving now must wait for a write turn, and for how
+    /// long at most before asking again (`None`: go on). A turn starts once
+    /// the writer has had work but no beat for the floor's bound since its
+    /// last beat or the last turn's end, whichever is later; it ends after
+    /// [`TURN`], or as soon as the writer has no work.
+    pub fn writer_turn(&self) -> Option<Duration> {
+        let starved_after = self.starved_after?.as_nanos() as u64;
+        let w = &self.writer;
+        if !w.working.load(Ordering::Acquire) {
+            return None;
+        }
+        let now = self.now_ns();
+        let end = w.turn_end.load(Ordering::Acquire);
+        if now >= end {
+            let since = w.beat.load(Ordering::Acquire).max(end);
+            if now.saturating_sub(since) < starved_after {
+                return None;
+            }
+            // Starved: one read starts the turn, the others see it.
+            let turn = now + TURN.as_nanos() as u64;
+            if w.turn_end
+                .compare_exchange(end, turn, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                w.turns.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let left = w.turn_end.load(Ordering::Acquire).saturating_sub(now);
+        (left > 0).then(|| Duration::from_nanos(left))
+    }
+
+    /// Counts `waited`, time a read waited for write turns.
+    pub fn held(&self, waited: Duration) {
+        self.writer
+            .held
+            .fetch_add(waited.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// Write turns started so far, and the time reads waited for them.
+    pub fn turns(&self) -> (u64, Duration) {
+        (
+            self.writer.turns.load(Ordering::Relaxed),
+            Duration::from_nanos(self.writer.held.load(Ordering::Relaxed)),
+        )
+    }
+
+    fn beat(&self, working: bool) {
+        self.writer.beat.store(self.now_ns(), Ordering::Release);
+        self.writer.working.store(working, Ordering::Release);
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, LoadState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -189,6 +299,24 @@ impl Pace {
             .is_some_and(|l| !l.active_within(QUIET_AFTER))
     }
 
+    /// The writer has work and makes progress (a beat; module docs).
+    /// Cheap: a clock read and two stores.
+    #[inline]
+    pub fn working(&self) {
+        if let Some(l) = &self.load {
+            l.beat(true);
+        }
+    }
+
+    /// The writer has no work now (it waits for records, for the disk, or
+    /// pauses): no write turn is due to it.
+    #[inline]
+    pub fn idle(&self) {
+        if let Some(l) = &self.load {
+            l.beat(false);
+        }
+    }
+
     /// Time paused so far, by this pace and its clones.
     pub fn paused(&self) -> Duration {
         Duration::from_nanos(self.paused.load(Ordering::Relaxed))
@@ -207,6 +335,7 @@ impl Pace {
     /// The start of a stretch of work on the calling thread (`None`:
     /// unpaced, nothing to measure).
     pub fn mark(&self) -> Option<Mark> {
+        self.working();
         let load = self.load.as_ref().filter(|_| self.paced())?;
         let (busy, at) = load.busy_total();
         Some(Mark {
@@ -233,9 +362,11 @@ impl Pace {
         };
         let pause = self.pause_for(cpu, busy);
         if !pause.is_zero() {
+            load.beat(false);
             std::thread::sleep(pause);
             self.paused
                 .fetch_add(pause.as_nanos() as u64, Ordering::Relaxed);
+            load.beat(true);
         }
     }
 }
@@ -331,6 +462,88 @@ mod tests {
             t.elapsed()
         );
         assert!(pace.clone().paused() >= Duration::from_millis(30));
+    }
+
+    #[test]
+    fn a_starved_writer_gets_bounded_turns_and_an_idle_one_none() {
+        let ms = Duration::from_millis;
+        // The default floor: starved after 45 ms without a beat.
+        let load = Arc::new(ReadLoad::with_floor(DEFAULT_FLOOR));
+        let starved = load.starved_after.unwrap() + ms(3);
+        let pace = Pace::new(load.clone(), 0.25);
+        assert_eq!(load.writer_turn(), None, "no writer yet");
+        pace.working();
+        assert_eq!(load.writer_turn(), None, "it just beat");
+        std::thread::sleep(starved);
+        // Starved: a turn of at most TURN, one for every read that asks.
+        let first = load.writer_turn().expect("a turn");
+        assert!(first <= TURN, "{first:?}");
+        let second = load.writer_turn().expect("the same turn");
+        assert!(second <= first);
+        assert_eq!(load.turns().0, 1, "one turn, however many reads ask");
+        // It ends after TURN; the next is due only the bound later.
+        std::thread::sleep(first + ms(1));
+        assert_eq!(load.writer_turn(), None, "the turn ended");
+        std::thread::sleep(starved);
+        assert!(load.writer_turn().is_some(), "starved again");
+        assert_eq!(load.turns().0, 2);
+        // A writer with no work ends its turn and gets none.
+        pace.idle();
+        assert_eq!(load.writer_turn(), None);
+        std::thread::sleep(starved);
+        assert_eq!(load.writer_turn(), None, "idle: never starved");
+        // A beating writer is never starved.
+        for _ in 0..5 {
+            pace.working();
+            std::thread::sleep(ms(10));
+            assert_eq!(load.writer_turn(), None);
+        }
+        load.held(ms(3));
+        assert_eq!(load.turns(), (2, ms(3)));
+    }
+
+    #[test]
+    fn without_a_floor_reads_never_wait() {
+        for load in [
+            ReadLoad::default(),
+            ReadLoad::with_floor(0.0),
+            ReadLoad::with_floor(1.0),
+            ReadLoad::with_floor(f64::NAN),
+        ] {
+            let load = Arc::new(load);
+            Pace::new(load.clone(), 0.25).working();
+            std::thread::sleep(Duration::from_millis(20));
+            assert_eq!(load.writer_turn(), None);
+        }
+        // The default floor leaves the writer 45 ms before a 5 ms turn.
+        let load = ReadLoad::with_floor(DEFAULT_FLOOR);
+        assert_eq!(load.starved_after, Some(Duration::from_millis(45)));
+    }
+
+    #[test]
+    fn a_pause_is_not_starvation() {
+        let load = Arc::new(ReadLoad::with_floor(0.5));
+        let pace = Pace::new(load.clone(), 0.01);
+        let _read = load.enter();
+        let mark = pace.mark();
+        let (reader, stop) = (load.clone(), Arc::new(AtomicBool::new(false)));
+        let asked = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut turns = 0;
+                while !stop.load(Ordering::Acquire) {
+                    turns += usize::from(reader.writer_turn().is_some());
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                turns
+            })
+        };
+        // A 40 ms pause (1 ms of CPU at share 0.01 is 99 ms, bounded).
+        pace.after(mark, Duration::from_micros(400));
+        stop.store(true, Ordering::Release);
+        assert!(pace.paused() >= Duration::from_millis(39));
+        assert_eq!(asked.join().unwrap(), 0, "a turn during a pause");
+        assert_eq!(load.turns().0, 0);
     }
 
     #[test]

@@ -129,9 +129,14 @@ impl Store {
             groups[i].push(r);
         }
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        // Each session folded is a beat (`pace::Pace::working`).
         let fold_part = |part: &[Vec<&Record>]| {
             part.iter()
-                .map(|g| self.fold_session(g))
+                .map(|g| {
+                    let folded = self.fold_session(g);
+                    pace.working();
+                    folded
+                })
                 .collect::<Result<Vec<_>, _>>()
         };
         // CPU the fold's workers used (the calling thread's is measured by
