@@ -443,3 +443,51 @@ fn a_request_waiting_for_offsets_is_not_a_read_in_flight() {
         "the answer itself counts as a read"
     );
 }
+
+/// The write floor (`ledger_store::pace`): a request waits for a write turn
+/// only while ingestion has work and has made no progress for the floor's
+/// bound (45 ms at 0.1); an idle writer costs requests nothing (one that
+/// beats: `ledger-store`'s pace tests).
+#[test]
+fn a_request_waits_for_a_starved_writers_turn_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Defaults::default()).unwrap();
+    support::load(&store, "session-events", deadline_mix());
+    let reads = std::sync::Arc::new(ledger_store::ReadLoad::with_floor(0.1));
+    let pace = ledger_store::Pace::new(reads.clone(), 0.25);
+    let mut state = ledger_api::AppState::new(
+        store,
+        "session-events",
+        Auth::new(vec![support::key("admin", ADMIN, Scope::Admin)]),
+        std::sync::Arc::new(|| NOW),
+        Default::default(),
+    );
+    state.reads = Some(reads.clone());
+    let server = support::serve(state);
+    let url = format!("{}/api/messaging/sessions", server.base);
+    let client = reqwest::blocking::Client::new();
+    let get = || {
+        let r = client.get(&url).header("x-api-key", ADMIN).send().unwrap();
+        assert_eq!(r.status(), 200);
+    };
+    let ms = std::time::Duration::from_millis;
+    // No writer, then a writer with no work: no turn.
+    get();
+    pace.working();
+    pace.idle();
+    std::thread::sleep(ms(60));
+    get();
+    assert_eq!(reads.turns(), (0, ms(0)));
+    // Work but no beat for over 45 ms: the request waits for a turn.
+    pace.working();
+    std::thread::sleep(ms(60));
+    get();
+    let (turns, waited) = reads.turns();
+    assert_eq!(turns, 1);
+    assert!(waited > ms(0), "the request did not wait for the turn");
+    // Its writer idle again: requests go straight on.
+    pace.idle();
+    std::thread::sleep(ms(60));
+    get();
+    assert_eq!(reads.turns(), (1, waited));
+}
