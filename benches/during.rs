@@ -253,6 +253,9 @@ fn main() {
         .iter()
         .flat_map(|c| ["--config", c.as_str()])
         .collect();
+    // `wrk` is needed only after the first ingest (minutes): checked first.
+    let wrk_found = Command::new("wrk").arg("--version").output().is_ok();
+    assert!(wrk_found, "wrk not found (scripts/bench-http installs it)");
     let work = tempfile::tempdir().unwrap();
     let (brokers, started) = common::broker(work.path());
     // The broker's process, for its CPU: the one started here, or
