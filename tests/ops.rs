@@ -324,7 +324,7 @@ fn ingestion_gives_way_to_reads_by_default_and_still_applies_everything() {
 /// The write floor (`[kafka] write_floor`, 0.1 by default) under a real
 /// read load: ingestion under `SCHED_IDLE` gets a core only when no reader
 /// wants one; requests make room for its write turns once it has gone
-/// 45 ms without progress, and it applies everything, exactly, while the
+/// 18 ms without progress, and it applies everything, exactly, while the
 /// load goes on. (The turns' mechanism itself: `ledger-api`'s edges test
 /// `a_request_waits_for_a_starved_writers_turn_only`.)
 #[test]
