@@ -120,8 +120,8 @@ pub struct KafkaSection {
     pub write_share: f64,
     /// While ingestion has work, the least share of wall time it gets
     /// however busy the readers keep the cores (0 ≤ floor < 1; 0 = none):
-    /// once it has made no progress for `2 ms × (1 − floor) / floor`, new
-    /// requests wait for a write turn of at most 2 ms.
+    /// once it has made no progress for `5 ms × (1 − floor) / floor`, new
+    /// requests wait for a write turn of at most 5 ms.
     pub write_floor: f64,
 }
 

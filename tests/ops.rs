@@ -321,10 +321,10 @@ fn ingestion_gives_way_to_reads_by_default_and_still_applies_everything() {
     assert_store_matches(&dir.path().join("store"), &fold(&events));
 }
 
-/// The write floor (`[kafka] write_floor`, 0.1 by default) under a real
-/// read load: ingestion under `SCHED_IDLE` gets a core only when no reader
+/// The write floor (`[kafka] write_floor`, 0.1 here) under a real read
+/// load: ingestion under `SCHED_IDLE` gets a core only when no reader
 /// wants one; requests make room for its write turns once it has gone
-/// 18 ms without progress, and it applies everything, exactly, while the
+/// 45 ms without progress, and it applies everything, exactly, while the
 /// load goes on. (The turns' mechanism itself: `ledger-api`'s edges test
 /// `a_request_waits_for_a_starved_writers_turn_only`.)
 #[test]
@@ -333,7 +333,10 @@ fn a_saturating_read_load_still_leaves_ingestion_its_floor() {
     let topic = topic(&brokers, "floor", 3);
     let (records, events, _) = mixed(35, 2_000, 20_000, 0);
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), "[kafka]\nsched_idle = true\n");
+    let config = write_config(
+        dir.path(),
+        "[kafka]\nsched_idle = true\nwrite_floor = 0.1\n",
+    );
     let server = Server::start(
         &brokers,
         &topic,

@@ -32,7 +32,7 @@ pub const MAX_WAIT_MS: u64 = 5_000;
 /// Counts a request in `state.reads` while its handler answers it (not
 /// while it waits for a consistency token, nor while its body streams).
 /// First, while ingestion is starved of the CPU, the request waits for its
-/// write turn (`ledger_store::pace`: at most `TURN`, 2 ms).
+/// write turn (`ledger_store::pace`: at most `TURN`, 5 ms).
 pub async fn count_read(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let Some(reads) = &state.reads else {
         return next.run(req).await;

@@ -446,7 +446,7 @@ fn a_request_waiting_for_offsets_is_not_a_read_in_flight() {
 
 /// The write floor (`ledger_store::pace`): a request waits for a write turn
 /// only while ingestion has work and has made no progress for the floor's
-/// bound (18 ms at 0.1); an idle writer costs requests nothing (one that
+/// bound (45 ms at 0.1); an idle writer costs requests nothing (one that
 /// beats: `ledger-store`'s pace tests).
 #[test]
 fn a_request_waits_for_a_starved_writers_turn_only() {
@@ -478,7 +478,7 @@ fn a_request_waits_for_a_starved_writers_turn_only() {
     std::thread::sleep(ms(60));
     get();
     assert_eq!(reads.turns(), (0, ms(0)));
-    // Work but no beat for over 18 ms: the request waits for a turn.
+    // Work but no beat for over 45 ms: the request waits for a turn.
     pace.working();
     std::thread::sleep(ms(60));
     get();

@@ -52,10 +52,10 @@ pub const PAUSE_MAX: Duration = Duration::from_millis(100);
 /// The write floor `serve` keeps unless configured (`[kafka]
 /// write_floor`; 0 is none): the least share of wall time a starved
 /// ingestion gets while it has work (module docs).
-pub const DEFAULT_FLOOR: f64 = 0.1;
+pub const DEFAULT_FLOOR: f64 = 0.05;
 
 /// Longest write turn: the most a read waits for a starved writer.
-pub const TURN: Duration = Duration::from_millis(2);
+pub const TURN: Duration = Duration::from_millis(5);
 
 /// The writer's side of a [`ReadLoad`]: whether it has work, its last
 /// beat, and the write turns its starvation started.
@@ -467,7 +467,7 @@ mod tests {
     #[test]
     fn a_starved_writer_gets_bounded_turns_and_an_idle_one_none() {
         let ms = Duration::from_millis;
-        // Floor 0.02: starved after 98 ms without a beat.
+        // Floor 0.02: starved after 245 ms without a beat.
         let load = Arc::new(ReadLoad::with_floor(0.02));
         let starved = load.starved_after.unwrap() + ms(3);
         let pace = Pace::new(load.clone(), 0.25);
@@ -515,9 +515,9 @@ mod tests {
             std::thread::sleep(Duration::from_millis(20));
             assert_eq!(load.writer_turn(), None);
         }
-        // The default floor leaves the writer 18 ms before a 2 ms turn.
+        // The default floor leaves the writer 95 ms before a 5 ms turn.
         let load = ReadLoad::with_floor(DEFAULT_FLOOR);
-        assert_eq!(load.starved_after, Some(Duration::from_millis(18)));
+        assert_eq!(load.starved_after, Some(Duration::from_millis(95)));
     }
 
     #[test]
