@@ -289,26 +289,10 @@ fn ingestion_gives_way_to_reads_by_default_and_still_applies_everything() {
         &dir.path().join("store"),
         &["--no-auth", "--no-reaper"],
     );
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let readers: Vec<_> = (0..2)
-        .map(|_| {
-            let (url, stop) = (server.url("/v1/sessions?limit=100"), stop.clone());
-            std::thread::spawn(move || {
-                let client = reqwest::blocking::Client::new();
-                let mut answered = 0u64;
-                while !stop.load(std::sync::atomic::Ordering::Acquire) {
-                    let status = client.get(&url).send().unwrap().status();
-                    assert_eq!(status.as_u16(), 200);
-                    answered += 1;
-                }
-                answered
-            })
-        })
-        .collect();
+    let readers = Readers::start(&server, 2);
     let sent = publish(&brokers, &topic, records) as i64;
     server.wait_applied(sent, Duration::from_secs(300));
-    stop.store(true, std::sync::atomic::Ordering::Release);
-    let answered: u64 = readers.into_iter().map(|r| r.join().unwrap()).sum();
+    let answered = readers.stop();
     assert!(answered > 0);
     let (_, m) = metrics(&server);
     let paused = value(&m, "ledger_ingest_paused_seconds_total", None);
@@ -343,29 +327,13 @@ fn a_saturating_read_load_still_leaves_ingestion_its_floor() {
         &dir.path().join("store"),
         &["--no-auth", "--no-reaper", "--config", &config],
     );
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     // Three readers a core: every core busy with reads.
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let readers: Vec<_> = (0..3 * cores)
-        .map(|_| {
-            let (url, stop) = (server.url("/v1/sessions?limit=100"), stop.clone());
-            std::thread::spawn(move || {
-                let client = reqwest::blocking::Client::new();
-                let mut answered = 0u64;
-                while !stop.load(std::sync::atomic::Ordering::Acquire) {
-                    let status = client.get(&url).send().unwrap().status();
-                    assert_eq!(status.as_u16(), 200);
-                    answered += 1;
-                }
-                answered
-            })
-        })
-        .collect();
+    let readers = Readers::start(&server, 3 * cores);
     let sent = publish(&brokers, &topic, records) as i64;
     server.wait_applied(sent, Duration::from_secs(300));
     let (_, m) = metrics(&server);
-    stop.store(true, std::sync::atomic::Ordering::Release);
-    let answered: u64 = readers.into_iter().map(|r| r.join().unwrap()).sum();
+    let answered = readers.stop();
     let waited = value(&m, "ledger_http_write_turn_wait_seconds_total", None);
     eprintln!("{answered} reads answered; they waited {waited:.3} s in all for write turns");
     assert!(answered > 0);
@@ -375,6 +343,41 @@ fn a_saturating_read_load_still_leaves_ingestion_its_floor() {
     );
     assert!(server.term().0.success());
     assert_store_matches(&dir.path().join("store"), &fold(&events));
+}
+
+/// Threads that list sessions from a server as fast as it answers, each
+/// asserting every answer is a 200, until stopped.
+struct Readers {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<u64>>,
+}
+
+impl Readers {
+    fn start(server: &Server, n: usize) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let threads = (0..n)
+            .map(|_| {
+                let (url, stop) = (server.url("/v1/sessions?limit=100"), stop.clone());
+                std::thread::spawn(move || {
+                    let client = reqwest::blocking::Client::new();
+                    let mut answered = 0u64;
+                    while !stop.load(std::sync::atomic::Ordering::Acquire) {
+                        let status = client.get(&url).send().unwrap().status();
+                        assert_eq!(status.as_u16(), 200);
+                        answered += 1;
+                    }
+                    answered
+                })
+            })
+            .collect();
+        Self { stop, threads }
+    }
+
+    /// Stops them; the requests answered in all.
+    fn stop(self) -> u64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        self.threads.into_iter().map(|t| t.join().unwrap()).sum()
+    }
 }
 
 /// A generated stream plus malformed records; returns (records, valid events, bad count).

@@ -400,15 +400,14 @@ fn another_tenants_session_is_an_unknown_id_in_every_view() {
     }
 }
 
-/// Ingestion gives way to reads in flight (`[kafka] write_share`); a
-/// request waiting for a consistency token waits *for* ingestion, so it is
-/// counted only once the wait is over and its handler answers.
-#[test]
-fn a_request_waiting_for_offsets_is_not_a_read_in_flight() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), Defaults::default()).unwrap();
+/// A server on a store in `dir` holding `deadline_mix()`, counting its
+/// requests in `reads`, one admin key.
+fn serve_counting_reads(
+    dir: &std::path::Path,
+    reads: &std::sync::Arc<ledger_store::ReadLoad>,
+) -> support::Served {
+    let store = Store::open(dir, Defaults::default()).unwrap();
     support::load(&store, "session-events", deadline_mix());
-    let reads = std::sync::Arc::new(ledger_store::ReadLoad::default());
     let mut state = ledger_api::AppState::new(
         store,
         "session-events",
@@ -417,7 +416,17 @@ fn a_request_waiting_for_offsets_is_not_a_read_in_flight() {
         Default::default(),
     );
     state.reads = Some(reads.clone());
-    let server = support::serve(state);
+    support::serve(state)
+}
+
+/// Ingestion gives way to reads in flight (`[kafka] write_share`); a
+/// request waiting for a consistency token waits *for* ingestion, so it is
+/// counted only once the wait is over and its handler answers.
+#[test]
+fn a_request_waiting_for_offsets_is_not_a_read_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    let reads = std::sync::Arc::new(ledger_store::ReadLoad::default());
+    let server = serve_counting_reads(dir.path(), &reads);
     let url = format!("{}/api/messaging/sessions", server.base);
     let waiting = std::thread::spawn(move || {
         reqwest::blocking::Client::new()
@@ -451,19 +460,9 @@ fn a_request_waiting_for_offsets_is_not_a_read_in_flight() {
 #[test]
 fn a_request_waits_for_a_starved_writers_turn_only() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), Defaults::default()).unwrap();
-    support::load(&store, "session-events", deadline_mix());
     let reads = std::sync::Arc::new(ledger_store::ReadLoad::with_floor(0.1));
     let pace = ledger_store::Pace::new(reads.clone(), 0.25);
-    let mut state = ledger_api::AppState::new(
-        store,
-        "session-events",
-        Auth::new(vec![support::key("admin", ADMIN, Scope::Admin)]),
-        std::sync::Arc::new(|| NOW),
-        Default::default(),
-    );
-    state.reads = Some(reads.clone());
-    let server = support::serve(state);
+    let server = serve_counting_reads(dir.path(), &reads);
     let url = format!("{}/api/messaging/sessions", server.base);
     let client = reqwest::blocking::Client::new();
     let get = || {
