@@ -557,6 +557,8 @@ impl Ingestor {
             // Dead letters first: their delivery must be certain before the
             // offsets that skip them are stored.
             let dead = batch.dead.len() as u64 + batch.undelivered;
+            // Their delivery waits for the broker: no work (write turns).
+            self.cfg.pace.idle();
             if !batch.dead.is_empty()
                 && self
                     .dead_letter_all(&k.rt, &k.dlq, progress, batch.dead)
@@ -700,10 +702,13 @@ impl Ingestor {
             if now >= deadline {
                 break;
             }
-            // Waiting for the broker is no work (no write turn is due).
+            // Waiting for the broker is no work (no write turn is due); a
+            // record is.
             self.cfg.pace.idle();
             let polled_one = c.poll(deadline - now);
-            self.cfg.pace.working();
+            if polled_one.is_some() {
+                self.cfg.pace.working();
+            }
             match polled_one {
                 None => break,
                 Some(Err(e)) => {
