@@ -557,8 +557,6 @@ impl Ingestor {
             // Dead letters first: their delivery must be certain before the
             // offsets that skip them are stored.
             let dead = batch.dead.len() as u64 + batch.undelivered;
-            // Their delivery waits for the broker: no work (write turns).
-            self.cfg.pace.idle();
             if !batch.dead.is_empty()
                 && self
                     .dead_letter_all(&k.rt, &k.dlq, progress, batch.dead)
@@ -930,6 +928,8 @@ impl Ingestor {
         progress: &Progress,
         letters: Vec<RawRecord>,
     ) -> Result<(), KafkaError> {
+        // Delivery waits for the broker: no work (no write turn is due).
+        self.cfg.pace.idle();
         let topic = dlq_topic(&self.cfg.topic);
         let first = rt.block_on(dlq.send_all(&letters, |_| {}));
         let Err(e) = first else {

@@ -69,8 +69,6 @@ struct Writer {
     turn_end: AtomicU64,
     /// Write turns started.
     turns: AtomicU64,
-    /// Time reads waited for write turns, ns.
-    held: AtomicU64,
 }
 
 /// When reads are being served: a running total of the time at least one
@@ -155,19 +153,10 @@ impl ReadLoad {
         (left > 0).then(|| Duration::from_nanos(left))
     }
 
-    /// Counts `waited`, time a read waited for write turns.
-    pub fn held(&self, waited: Duration) {
-        self.writer
-            .held
-            .fetch_add(waited.as_nanos() as u64, Ordering::Relaxed);
-    }
-
-    /// Write turns started so far, and the time reads waited for them.
-    pub fn turns(&self) -> (u64, Duration) {
-        (
-            self.writer.turns.load(Ordering::Relaxed),
-            Duration::from_nanos(self.writer.held.load(Ordering::Relaxed)),
-        )
+    /// Write turns started so far (the time requests waited for them is
+    /// the HTTP layer's `ledger_http_write_turn_wait_seconds`).
+    pub fn turns(&self) -> u64 {
+        self.writer.turns.load(Ordering::Relaxed)
     }
 
     fn beat(&self, working: bool) {
@@ -480,13 +469,13 @@ mod tests {
         assert!(first <= TURN, "{first:?}");
         let second = load.writer_turn().expect("the same turn");
         assert!(second <= first);
-        assert_eq!(load.turns().0, 1, "one turn, however many reads ask");
+        assert_eq!(load.turns(), 1, "one turn, however many reads ask");
         // It ends after TURN; the next is due only the bound later.
         std::thread::sleep(first + ms(1));
         assert_eq!(load.writer_turn(), None, "the turn ended");
         std::thread::sleep(starved);
         assert!(load.writer_turn().is_some(), "starved again");
-        assert_eq!(load.turns().0, 2);
+        assert_eq!(load.turns(), 2);
         // A writer with no work ends its turn and gets none.
         pace.idle();
         assert_eq!(load.writer_turn(), None);
@@ -498,8 +487,7 @@ mod tests {
             std::thread::sleep(ms(10));
             assert_eq!(load.writer_turn(), None);
         }
-        load.held(ms(3));
-        assert_eq!(load.turns(), (2, ms(3)));
+        assert_eq!(load.turns(), 2);
     }
 
     #[test]
@@ -543,7 +531,7 @@ mod tests {
         stop.store(true, Ordering::Release);
         assert!(pace.paused() >= Duration::from_millis(39));
         assert_eq!(asked.join().unwrap(), 0, "a turn during a pause");
-        assert_eq!(load.turns().0, 0);
+        assert_eq!(load.turns(), 0);
     }
 
     #[test]
