@@ -123,6 +123,9 @@ pub struct KafkaSection {
     /// once it has made no progress for `5 ms × (1 − floor) / floor`, new
     /// requests wait for a write turn of at most 5 ms.
     pub write_floor: f64,
+    /// Most records fetched from the broker ahead of ingestion, all
+    /// partitions together (librdkafka's `queued.min.messages`; at least 1).
+    pub prefetch_records: u32,
 }
 
 impl KafkaSection {
@@ -144,6 +147,7 @@ impl KafkaSection {
             sched_idle: self.sched_idle,
             // Paced once `serve` has its readers' load to pace against.
             pace: ledger_store::Pace::none(),
+            prefetch_records: self.prefetch_records,
         }
     }
 }
@@ -362,6 +366,7 @@ impl Default for KafkaSection {
             sched_idle: d.sched_idle,
             write_share: ledger_store::pace::DEFAULT_SHARE,
             write_floor: ledger_store::pace::DEFAULT_FLOOR,
+            prefetch_records: d.prefetch_records,
         }
     }
 }
@@ -422,6 +427,9 @@ impl Config {
         let floor = self.kafka.write_floor;
         if !(0.0..=0.5).contains(&floor) {
             anyhow::bail!("kafka.write_floor is {floor}: it must be from 0 (none) to 0.5");
+        }
+        if self.kafka.prefetch_records == 0 {
+            anyhow::bail!("kafka.prefetch_records is 0: it must be at least 1");
         }
         let grown = self.store.compact_when_grown;
         if !(grown == 0.0 || (1.5..=1e6).contains(&grown)) {
@@ -484,6 +492,22 @@ mod tests {
                 "{err:#}"
             );
         }
+    }
+
+    #[test]
+    fn prefetch_records_is_read_and_refused_at_zero() {
+        assert_eq!(
+            Config::default().kafka.prefetch_records,
+            ledger_kafka::PREFETCH_RECORDS
+        );
+        let cfg = load("[kafka]\nprefetch_records = 5000\n").unwrap();
+        assert_eq!(cfg.kafka.prefetch_records, 5000);
+        assert_eq!(cfg.kafka.ingest_config().prefetch_records, 5000);
+        let err = load("[kafka]\nprefetch_records = 0\n").unwrap_err();
+        assert!(
+            format!("{err:#}").contains("kafka.prefetch_records"),
+            "{err:#}"
+        );
     }
 
     #[test]

@@ -4,9 +4,13 @@
 //! runs this (or: `LEDGER_BENCH_BROKER=host:port cargo bench -p ledger-kafka
 //! --bench consume -- EVENTS SESSIONS RUNS`; `LEDGER_BENCH_BROKER=mock` runs
 //! it on librdkafka's in-process mock cluster: the consumer's own ceiling,
-//! without the dev broker's; at 100,000 records and more the mock cluster's
-//! fetches stall here, so run it with 30,000). Defaults: 300,000 events over
-//! 30,000 sessions, 3 partitions, 3 runs.
+//! without the dev broker's. The mock cluster keeps at most 5 MiB of each
+//! partition's log and trims the oldest records beyond that, so records
+//! published before the consumers start are partly gone at 100,000
+//! records (~10,600 kept a partition at ~460 bytes a record; the raw
+//! consume then waits for records that are no longer there): run it with
+//! 30,000). Defaults: 300,000 events over 30,000 sessions, 3 partitions, 3
+//! runs.
 //!
 //! It publishes the generated stream once, then per run measures (a) the raw
 //! consume rate: the same consumer settings as the ledger, every record read

@@ -70,7 +70,17 @@ pub struct IngestConfig {
     /// How decoding and the store writes give way to reads being served
     /// (`ledger_store::pace`); unpaced by default.
     pub pace: ledger_store::Pace,
+    /// Most records librdkafka fetches ahead of what ingestion has taken
+    /// (its `queued.min.messages`, for all partitions together): the
+    /// broker's work for records not yet needed. While readers slow
+    /// ingestion down, each record fetched ahead is work the broker does
+    /// beside them for nothing yet (librdkafka's default is 100,000).
+    pub prefetch_records: u32,
 }
+
+/// Records fetched ahead by default ([`IngestConfig::prefetch_records`]):
+/// more than one batch of `batch_max`, far below librdkafka's 100,000.
+pub const PREFETCH_RECORDS: u32 = 20_000;
 
 /// Records decoded between two pacing checks while a batch fills.
 const PACE_EVERY: usize = 1_000;
@@ -150,6 +160,7 @@ impl IngestConfig {
             nice: 10,
             sched_idle: false,
             pace: ledger_store::Pace::none(),
+            prefetch_records: PREFETCH_RECORDS,
         }
     }
 }
@@ -445,6 +456,10 @@ impl Ingestor {
     fn consumer(&self) -> Result<LedgerConsumer, KafkaError> {
         Ok(consumer_config(&self.cfg.brokers, &self.cfg.group_id)
             .set("statistics.interval.ms", "1000")
+            .set(
+                "queued.min.messages",
+                self.cfg.prefetch_records.max(1).to_string(),
+            )
             .create_with_context(WatermarkContext::default())?)
     }
 

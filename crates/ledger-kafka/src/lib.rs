@@ -21,7 +21,8 @@ pub mod rebuild;
 
 pub use cluster::{Cluster, ClusterConfig, Member, Members, Owned, Ownership};
 pub use ingest::{
-    consumer_config, DeadLetters, IngestConfig, IngestHandle, Ingestor, PartitionProgress, Progress,
+    consumer_config, DeadLetters, IngestConfig, IngestHandle, Ingestor, PartitionProgress,
+    Progress, PREFETCH_RECORDS,
 };
 pub use metrics::Metrics;
 pub use publish::{admin_create_topic, admin_create_topic_with, event_headers, Publisher};
