@@ -403,6 +403,18 @@ pub struct Ingestor {
     paused_counted: std::sync::atomic::AtomicU64,
 }
 
+/// The ingest consumer's librdkafka settings: [`consumer_config`], its
+/// statistics every second (the high watermarks), and what it fetches ahead
+/// ([`IngestConfig::prefetch_records`], at least 1).
+fn consumer_settings(cfg: &IngestConfig) -> ClientConfig {
+    let mut c = consumer_config(&cfg.brokers, &cfg.group_id);
+    c.set("statistics.interval.ms", "1000").set(
+        "queued.min.messages",
+        cfg.prefetch_records.max(1).to_string(),
+    );
+    c
+}
+
 impl Ingestor {
     /// An ingestor of `store`: a [`Store`], or a [`LiveStore`] that an
     /// online rebuild may switch (ingestion then resumes at the new store's
@@ -454,13 +466,7 @@ impl Ingestor {
     }
 
     fn consumer(&self) -> Result<LedgerConsumer, KafkaError> {
-        Ok(consumer_config(&self.cfg.brokers, &self.cfg.group_id)
-            .set("statistics.interval.ms", "1000")
-            .set(
-                "queued.min.messages",
-                self.cfg.prefetch_records.max(1).to_string(),
-            )
-            .create_with_context(WatermarkContext::default())?)
+        Ok(consumer_settings(&self.cfg).create_with_context(WatermarkContext::default())?)
     }
 
     /// The topic's partitions; waits (until stopped) for the topic to exist.
@@ -1213,6 +1219,29 @@ fn dead_letter(m: &BorrowedMessage<'_>, topic: &str, reason: &str) -> RawRecord 
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_consumer_fetches_ahead_what_the_config_says() {
+        let mut cfg = super::IngestConfig::new("127.0.0.1:9092", "t");
+        let prefetch = |cfg: &super::IngestConfig| {
+            super::consumer_settings(cfg)
+                .get("queued.min.messages")
+                .map(str::to_string)
+        };
+        assert_eq!(
+            prefetch(&cfg),
+            Some(super::PREFETCH_RECORDS.to_string()),
+            "the default"
+        );
+        cfg.prefetch_records = 5_000;
+        assert_eq!(prefetch(&cfg).as_deref(), Some("5000"));
+        cfg.prefetch_records = 0;
+        assert_eq!(prefetch(&cfg).as_deref(), Some("1"), "at least one");
+        // librdkafka takes it: the consumer is created (no broker needed).
+        cfg.prefetch_records = 5_000;
+        let c: Result<rdkafka::consumer::BaseConsumer, _> = super::consumer_settings(&cfg).create();
+        assert!(c.is_ok(), "{:?}", c.err());
+    }
+
     /// Field `n` (1-based, as `proc(5)` numbers them; at least 3) of the
     /// calling thread's `/proc/thread-self/stat`.
     #[cfg(target_os = "linux")]
