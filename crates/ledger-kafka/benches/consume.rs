@@ -43,9 +43,12 @@ fn median(v: &mut [f64]) -> f64 {
 
 /// Reads every record of `topic` up to `total`, touching and dropping each.
 fn raw_consume(brokers: &str, topic: &str, total: u64) -> Duration {
-    let c: BaseConsumer = consumer_config(brokers, &format!("bench-raw-{}", uuid()))
-        .create()
-        .expect("consumer");
+    let c: BaseConsumer = consumer_config(&IngestConfig {
+        group_id: format!("bench-raw-{}", uuid()),
+        ..IngestConfig::new(brokers, topic)
+    })
+    .create()
+    .expect("consumer");
     let mut tpl = TopicPartitionList::new();
     for p in 0..PARTITIONS {
         tpl.add_partition_offset(topic, p, Offset::Beginning)

@@ -301,13 +301,15 @@ type LedgerConsumer = BaseConsumer<WatermarkContext>;
 /// Largest payload copied into a dead letter, bytes.
 pub const DLQ_MAX_PAYLOAD: usize = 64 * 1024;
 
-/// The ingest consumer's settings: manual offsets, fetch sizes that hold any
-/// record a default broker accepts. (Public so benchmarks read the topic the
-/// same way.)
-pub fn consumer_config(brokers: &str, group_id: &str) -> ClientConfig {
+/// The ingest consumer's librdkafka settings: manual offsets, fetch sizes
+/// that hold any record a default broker accepts, statistics every second
+/// (the high watermarks), and what it fetches ahead
+/// ([`IngestConfig::prefetch_records`], at least 1). Public so benchmarks
+/// read the topic the same way.
+pub fn consumer_config(cfg: &IngestConfig) -> ClientConfig {
     let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", brokers)
-        .set("group.id", group_id)
+    c.set("bootstrap.servers", &cfg.brokers)
+        .set("group.id", &cfg.group_id)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
@@ -317,7 +319,12 @@ pub fn consumer_config(brokers: &str, group_id: &str) -> ClientConfig {
         // (1 MiB message.max.bytes), so an oversize poison record is
         // fetched and dead-lettered instead of stalling its partition.
         .set("max.partition.fetch.bytes", "2097152")
-        .set("fetch.max.bytes", "8388608");
+        .set("fetch.max.bytes", "8388608")
+        .set("statistics.interval.ms", "1000")
+        .set(
+            "queued.min.messages",
+            cfg.prefetch_records.max(1).to_string(),
+        );
     c
 }
 
@@ -403,18 +410,6 @@ pub struct Ingestor {
     paused_counted: std::sync::atomic::AtomicU64,
 }
 
-/// The ingest consumer's librdkafka settings: [`consumer_config`], its
-/// statistics every second (the high watermarks), and what it fetches ahead
-/// ([`IngestConfig::prefetch_records`], at least 1).
-fn consumer_settings(cfg: &IngestConfig) -> ClientConfig {
-    let mut c = consumer_config(&cfg.brokers, &cfg.group_id);
-    c.set("statistics.interval.ms", "1000").set(
-        "queued.min.messages",
-        cfg.prefetch_records.max(1).to_string(),
-    );
-    c
-}
-
 impl Ingestor {
     /// An ingestor of `store`: a [`Store`], or a [`LiveStore`] that an
     /// online rebuild may switch (ingestion then resumes at the new store's
@@ -466,7 +461,7 @@ impl Ingestor {
     }
 
     fn consumer(&self) -> Result<LedgerConsumer, KafkaError> {
-        Ok(consumer_settings(&self.cfg).create_with_context(WatermarkContext::default())?)
+        Ok(consumer_config(&self.cfg).create_with_context(WatermarkContext::default())?)
     }
 
     /// The topic's partitions; waits (until stopped) for the topic to exist.
@@ -1223,7 +1218,7 @@ mod tests {
     fn the_consumer_fetches_ahead_what_the_config_says() {
         let mut cfg = super::IngestConfig::new("127.0.0.1:9092", "t");
         let prefetch = |cfg: &super::IngestConfig| {
-            super::consumer_settings(cfg)
+            super::consumer_config(cfg)
                 .get("queued.min.messages")
                 .map(str::to_string)
         };
@@ -1238,7 +1233,7 @@ mod tests {
         assert_eq!(prefetch(&cfg).as_deref(), Some("1"), "at least one");
         // librdkafka takes it: the consumer is created (no broker needed).
         cfg.prefetch_records = 5_000;
-        let c: Result<rdkafka::consumer::BaseConsumer, _> = super::consumer_settings(&cfg).create();
+        let c: Result<rdkafka::consumer::BaseConsumer, _> = super::consumer_config(&cfg).create();
         assert!(c.is_ok(), "{:?}", c.err());
     }
 
