@@ -6,7 +6,9 @@
 //! footprint and compaction of the first run, which take minutes at 10M
 //! events).
 //! Each run applies the whole stream to a fresh store on disk and flushes it;
-//! prints events/s per run and the median, and audits each run's store
+//! prints events/s and CPU time per event (the whole process's, sled's
+//! threads included: steadier than wall time on a shared machine) per run
+//! and their medians, and audits each run's store
 //! (untimed). Batches are applied as `serve`
 //! applies them while nobody reads (a [`Pace`] following a read load that
 //! sees no reads: sled batches of `QUIET_PART` sessions); PART instead
@@ -76,6 +78,7 @@ fn main() {
         t.elapsed()
     );
     let mut rates = vec![];
+    let mut cpus = vec![];
     for run in 1..=runs {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path(), Defaults::default()).expect("open");
@@ -86,6 +89,7 @@ fn main() {
             }
             None => Pace::new(Arc::new(ReadLoad::default()), 1.0),
         };
+        let cpu0 = cpu_secs();
         let t = Instant::now();
         for chunk in records.chunks(batch) {
             let last = chunk.last().expect("non-empty chunk");
@@ -96,9 +100,11 @@ fn main() {
         }
         store.flush().expect("flush");
         let secs = t.elapsed().as_secs_f64();
+        let cpu = cpu_secs() - cpu0;
         let rate = records.len() as f64 / secs;
+        let per_event = cpu * 1e6 / records.len() as f64;
         println!(
-            "run {run}: {} events in {secs:.2} s = {rate:.0} events/s (store {} MiB)",
+            "run {run}: {} events in {secs:.2} s = {rate:.0} events/s, {cpu:.2} CPU-s = {per_event:.2} us CPU/event (store {} MiB)",
             records.len(),
             store.size_on_disk() / (1 << 20)
         );
@@ -179,12 +185,29 @@ fn main() {
             );
         }
         rates.push(rate);
+        cpus.push(per_event);
     }
     rates.sort_by(|a, b| a.total_cmp(b));
+    cpus.sort_by(|a, b| a.total_cmp(b));
     println!(
-        "store path (fold + sled): median {:.0} events/s over {runs} runs",
-        rates[rates.len() / 2]
+        "store path (fold + sled): median {:.0} events/s, {:.2} us CPU/event over {runs} runs",
+        rates[rates.len() / 2],
+        cpus[cpus.len() / 2]
     );
+}
+
+/// CPU time (user + system) this process has used, seconds: every thread,
+/// sled's own included. Steadier than wall time on a shared machine.
+fn cpu_secs() -> f64 {
+    // SAFETY: getrusage writes into the zeroed struct it is given.
+    #[allow(unsafe_code)]
+    let u = unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut u);
+        u
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(u.ru_utime) + secs(u.ru_stime)
 }
 
 /// This process's resident set now and at its peak, bytes (Linux; 0
