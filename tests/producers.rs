@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use common::*;
 use ledger_core::time::format_iso_ms;
+use ledger_testkit::metrics::series as metric;
 use serde_json::{json, Value};
 
 const M: i64 = 60_000;
@@ -259,12 +260,6 @@ fn ids(list: &Value, field: &str) -> BTreeSet<String> {
 
 fn set(v: &[&str]) -> BTreeSet<String> {
     v.iter().map(|s| s.to_string()).collect()
-}
-
-/// A sample of the Prometheus text (`None` when the series is absent).
-fn metric(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
 }
 
 /// `scripts/sdk install`: the venv python and the npm prefix.

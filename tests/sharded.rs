@@ -262,7 +262,7 @@ fn compare_all(bases: &[&str], r: &Reads) -> usize {
 
 /// Sessions the server's store holds (its `ledger_store_sessions` gauge).
 fn stored(s: &Server) -> f64 {
-    s.metric("ledger_store_sessions ")
+    s.metric("ledger_store_sessions")
 }
 
 /// Waits until the stores of `servers` hold `total` sessions between them.
@@ -411,7 +411,7 @@ fn sharded_instances_answer_like_a_replica_and_survive_a_sigkill() {
     let all = stored(&r);
     assert!(all >= SESSIONS as f64, "the replica holds {all} sessions");
     wait_stored(&[&a, &b, &c], all);
-    let bytes = |s: &Server| s.metric("ledger_store_bytes ");
+    let bytes = |s: &Server| s.metric("ledger_store_bytes");
     for s in [&a, &b, &c] {
         let share = stored(s) / all;
         eprintln!(

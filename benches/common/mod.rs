@@ -102,13 +102,7 @@ pub fn metric(addr: &str, name: &str) -> f64 {
     let text = reqwest::blocking::get(format!("http://{addr}/metrics"))
         .and_then(|r| r.text())
         .unwrap_or_default();
-    text.lines()
-        .filter(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    ledger_testkit::metrics::sum(&text, name)
 }
 
 /// Waits until the `serve` at `addr` has applied `total` records; the

@@ -213,17 +213,19 @@ impl Server {
             .count()
     }
 
-    /// The value of the first `/metrics` line starting with `name` (0 when
-    /// there is none).
-    pub fn metric(&self, name: &str) -> f64 {
+    /// A `/metrics` figure: the sample of `series` when it names labels
+    /// (`name{label="v"}`), else the sum of the metric `name`'s samples
+    /// (0 when there is none).
+    pub fn metric(&self, series: &str) -> f64 {
         let text = reqwest::blocking::get(self.url("/metrics"))
             .unwrap()
             .text()
             .unwrap();
-        text.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.rsplit(' ').next())
-            .map_or(0.0, |v| v.parse().unwrap())
+        if series.contains('{') {
+            ledger_testkit::metrics::series(&text, series).unwrap_or(0.0)
+        } else {
+            ledger_testkit::metrics::sum(&text, series)
+        }
     }
 
     /// Sum of the applied offsets the server reports.

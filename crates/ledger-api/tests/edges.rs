@@ -477,11 +477,8 @@ fn a_request_waits_for_a_starved_writers_turn_only() {
             .unwrap()
             .text()
             .unwrap();
-        text.lines()
-            .find_map(|l| l.strip_prefix("ledger_http_write_turn_wait_seconds_total "))
+        ledger_testkit::metrics::series(&text, "ledger_http_write_turn_wait_seconds_total")
             .expect("the turns' metric")
-            .parse::<f64>()
-            .unwrap()
     };
     let ms = std::time::Duration::from_millis;
     // No writer, then a writer with no work: no turn.

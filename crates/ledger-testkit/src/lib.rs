@@ -1,10 +1,12 @@
 //! Test support shared by the ledger's tests and benches (a dev-dependency
 //! only): the reference fold of an event sequence, and loading events into a
-//! real sled store the way ingestion does (batches, offsets, a flush), and
-//! the figures of a `wrk` run ([`wrk`]).
+//! real sled store the way ingestion does (batches, offsets, a flush), the
+//! figures of a `wrk` run ([`wrk`]) and the samples of `/metrics`
+//! ([`metrics`]).
 
 use std::collections::BTreeMap;
 
+pub mod metrics;
 pub mod wrk;
 
 use ledger_core::{replay, Defaults, Event, Session};
