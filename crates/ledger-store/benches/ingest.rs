@@ -13,7 +13,8 @@
 //! applies them while nobody reads (a [`Pace`] following a read load that
 //! sees no reads: sled batches of `QUIET_PART` sessions); PART instead
 //! writes in sled batches of at most PART sessions, as with reads in flight
-//! (`WRITE_PART`, 100).
+//! (`WRITE_PART`, 100). `CACHE_MB=N` sets sled's page cache as `[store]
+//! cache_mb` does (default `CACHE_BYTES`).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -51,6 +52,13 @@ fn main() {
     let runs = args.get(3).copied().unwrap_or(3);
     let compact = args.get(4).copied().unwrap_or(1) != 0;
     let part = args.get(5).copied();
+    // sled's page cache, MiB (`[store] cache_mb`; the default otherwise).
+    if let Some(mb) = std::env::var("CACHE_MB")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        ledger_store::set_cache_bytes(mb << 20);
+    }
     let t = Instant::now();
     let records: Vec<Record> = Generator::new(GenConfig {
         seed: 1,
