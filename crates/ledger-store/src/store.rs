@@ -474,6 +474,10 @@ pub(crate) struct Inner {
     pub(crate) write: Mutex<()>,
     /// Most sessions one sled batch of `apply_batch` writes.
     pub(crate) write_part: std::sync::atomic::AtomicUsize,
+    /// What sled's batch of a write part took a session, ns, averaged over
+    /// the recent parts (0: none written yet); sizes quiet parts
+    /// ([`crate::write::quiet_part`]).
+    pub(crate) part_ns: std::sync::atomic::AtomicU64,
     /// The stored next offsets by topic and partition, read at open and kept
     /// equal to the tree by every applied batch (every API response reads
     /// them).
@@ -678,6 +682,7 @@ impl Store {
                 tree,
                 write: Mutex::new(()),
                 write_part: std::sync::atomic::AtomicUsize::new(crate::write::WRITE_PART),
+                part_ns: std::sync::atomic::AtomicU64::new(0),
                 stats: Mutex::new(stats),
                 durable: Mutex::new(offsets.clone()),
                 offsets: Mutex::new(offsets),
@@ -997,16 +1002,31 @@ impl Store {
 
     /// Applies `batch` with the index chunk writes `index` implies: sled's
     /// in the batch, the memory indexes' right after it. For a caller
-    /// holding the write lock, before it announces what it wrote.
+    /// holding the write lock, before it announces what it wrote. Returns
+    /// how long sled's batch took (every read waited that long at most).
     pub(crate) fn apply_indexed(
         &self,
         mut batch: sled::Batch,
         index: IndexChanges,
-    ) -> Result<(), StoreError> {
+    ) -> Result<std::time::Duration, StoreError> {
         let in_memory = index.write(self.indexes(), &mut batch)?;
+        let t = std::time::Instant::now();
         self.inner.tree.apply_batch(batch)?;
+        let held = t.elapsed();
         self.inner.mem.apply(in_memory);
-        Ok(())
+        Ok(held)
+    }
+
+    /// Counts a write part of `sessions` whose sled batch took `held` into
+    /// the time a session takes (a moving average, the last part a quarter).
+    pub(crate) fn note_part_time(&self, held: std::time::Duration, sessions: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let ns = u64::try_from(held.as_nanos() / sessions.max(1) as u128)
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let old = self.inner.part_ns.load(Relaxed);
+        let new = if old == 0 { ns } else { (old / 4) * 3 + ns / 4 };
+        self.inner.part_ns.store(new, Relaxed);
     }
 
     /// Builds the memory indexes from the session records, in groups of

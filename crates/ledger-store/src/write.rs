@@ -1,6 +1,7 @@
 //! The write path: a batch is folded in memory, each touched session read
 //! and written once, and written in sled batches of at most [`WRITE_PART`]
-//! sessions each ([`QUIET_PART`] while the writer sees no reads). sled
+//! sessions each (up to [`QUIET_PART`] while the writer sees no reads,
+//! as many as sled applies in about [`QUIET_PART_TIME`]). sled
 //! 0.34 blocks every read while it applies a batch, so the part bounds how
 //! long readers wait, whatever the consumed batch size.
 //!
@@ -78,10 +79,31 @@ const PARALLEL_MIN: usize = 512;
 pub const WRITE_PART: usize = 100;
 
 /// Most sessions in one sled batch when the [`Pace`] knows that no read
-/// has been served for a while ([`Pace::quiet`]): a read arriving then
-/// waits for at most one such part (~45 ms at 50,000-event batches in
-/// `benches/reads.rs`), and fewer, larger parts rewrite fewer index chunks.
+/// has been served for a while ([`Pace::quiet`]): fewer, larger parts
+/// rewrite fewer index chunks. A read arriving then waits for one such part
+/// at most, so quiet parts are also sized to hold sled's lock for about
+/// [`QUIET_PART_TIME`] ([`quiet_part`]).
 pub const QUIET_PART: usize = 1_000;
+
+/// About the longest a quiet part holds sled's lock: the first read after
+/// a quiet spell waits this long at most, whatever the store's size and
+/// however cold its cache (1,000 sessions took ~45 ms at 100,000 sessions
+/// in `benches/reads.rs`, and likely over 100 ms at 1M sessions with sled's
+/// cache cold after a restart).
+pub const QUIET_PART_TIME: Duration = Duration::from_millis(20);
+
+/// Sessions in the next quiet part: as many as take about
+/// [`QUIET_PART_TIME`] at `ns_per_session` (what sled's batches of the
+/// recent parts took a session, ns; 0 when nothing was measured yet),
+/// between `part_max` and [`QUIET_PART`] (never below `part_max`).
+pub fn quiet_part(ns_per_session: u64, part_max: usize) -> usize {
+    let most = QUIET_PART.max(part_max);
+    if ns_per_session == 0 {
+        return part_max;
+    }
+    let fits = QUIET_PART_TIME.as_nanos() / u128::from(ns_per_session);
+    usize::try_from(fits).unwrap_or(most).clamp(part_max, most)
+}
 
 impl Store {
     /// Folds a batch and writes it — sessions, index changes, history,
@@ -206,7 +228,12 @@ impl Store {
         let mut first = true;
         let last_part = loop {
             let size = if pace.quiet() {
-                part_max.max(QUIET_PART)
+                quiet_part(
+                    self.inner
+                        .part_ns
+                        .load(std::sync::atomic::Ordering::Relaxed),
+                    part_max,
+                )
             } else {
                 part_max
             };
@@ -276,7 +303,10 @@ impl Store {
             for (name, v) in stats.named() {
                 batch.insert(keys::counter(&name), &v.to_be_bytes()[..]);
             }
-            self.apply_indexed(batch, index)?;
+            let held = self.apply_indexed(batch, index)?;
+            if take > 0 {
+                self.note_part_time(held, take);
+            }
             if last {
                 break part_mark;
             }
@@ -487,5 +517,74 @@ impl Store {
                 warning_minutes: now.session.timeout.warning_threshold_minutes,
             }),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_quiet_part_holds_sleds_lock_for_about_its_time() {
+        let target = QUIET_PART_TIME.as_nanos() as u64;
+        // Nothing measured yet (a store just opened, its cache cold): the
+        // small parts a read may wait for.
+        assert_eq!(quiet_part(0, WRITE_PART), WRITE_PART);
+        // Fast sessions: the most a quiet part holds.
+        assert_eq!(quiet_part(1_000, WRITE_PART), QUIET_PART);
+        // As many as fit in the time.
+        assert_eq!(quiet_part(target / 400, WRITE_PART), 400);
+        // Slow ones: never below the part a read in flight gets.
+        assert_eq!(quiet_part(target, WRITE_PART), WRITE_PART);
+        assert_eq!(quiet_part(u64::MAX, WRITE_PART), WRITE_PART);
+        // A write part set above the quiet one (a bench) stays what it is.
+        assert_eq!(quiet_part(1_000, 5_000), 5_000);
+        assert_eq!(quiet_part(target / 400, 5_000), 5_000);
+    }
+
+    #[test]
+    fn the_time_a_session_takes_follows_the_recent_parts() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), ledger_core::Defaults::default()).unwrap();
+        let ns = || {
+            store
+                .inner
+                .part_ns
+                .load(std::sync::atomic::Ordering::Relaxed)
+        };
+        assert_eq!(ns(), 0);
+        store.note_part_time(Duration::from_millis(20), 1_000);
+        assert_eq!(ns(), 20_000);
+        // A slower part moves the average a quarter of the way.
+        store.note_part_time(Duration::from_millis(10), 100);
+        assert_eq!(ns(), 40_000);
+    }
+
+    #[test]
+    fn writing_a_batch_measures_its_parts() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), ledger_core::Defaults::default()).unwrap();
+        let records: Vec<Record> = ledger_gen::generate(ledger_gen::GenConfig {
+            sessions: 50,
+            events: 500,
+            ..Default::default()
+        })
+        .into_iter()
+        .enumerate()
+        .map(|(i, event)| Record {
+            event,
+            partition: 0,
+            offset: i as i64,
+        })
+        .collect();
+        let next = [(0, records.len() as i64)];
+        store.apply_batch("t", &records, &next, 0).unwrap();
+        assert!(
+            store
+                .inner
+                .part_ns
+                .load(std::sync::atomic::Ordering::Relaxed)
+                > 0
+        );
     }
 }
