@@ -88,8 +88,7 @@ pub const QUIET_PART: usize = 1_000;
 /// About the longest a quiet part holds sled's lock: the first read after
 /// a quiet spell waits this long at most, whatever the store's size and
 /// however cold its cache (1,000 sessions took ~45 ms at 100,000 sessions
-/// in `benches/reads.rs`, and likely over 100 ms at 1M sessions with sled's
-/// cache cold after a restart).
+/// in `benches/reads.rs`, and take longer in a larger store or a cold one).
 pub const QUIET_PART_TIME: Duration = Duration::from_millis(20);
 
 /// Sessions in the next quiet part: as many as take about
