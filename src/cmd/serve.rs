@@ -59,6 +59,10 @@ fn auth(cfg: &Config) -> anyhow::Result<Auth> {
     Ok(Auth::new(keys))
 }
 
+/// How long `serve` waits for the store's file lock to be let go before it
+/// refuses to start on a store in use.
+const STORE_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Runs until `shutdown` resolves, then stops in order: HTTP, reaper,
 /// consumer (after its batch in flight), store flush.
 pub async fn run(
@@ -68,8 +72,10 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     println!("effective configuration:\n{}", cfg.masked());
     let auth = auth(&cfg)?;
+    // A process that held the store a moment ago (the one this one
+    // replaces, still exiting) may not have let go of its file lock yet.
     let store = LiveStore::from(
-        Store::open(&cfg.store.path, cfg.defaults)
+        Store::open_when_released(&cfg.store.path, cfg.defaults, STORE_LOCK_WAIT)
             .with_context(|| format!("opening store {}", cfg.store.path.display()))?,
     );
     crate::keep_freed_memory();

@@ -172,10 +172,17 @@ impl Server {
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
         let base = loop {
-            let line = lines
-                .next()
-                .expect("serve exited before listening")
-                .unwrap();
+            let Some(line) = lines.next() else {
+                let _ = child.wait();
+                let said = std::fs::read_to_string(&log).unwrap_or_default();
+                let tail: Vec<&str> = said.lines().rev().take(20).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                panic!(
+                    "serve exited before listening; its log ends:\n{}",
+                    tail.join("\n")
+                );
+            };
+            let line = line.unwrap();
             if let Some(addr) = line.strip_prefix("listening on ") {
                 break addr.trim().to_string();
             }
