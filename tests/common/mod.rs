@@ -175,12 +175,9 @@ impl Server {
             let Some(line) = lines.next() else {
                 let _ = child.wait();
                 let said = std::fs::read_to_string(&log).unwrap_or_default();
-                let tail: Vec<&str> = said.lines().rev().take(20).collect();
-                let tail: Vec<&str> = tail.into_iter().rev().collect();
-                panic!(
-                    "serve exited before listening; its log ends:\n{}",
-                    tail.join("\n")
-                );
+                let lines: Vec<&str> = said.lines().collect();
+                let tail = lines[lines.len().saturating_sub(20)..].join("\n");
+                panic!("serve exited before listening; its log ends:\n{tail}");
             };
             let line = line.unwrap();
             if let Some(addr) = line.strip_prefix("listening on ") {

@@ -11,7 +11,8 @@
 //! and their medians, and audits each run's store
 //! (untimed). Batches are applied as `serve`
 //! applies them while nobody reads (a [`Pace`] following a read load that
-//! sees no reads: sled batches of `QUIET_PART` sessions); PART instead
+//! sees no reads: sled batches of up to `QUIET_PART` sessions, as many as
+//! sled writes in about `QUIET_PART_TIME`); PART instead
 //! writes in sled batches of at most PART sessions, as with reads in flight
 //! (`WRITE_PART`, 100). `CACHE_MB=N` sets sled's page cache as `[store]
 //! cache_mb` does (default `CACHE_BYTES`).

@@ -83,4 +83,4 @@ pub use store::{
     set_cache_bytes, BatchReport, EventCounts, HistoryBase, HistoryEntry, Record, Stats, Store,
     StoreError, StoredSession, CACHE_BYTES, FORMAT, HISTORY_LEN, TAIL_MAX,
 };
-pub use write::{quiet_part, QUIET_PART, QUIET_PART_TIME, WRITE_PART};
+pub use write::{QUIET_PART, QUIET_PART_TIME, WRITE_PART};

@@ -474,10 +474,9 @@ pub(crate) struct Inner {
     pub(crate) write: Mutex<()>,
     /// Most sessions one sled batch of `apply_batch` writes.
     pub(crate) write_part: std::sync::atomic::AtomicUsize,
-    /// What sled's batch of a write part took a session, ns, averaged over
-    /// the recent parts (0: none written yet); sizes quiet parts
-    /// ([`crate::write::quiet_part`]).
-    pub(crate) part_ns: std::sync::atomic::AtomicU64,
+    /// What sled's batches of the recent write parts took a session; sizes
+    /// quiet parts.
+    pub(crate) part_time: crate::write::PartTime,
     /// The stored next offsets by topic and partition, read at open and kept
     /// equal to the tree by every applied batch (every API response reads
     /// them).
@@ -682,7 +681,7 @@ impl Store {
                 tree,
                 write: Mutex::new(()),
                 write_part: std::sync::atomic::AtomicUsize::new(crate::write::WRITE_PART),
-                part_ns: std::sync::atomic::AtomicU64::new(0),
+                part_time: crate::write::PartTime::default(),
                 stats: Mutex::new(stats),
                 durable: Mutex::new(offsets.clone()),
                 offsets: Mutex::new(offsets),
@@ -1015,18 +1014,6 @@ impl Store {
         let held = t.elapsed();
         self.inner.mem.apply(in_memory);
         Ok(held)
-    }
-
-    /// Counts a write part of `sessions` whose sled batch took `held` into
-    /// the time a session takes (a moving average, the last part a quarter).
-    pub(crate) fn note_part_time(&self, held: std::time::Duration, sessions: usize) {
-        use std::sync::atomic::Ordering::Relaxed;
-        let ns = u64::try_from(held.as_nanos() / sessions.max(1) as u128)
-            .unwrap_or(u64::MAX)
-            .max(1);
-        let old = self.inner.part_ns.load(Relaxed);
-        let new = if old == 0 { ns } else { (old / 4) * 3 + ns / 4 };
-        self.inner.part_ns.store(new, Relaxed);
     }
 
     /// Builds the memory indexes from the session records, in groups of

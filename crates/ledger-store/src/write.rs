@@ -91,11 +91,34 @@ pub const QUIET_PART: usize = 1_000;
 /// in `benches/reads.rs`, and take longer in a larger store or a cold one).
 pub const QUIET_PART_TIME: Duration = Duration::from_millis(20);
 
+/// What sled's batches of the recent write parts took a session, ns: a
+/// moving average (the last part a quarter); 0 until a part was written.
+#[derive(Default)]
+pub(crate) struct PartTime(std::sync::atomic::AtomicU64);
+
+impl PartTime {
+    /// Counts a part of `sessions` whose sled batch took `held`.
+    fn note(&self, held: Duration, sessions: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let ns = u64::try_from(held.as_nanos() / sessions.max(1) as u128)
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let old = self.0.load(Relaxed);
+        let new = if old == 0 { ns } else { (old / 4) * 3 + ns / 4 };
+        self.0.store(new, Relaxed);
+    }
+
+    /// The average, ns a session (0: nothing measured yet).
+    fn ns(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 /// Sessions in the next quiet part: as many as take about
-/// [`QUIET_PART_TIME`] at `ns_per_session` (what sled's batches of the
-/// recent parts took a session, ns; 0 when nothing was measured yet),
-/// between `part_max` and [`QUIET_PART`] (never below `part_max`).
-pub fn quiet_part(ns_per_session: u64, part_max: usize) -> usize {
+/// [`QUIET_PART_TIME`] at `ns_per_session` ([`PartTime`]; 0 when nothing
+/// was measured yet), between `part_max` and [`QUIET_PART`] (never below
+/// `part_max`).
+fn quiet_part(ns_per_session: u64, part_max: usize) -> usize {
     let most = QUIET_PART.max(part_max);
     if ns_per_session == 0 {
         return part_max;
@@ -227,12 +250,7 @@ impl Store {
         let mut first = true;
         let last_part = loop {
             let size = if pace.quiet() {
-                quiet_part(
-                    self.inner
-                        .part_ns
-                        .load(std::sync::atomic::Ordering::Relaxed),
-                    part_max,
-                )
+                quiet_part(self.inner.part_time.ns(), part_max)
             } else {
                 part_max
             };
@@ -304,7 +322,7 @@ impl Store {
             }
             let held = self.apply_indexed(batch, index)?;
             if take > 0 {
-                self.note_part_time(held, take);
+                self.inner.part_time.note(held, take);
             }
             if last {
                 break part_mark;
@@ -543,20 +561,13 @@ mod tests {
 
     #[test]
     fn the_time_a_session_takes_follows_the_recent_parts() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), ledger_core::Defaults::default()).unwrap();
-        let ns = || {
-            store
-                .inner
-                .part_ns
-                .load(std::sync::atomic::Ordering::Relaxed)
-        };
-        assert_eq!(ns(), 0);
-        store.note_part_time(Duration::from_millis(20), 1_000);
-        assert_eq!(ns(), 20_000);
+        let t = PartTime::default();
+        assert_eq!(t.ns(), 0);
+        t.note(Duration::from_millis(20), 1_000);
+        assert_eq!(t.ns(), 20_000);
         // A slower part moves the average a quarter of the way.
-        store.note_part_time(Duration::from_millis(10), 100);
-        assert_eq!(ns(), 40_000);
+        t.note(Duration::from_millis(10), 100);
+        assert_eq!(t.ns(), 40_000);
     }
 
     #[test]
@@ -578,12 +589,6 @@ mod tests {
         .collect();
         let next = [(0, records.len() as i64)];
         store.apply_batch("t", &records, &next, 0).unwrap();
-        assert!(
-            store
-                .inner
-                .part_ns
-                .load(std::sync::atomic::Ordering::Relaxed)
-                > 0
-        );
+        assert!(store.inner.part_time.ns() > 0);
     }
 }
